@@ -1,0 +1,31 @@
+//! Compiles etcd's v3 API protos into Rust using a vendored `protoc`
+//! (no system `protoc` required).
+
+use std::io;
+
+const PROTO_DIR: &str = "proto";
+const PROTOS: &[&str] = &[
+    "proto/kv.proto",
+    "proto/auth.proto",
+    "proto/rpc.proto",
+    "proto/v3lock.proto",
+    "proto/v3election.proto",
+];
+
+fn main() -> io::Result<()> {
+    println!("cargo:rerun-if-changed={PROTO_DIR}");
+    for proto in PROTOS {
+        println!("cargo:rerun-if-changed={proto}");
+    }
+
+    let protoc = protoc_bin_vendored::protoc_bin_path()
+        .map_err(|e| io::Error::other(format!("vendored protoc unavailable: {e}")))?;
+
+    let mut config = prost_build::Config::new();
+    config.protoc_executable(protoc);
+
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_with_config(config, PROTOS, &[PROTO_DIR])
+}

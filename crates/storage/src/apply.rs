@@ -1,0 +1,178 @@
+//! Applying replicated commands: one redb write transaction per batch, committed without
+//! fsync (the raft log is the durable record; see `Store::flush`), with the caller's raft
+//! metadata written in the same transaction so data and applied index never disagree.
+
+use std::time::Instant;
+
+use cairn_proto::etcdserverpb::alarm_request::AlarmAction;
+use cairn_proto::etcdserverpb::{
+    AlarmMember, AlarmRequest, AlarmResponse, CompactionResponse, LeaseGrantRequest,
+    LeaseGrantResponse, LeaseRevokeResponse, ResponseHeader,
+};
+use prost::Message;
+use redb::Durability;
+
+use crate::backend::{LeaseRecord, alarm_key};
+use crate::command::{Command, CommandResponse, Op};
+use crate::error::{Result, StoreError, backend};
+use crate::index::KeyRange;
+use crate::lease::MAX_LEASE_TTL;
+use crate::store::{Store, Tables, lock, read_lock, write_lock};
+use crate::watch::event_of;
+use crate::write::WriteTxn;
+
+fn header(revision: i64) -> Option<ResponseHeader> {
+    Some(ResponseHeader {
+        revision,
+        ..Default::default()
+    })
+}
+
+impl Store {
+    /// Applies a batch of commands in order (`None` = an entry without a command). The outer
+    /// error is a storage failure (fatal for the member); the inner ones are the commands' own.
+    pub fn apply(
+        &self,
+        batch: &[Option<Command>],
+        meta: &[(&str, Vec<u8>)],
+    ) -> Result<Vec<Result<CommandResponse>>> {
+        let mut state = write_lock(&self.state);
+        let mut lessor = lock(&self.lessor);
+        let db = read_lock(&self.db);
+        let mut txn = db.begin_write().map_err(backend("begin write"))?;
+        txn.set_durability(Durability::None)
+            .map_err(backend("set durability"))?;
+        let mut results = Vec::with_capacity(batch.len());
+        let mut events = Vec::new();
+        let now = Instant::now();
+        {
+            let mut tables = Tables::open(&txn)?;
+            for cmd in batch {
+                let Some(Command { op: Some(op) }) = cmd else {
+                    results.push(Ok(CommandResponse::Empty));
+                    continue;
+                };
+                let mut w = WriteTxn::new(&mut state, &mut tables, &mut lessor, now);
+                let result = apply_op(&mut w, op);
+                let changes = std::mem::take(&mut w.changes);
+                if !changes.is_empty() {
+                    let rev = state.current_rev + 1;
+                    state.current_rev = rev;
+                    events.extend(changes.into_iter().map(|kv| {
+                        let tombstone = kv.create_revision == 0;
+                        event_of(kv, rev, tombstone)
+                    }));
+                }
+                results.push(result);
+            }
+            for (name, value) in meta {
+                tables
+                    .meta
+                    .insert(*name, value.as_slice())
+                    .map_err(backend("write meta"))?;
+            }
+        }
+        txn.commit().map_err(backend("commit apply"))?;
+        let (current, compact) = (state.current_rev, state.compact_rev);
+        drop(db);
+        drop(lessor);
+        drop(state);
+        self.hub.notify(&events, current, compact);
+        Ok(results)
+    }
+}
+
+fn apply_op(w: &mut WriteTxn<'_, '_>, op: &Op) -> Result<CommandResponse> {
+    match op {
+        Op::Put(p) => w.put_request(p).map(CommandResponse::Put),
+        Op::DeleteRange(d) => w.delete_request(d).map(CommandResponse::DeleteRange),
+        Op::Txn(t) => w.txn_request(t).map(CommandResponse::Txn),
+        Op::Compact(c) => {
+            crate::compact::check(w.state, c.revision)?;
+            crate::compact::compact(w.state, w.tables, c.revision)?;
+            Ok(CommandResponse::Compact(CompactionResponse {
+                header: header(w.state.current_rev),
+            }))
+        }
+        Op::LeaseGrant(g) => lease_grant(w, g).map(CommandResponse::LeaseGrant),
+        Op::LeaseRevoke(r) => lease_revoke(w, r.id).map(CommandResponse::LeaseRevoke),
+        Op::Alarm(a) => alarm(w, a).map(CommandResponse::Alarm),
+    }
+}
+
+fn lease_grant(w: &mut WriteTxn<'_, '_>, g: &LeaseGrantRequest) -> Result<LeaseGrantResponse> {
+    if w.lessor.contains(g.id) {
+        return Err(StoreError::LeaseExists);
+    }
+    if g.ttl > MAX_LEASE_TTL {
+        return Err(StoreError::LeaseTtlTooLarge);
+    }
+    let ttl = w.lessor.effective_ttl(g.ttl);
+    let rec = LeaseRecord { id: g.id, ttl };
+    w.tables
+        .lease
+        .insert(g.id, rec.encode_to_vec().as_slice())
+        .map_err(backend("write lease table"))?;
+    w.lessor.insert(g.id, ttl, w.now);
+    Ok(LeaseGrantResponse {
+        header: header(w.state.current_rev),
+        id: g.id,
+        ttl,
+        error: String::new(),
+    })
+}
+
+/// Revokes a lease and deletes its keys in one revision, in key order (as etcd does).
+fn lease_revoke(w: &mut WriteTxn<'_, '_>, id: i64) -> Result<LeaseRevokeResponse> {
+    let lease = w.lessor.revoke(id).ok_or(StoreError::LeaseNotFound)?;
+    for key in &lease.keys {
+        w.delete_range(&KeyRange::new(key.clone(), vec![]))?;
+    }
+    w.tables
+        .lease
+        .remove(id)
+        .map_err(backend("write lease table"))?;
+    let rev = if w.changes.is_empty() {
+        w.begin_rev
+    } else {
+        w.begin_rev + 1
+    };
+    Ok(LeaseRevokeResponse {
+        header: header(rev),
+    })
+}
+
+fn alarm(w: &mut WriteTxn<'_, '_>, a: &AlarmRequest) -> Result<AlarmResponse> {
+    let member = AlarmMember {
+        member_id: a.member_id,
+        alarm: a.alarm,
+    };
+    let key = alarm_key(a.member_id, a.alarm);
+    let mut alarms = Vec::new();
+    match AlarmAction::try_from(a.action).unwrap_or(AlarmAction::Get) {
+        AlarmAction::Get => {}
+        AlarmAction::Activate => {
+            if a.alarm != 0 {
+                w.tables
+                    .alarm
+                    .insert(key.as_slice(), ())
+                    .map_err(backend("write alarm table"))?;
+                alarms.push(member);
+            }
+        }
+        AlarmAction::Deactivate => {
+            if w.tables
+                .alarm
+                .remove(key.as_slice())
+                .map_err(backend("write alarm table"))?
+                .is_some()
+            {
+                alarms.push(member);
+            }
+        }
+    }
+    Ok(AlarmResponse {
+        header: header(w.state.current_rev),
+        alarms,
+    })
+}

@@ -1,0 +1,36 @@
+//! MVCC key-value storage on redb, shaped like etcd's `mvcc` package.
+//!
+//! # Layout
+//! - [`revision`]: `(main, sub)` revisions and etcd's 17/18-byte key encoding.
+//! - [`key_index`], [`index`]: the in-memory history of each key (etcd's keyIndex/treeIndex).
+//! - `backend`: the redb tables; no other crate sees redb.
+//! - [`store`]: open, reads, flush, defragment; `apply`: replicated commands in batches.
+//! - `write`: one command's changes (put, delete, txn); `read`: range with every option.
+//! - [`txn`]: compare evaluation and request checks, pure.
+//! - `compact`, `hash`: compaction and etcd's HashKV.
+//! - [`lease`]: the lessor; [`watch`]: the watch hub and its replay.
+//! - [`command`]: what a raft log entry carries.
+//!
+//! Design notes: `docs/storage.md`.
+
+mod apply;
+mod backend;
+pub mod command;
+mod compact;
+pub mod error;
+mod hash;
+pub mod index;
+pub mod key_index;
+pub mod lease;
+mod read;
+pub mod revision;
+pub mod store;
+pub mod txn;
+pub mod watch;
+mod write;
+
+pub use command::{Command, CommandResponse, Op};
+pub use error::{Result, StoreError};
+pub use index::KeyRange;
+pub use store::{KvHash, Store, StoreOptions};
+pub use watch::{WatchBatch, WatchFilters, WatchHub, WatcherId};

@@ -1,0 +1,444 @@
+//! The store: opens the redb file, rebuilds the index, serves reads, applies replicated
+//! commands in batches, and runs the watch sync thread.
+//!
+//! Locking: `state` (index + revision bounds) is a std RwLock held for the length of one read
+//! or one apply batch; `lessor` is a separate mutex so keep-alives never wait on reads; the
+//! lock order is state, then lessor, then `db`. redb calls are synchronous: callers on an async
+//! runtime run them on blocking threads.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use cairn_proto::etcdserverpb::{AlarmMember, RangeRequest, RangeResponse};
+use cairn_proto::mvccpb::{Event, KeyValue};
+use prost::Message;
+use redb::{Database, Durability, ReadableDatabase, ReadableTable};
+
+use crate::backend::{
+    ALARM, FINISHED_COMPACT_REV, KEY, LEASE, LeaseRecord, META, SCHEDULED_COMPACT_REV,
+    alarm_from_key, meta_revision,
+};
+use crate::error::{Result, StoreError, backend};
+use crate::index::{KeyRange, TreeIndex};
+use crate::lease::{Lease, Lessor};
+use crate::read::View;
+use crate::revision::Revision;
+use crate::watch::{WatchHub, event_of};
+
+pub(crate) struct State {
+    pub index: TreeIndex,
+    pub current_rev: i64,
+    pub compact_rev: i64,
+}
+
+/// The tables one write transaction works on.
+pub(crate) struct Tables<'t> {
+    pub key: redb::Table<'t, &'static [u8], &'static [u8]>,
+    pub meta: redb::Table<'t, &'static str, &'static [u8]>,
+    pub lease: redb::Table<'t, i64, &'static [u8]>,
+    pub alarm: redb::Table<'t, &'static [u8], ()>,
+}
+
+impl<'t> Tables<'t> {
+    pub fn open(txn: &'t redb::WriteTransaction) -> Result<Self> {
+        Ok(Tables {
+            key: txn.open_table(KEY).map_err(backend("open key table"))?,
+            meta: txn.open_table(META).map_err(backend("open meta table"))?,
+            lease: txn.open_table(LEASE).map_err(backend("open lease table"))?,
+            alarm: txn.open_table(ALARM).map_err(backend("open alarm table"))?,
+        })
+    }
+}
+
+/// Settings of a store; the defaults match etcd's.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Leases shorter than this are granted this TTL (etcd: 1.5 election timeouts, rounded up).
+    pub min_lease_ttl: i64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions { min_lease_ttl: 2 }
+    }
+}
+
+/// Result of a HashKV.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvHash {
+    pub hash: u32,
+    pub compact_revision: i64,
+    pub hash_revision: i64,
+}
+
+pub struct Store {
+    path: PathBuf,
+    pub(crate) db: RwLock<Database>,
+    pub(crate) state: RwLock<State>,
+    pub(crate) lessor: Mutex<Lessor>,
+    pub(crate) hub: Arc<WatchHub>,
+}
+
+pub(crate) fn read_lock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+pub(crate) fn write_lock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
+}
+pub(crate) fn lock<T>(l: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    l.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path` and rebuilds its in-memory state.
+    pub fn open(path: &Path, opts: StoreOptions) -> Result<Arc<Store>> {
+        let db = Database::create(path).map_err(|e| StoreError::Backend {
+            context: "open database",
+            message: format!("{}: {e}", path.display()),
+        })?;
+        {
+            let txn = db.begin_write().map_err(backend("begin write"))?;
+            Tables::open(&txn)?;
+            txn.commit().map_err(backend("commit"))?;
+        }
+        let mut lessor = Lessor::new(opts.min_lease_ttl);
+        let (state, leased) = rebuild(&db)?;
+        let now = Instant::now();
+        {
+            let txn = db.begin_read().map_err(backend("begin read"))?;
+            let leases = txn.open_table(LEASE).map_err(backend("open lease table"))?;
+            for row in leases.iter().map_err(backend("scan lease table"))? {
+                let (_, v) = row.map_err(backend("scan lease table"))?;
+                let rec = LeaseRecord::decode(v.value())
+                    .map_err(|e| StoreError::Corrupt(format!("lease record: {e}")))?;
+                lessor.insert(rec.id, rec.ttl, now);
+            }
+        }
+        for (key, id) in leased {
+            lessor.move_key(&key, id);
+        }
+        let hub = Arc::new(WatchHub::new(state.current_rev, state.compact_rev));
+        let store = Arc::new(Store {
+            path: path.to_path_buf(),
+            db: RwLock::new(db),
+            state: RwLock::new(state),
+            lessor: Mutex::new(lessor),
+            hub,
+        });
+        let (weak, hub) = (Arc::downgrade(&store), store.hub.clone());
+        std::thread::Builder::new()
+            .name("watch-sync".into())
+            .spawn(move || sync_loop(weak, hub))
+            .map_err(|e| StoreError::Backend {
+                context: "start watch sync thread",
+                message: e.to_string(),
+            })?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn current_revision(&self) -> i64 {
+        read_lock(&self.state).current_rev
+    }
+
+    pub fn compact_revision(&self) -> i64 {
+        read_lock(&self.state).compact_rev
+    }
+
+    /// Runs `f` over a consistent view of the current data.
+    fn with_view<R>(
+        &self,
+        f: impl FnOnce(&View<'_, redb::ReadOnlyTable<&'static [u8], &'static [u8]>>) -> Result<R>,
+    ) -> Result<R> {
+        let state = read_lock(&self.state);
+        let db = read_lock(&self.db);
+        let txn = db.begin_read().map_err(backend("begin read"))?;
+        let table = txn.open_table(KEY).map_err(backend("open key table"))?;
+        let view = View {
+            index: &state.index,
+            table: &table,
+            current_rev: state.current_rev,
+            compact_rev: state.compact_rev,
+        };
+        f(&view)
+    }
+
+    /// etcd's Range with every option.
+    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
+        self.with_view(|v| v.range(req))
+    }
+
+    /// The key as it was at `rev` (watch prev_kv); `None` if absent or compacted.
+    pub fn get_at(&self, key: &[u8], rev: i64) -> Option<KeyValue> {
+        self.with_view(|v| {
+            Ok(v.range_kvs(&KeyRange::new(key.to_vec(), vec![]), rev, 1)?
+                .0
+                .pop())
+        })
+        .ok()
+        .flatten()
+    }
+
+    /// HashKV at `rev` (0 = current).
+    pub fn hash_kv(&self, rev: i64) -> Result<KvHash> {
+        let state = read_lock(&self.state);
+        if rev > 0 && rev < state.compact_rev {
+            return Err(StoreError::Compacted);
+        }
+        if rev > state.current_rev {
+            return Err(StoreError::FutureRevision);
+        }
+        let rev = if rev == 0 { state.current_rev } else { rev };
+        let keep = state.index.keep(rev);
+        let db = read_lock(&self.db);
+        let txn = db.begin_read().map_err(backend("begin read"))?;
+        let table = txn.open_table(KEY).map_err(backend("open key table"))?;
+        let hash = crate::hash::hash_kv(&table, state.compact_rev, rev, &keep)?;
+        Ok(KvHash {
+            hash,
+            compact_revision: state.compact_rev,
+            hash_revision: rev,
+        })
+    }
+
+    /// A hash of every stored row of every table (Maintenance.Hash); differs between members
+    /// whose raft metadata differs, like etcd's.
+    pub fn hash_all(&self) -> Result<u32> {
+        let db = read_lock(&self.db);
+        let txn = db.begin_read().map_err(backend("begin read"))?;
+        let mut crc = 0u32;
+        for row in txn
+            .open_table(KEY)
+            .map_err(backend("open key table"))?
+            .iter()
+            .map_err(backend("scan"))?
+        {
+            let (k, v) = row.map_err(backend("scan"))?;
+            crc = crc32c::crc32c_append(crc32c::crc32c_append(crc, k.value()), v.value());
+        }
+        for row in txn
+            .open_table(META)
+            .map_err(backend("open meta table"))?
+            .iter()
+            .map_err(backend("scan"))?
+        {
+            let (k, v) = row.map_err(backend("scan"))?;
+            crc =
+                crc32c::crc32c_append(crc32c::crc32c_append(crc, k.value().as_bytes()), v.value());
+        }
+        Ok(crc)
+    }
+
+    pub fn watch_hub(&self) -> &WatchHub {
+        &self.hub
+    }
+
+    /// Keep-alive; `None` when the lease does not exist.
+    pub fn lease_renew(&self, id: i64) -> Option<i64> {
+        lock(&self.lessor).renew(id, Instant::now())
+    }
+
+    pub fn lease(&self, id: i64) -> Option<Lease> {
+        lock(&self.lessor).get(id).cloned()
+    }
+
+    pub fn lease_exists(&self, id: i64) -> bool {
+        lock(&self.lessor).contains(id)
+    }
+
+    pub fn lease_ids(&self) -> Vec<i64> {
+        lock(&self.lessor).ids()
+    }
+
+    pub fn effective_lease_ttl(&self, ttl: i64) -> i64 {
+        lock(&self.lessor).effective_ttl(ttl)
+    }
+
+    /// Leases whose time is up (the leader revokes them through consensus).
+    pub fn expired_leases(&self) -> Vec<i64> {
+        lock(&self.lessor).expired(Instant::now())
+    }
+
+    /// Restarts every lease clock; called when this member becomes leader.
+    pub fn promote_leases(&self, extend: Duration) {
+        lock(&self.lessor).promote(Instant::now(), extend);
+    }
+
+    pub fn alarms(&self) -> Result<Vec<AlarmMember>> {
+        let db = read_lock(&self.db);
+        let txn = db.begin_read().map_err(backend("begin read"))?;
+        let table = txn.open_table(ALARM).map_err(backend("open alarm table"))?;
+        let mut out = Vec::new();
+        for row in table.iter().map_err(backend("scan alarm table"))? {
+            let (k, _) = row.map_err(backend("scan alarm table"))?;
+            if let Some((member_id, alarm)) = alarm_from_key(k.value()) {
+                out.push(AlarmMember { member_id, alarm });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads a meta value written with an apply batch (e.g. raft state).
+    pub fn meta(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let db = read_lock(&self.db);
+        let txn = db.begin_read().map_err(backend("begin read"))?;
+        let table = txn.open_table(META).map_err(backend("open meta table"))?;
+        Ok(table
+            .get(name)
+            .map_err(backend("read meta"))?
+            .map(|v| v.value().to_vec()))
+    }
+
+    /// Makes every applied batch durable (apply commits without fsync; the raft log is the
+    /// durable record until this runs).
+    pub fn flush(&self) -> Result<()> {
+        let db = read_lock(&self.db);
+        let mut txn = db.begin_write().map_err(backend("begin write"))?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(backend("set durability"))?;
+        txn.commit().map_err(backend("flush"))
+    }
+
+    /// Size of the database file, and the bytes its live data uses.
+    pub fn db_size(&self) -> (i64, i64) {
+        let total = std::fs::metadata(&self.path)
+            .map(|m| m.len() as i64)
+            .unwrap_or(0);
+        let db = read_lock(&self.db);
+        let in_use = db
+            .begin_write()
+            .ok()
+            .and_then(|txn| {
+                let stats = txn.stats().ok()?;
+                let used = stats.stored_bytes() + stats.metadata_bytes() + stats.fragmented_bytes();
+                txn.abort().ok()?;
+                Some(used as i64)
+            })
+            .unwrap_or(total);
+        (total, in_use.min(total))
+    }
+
+    /// Rewrites the file to its live size (redb compaction). Reads and writes wait meanwhile.
+    pub fn defragment(&self) -> Result<()> {
+        let _state = write_lock(&self.state);
+        let mut db = write_lock(&self.db);
+        self.flush_locked(&db)?;
+        db.compact().map_err(backend("defragment"))?;
+        Ok(())
+    }
+
+    fn flush_locked(&self, db: &Database) -> Result<()> {
+        let mut txn = db.begin_write().map_err(backend("begin write"))?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(backend("set durability"))?;
+        txn.commit().map_err(backend("flush"))
+    }
+
+    /// Number of keys that exist now.
+    pub fn key_count(&self) -> usize {
+        read_lock(&self.state).index.live_keys()
+    }
+
+    /// Stored events with revision in `from..=upto` whose key is in `range` (watch replay).
+    pub(crate) fn events_between(
+        &self,
+        range: &KeyRange,
+        from: i64,
+        upto: i64,
+    ) -> Result<Vec<Event>> {
+        let db = read_lock(&self.db);
+        let txn = db.begin_read().map_err(backend("begin read"))?;
+        let table = txn.open_table(KEY).map_err(backend("open key table"))?;
+        let start = Revision::scan_start(from);
+        let end = Revision::scan_start(upto + 1);
+        let mut out = Vec::new();
+        for row in table
+            .range::<&[u8]>(start.as_slice()..end.as_slice())
+            .map_err(backend("scan key table"))?
+        {
+            let (k, v) = row.map_err(backend("scan key table"))?;
+            let Some((rev, tombstone)) = Revision::from_bytes(k.value()) else {
+                continue;
+            };
+            let kv = KeyValue::decode(v.value()).map_err(|e| {
+                StoreError::Corrupt(format!("KeyValue at revision {}: {e}", rev.main))
+            })?;
+            if range.contains(&kv.key) {
+                out.push(event_of(kv, rev.main, tombstone));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Scans the `key` table once: rebuilds the index, the revision bounds, and which lease each
+/// live key holds.
+fn rebuild(db: &Database) -> Result<(State, HashMap<Vec<u8>, i64>)> {
+    let txn = db.begin_read().map_err(backend("begin read"))?;
+    let meta = txn.open_table(META).map_err(backend("open meta table"))?;
+    let finished = meta_revision(&meta, FINISHED_COMPACT_REV)?.unwrap_or(0);
+    let scheduled = meta_revision(&meta, SCHEDULED_COMPACT_REV)?.unwrap_or(0);
+    if scheduled != finished {
+        return Err(StoreError::Corrupt(format!(
+            "compaction at revision {scheduled} did not finish (finished: {finished}); restore from a snapshot"
+        )));
+    }
+    let table = txn.open_table(KEY).map_err(backend("open key table"))?;
+    let mut index = TreeIndex::default();
+    let mut leased: HashMap<Vec<u8>, i64> = HashMap::new();
+    let mut last = 0;
+    for row in table.iter().map_err(backend("scan key table"))? {
+        let (k, v) = row.map_err(backend("scan key table"))?;
+        let (rev, tombstone) = Revision::from_bytes(k.value())
+            .ok_or_else(|| StoreError::Corrupt("a key table row has no revision key".into()))?;
+        let kv = KeyValue::decode(v.value())
+            .map_err(|e| StoreError::Corrupt(format!("KeyValue at revision {}: {e}", rev.main)))?;
+        index.restore(&kv.key, kv.create_revision, rev, kv.version, tombstone);
+        if tombstone || kv.lease == 0 {
+            leased.remove(&kv.key);
+        } else {
+            leased.insert(kv.key.clone(), kv.lease);
+        }
+        last = rev.main;
+    }
+    let current_rev = last.max(finished).max(1);
+    Ok((
+        State {
+            index,
+            current_rev,
+            compact_rev: finished,
+        },
+        leased,
+    ))
+}
+
+/// Replays history to unsynced watchers until the store is dropped. It holds the store only
+/// while replaying, so dropping the last handle closes the database promptly.
+fn sync_loop(store: Weak<Store>, hub: Arc<WatchHub>) {
+    const MAX_REVS_PER_ROUND: i64 = 1000;
+    while store.strong_count() > 0 {
+        let (jobs, current) = hub.take_jobs(Duration::from_millis(200));
+        if jobs.is_empty() {
+            continue;
+        }
+        let Some(s) = store.upgrade() else { return };
+        let mut progressed = false;
+        for job in jobs {
+            let upto = current.min(job.from + MAX_REVS_PER_ROUND - 1);
+            match s.events_between(&job.range, job.from, upto) {
+                Ok(events) => progressed |= hub.deliver(&job, events, upto),
+                Err(e) => tracing::error!(error = %e, watcher = job.id, "watch replay failed"),
+            }
+        }
+        drop(s);
+        if !progressed {
+            // every unsynced watcher's channel is full: give its reader time
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! The raft log, vote and committed index in their own redb file (`member/raft.redb`).
+//!
+//! Every append is one durable (fsync'd) redb commit; openraft hands over all entries that
+//! queued up meanwhile, so one fsync covers a whole batch of client writes. redb is synchronous:
+//! each call runs on a blocking thread.
+
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+use std::path::Path;
+use std::sync::Arc;
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{RaftLogReader, StorageIOError, Vote};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::types::{Entry, LogId, StorageError, TypeConfig};
+
+const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
+const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
+const VOTE: &str = "vote";
+const COMMITTED: &str = "committed";
+const LAST_PURGED: &str = "last_purged";
+
+#[derive(Clone)]
+pub struct LogStore {
+    db: Arc<Database>,
+}
+
+fn io_err(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
+
+impl LogStore {
+    pub fn open(path: &Path) -> Result<Self, String> {
+        let db =
+            Database::create(path).map_err(|e| format!("open raft log {}: {e}", path.display()))?;
+        let txn = db.begin_write().map_err(|e| e.to_string())?;
+        txn.open_table(LOG).map_err(|e| e.to_string())?;
+        txn.open_table(STATE).map_err(|e| e.to_string())?;
+        txn.commit().map_err(|e| e.to_string())?;
+        Ok(LogStore { db: Arc::new(db) })
+    }
+
+    /// Runs a redb job on a blocking thread.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, std::io::Error> + Send + 'static,
+    ) -> Result<T, std::io::Error> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(io_err)?
+    }
+
+    fn get_state<T: serde::de::DeserializeOwned>(
+        db: &Database,
+        name: &str,
+    ) -> Result<Option<T>, std::io::Error> {
+        let txn = db.begin_read().map_err(io_err)?;
+        let t = txn.open_table(STATE).map_err(io_err)?;
+        match t.get(name).map_err(io_err)? {
+            Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(io_err)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn put_state<T: serde::Serialize>(
+        db: &Database,
+        name: &str,
+        value: &T,
+    ) -> Result<(), std::io::Error> {
+        let bytes = serde_json::to_vec(value).map_err(io_err)?;
+        let txn = db.begin_write().map_err(io_err)?;
+        txn.open_table(STATE)
+            .map_err(io_err)?
+            .insert(name, bytes.as_slice())
+            .map_err(io_err)?;
+        txn.commit().map_err(io_err)
+    }
+
+    /// A small named value kept beside the log (member and cluster IDs).
+    pub fn read_meta<T: serde::de::DeserializeOwned>(
+        &self,
+        name: &str,
+    ) -> Result<Option<T>, String> {
+        Self::get_state(&self.db, name).map_err(|e| e.to_string())
+    }
+
+    pub fn write_meta<T: serde::Serialize>(&self, name: &str, value: &T) -> Result<(), String> {
+        Self::put_state(&self.db, name, value).map_err(|e| e.to_string())
+    }
+}
+
+fn bounds(range: &impl RangeBounds<u64>) -> (u64, Option<u64>) {
+    let start = match range.start_bound() {
+        Bound::Included(&s) => s,
+        Bound::Excluded(&s) => s + 1,
+        Bound::Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(&e) => Some(e + 1),
+        Bound::Excluded(&e) => Some(e),
+        Bound::Unbounded => None,
+    };
+    (start, end)
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let (start, end) = bounds(&range);
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(io_err)?;
+            let t = txn.open_table(LOG).map_err(io_err)?;
+            let iter = match end {
+                Some(e) if e <= start => return Ok(Vec::new()),
+                Some(e) => t.range(start..e),
+                None => t.range(start..),
+            }
+            .map_err(io_err)?;
+            let mut out = Vec::new();
+            for row in iter {
+                let (_, v) = row.map_err(io_err)?;
+                out.push(bincode::deserialize::<Entry>(v.value()).map_err(io_err)?);
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| StorageIOError::read_logs(&e).into())
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        self.blocking(|db| {
+            let last_purged: Option<LogId> = Self::get_state(db, LAST_PURGED)?;
+            let txn = db.begin_read().map_err(io_err)?;
+            let t = txn.open_table(LOG).map_err(io_err)?;
+            let last = match t.last().map_err(io_err)? {
+                Some((_, v)) => Some(
+                    bincode::deserialize::<Entry>(v.value())
+                        .map_err(io_err)?
+                        .log_id,
+                ),
+                None => last_purged,
+            };
+            Ok(LogState {
+                last_purged_log_id: last_purged,
+                last_log_id: last,
+            })
+        })
+        .await
+        .map_err(|e| StorageIOError::read_logs(&e).into())
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError> {
+        let vote = *vote;
+        self.blocking(move |db| Self::put_state(db, VOTE, &vote))
+            .await
+            .map_err(|e| StorageIOError::write_vote(&e).into())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError> {
+        self.blocking(|db| Self::get_state(db, VOTE))
+            .await
+            .map_err(|e| StorageIOError::read_vote(&e).into())
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        self.blocking(move |db| Self::put_state(db, COMMITTED, &committed))
+            .await
+            .map_err(|e| StorageIOError::write(&e).into())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        self.blocking(|db| Ok(Self::get_state::<Option<LogId>>(db, COMMITTED)?.flatten()))
+            .await
+            .map_err(|e| StorageIOError::read(&e).into())
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let encoded: Vec<(u64, Vec<u8>)> = entries
+            .into_iter()
+            .map(|e| bincode::serialize(&e).map(|b| (e.log_id.index, b)))
+            .collect::<Result<_, _>>()
+            .map_err(|e| StorageIOError::write_logs(&io_err(e)))?;
+        let result = self
+            .blocking(move |db| {
+                let txn = db.begin_write().map_err(io_err)?;
+                {
+                    let mut t = txn.open_table(LOG).map_err(io_err)?;
+                    for (index, bytes) in &encoded {
+                        t.insert(*index, bytes.as_slice()).map_err(io_err)?;
+                    }
+                }
+                txn.commit().map_err(io_err)
+            })
+            .await;
+        let flushed = result.as_ref().map(|_| ()).map_err(|e| io_err(e));
+        callback.log_io_completed(flushed);
+        result.map_err(|e| StorageIOError::write_logs(&e).into())
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(io_err)?;
+            txn.open_table(LOG)
+                .map_err(io_err)?
+                .retain_in(log_id.index.., |_, _| false)
+                .map_err(io_err)?;
+            txn.commit().map_err(io_err)
+        })
+        .await
+        .map_err(|e| StorageIOError::write_logs(&e).into())
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.blocking(move |db| {
+            let bytes = serde_json::to_vec(&log_id).map_err(io_err)?;
+            let txn = db.begin_write().map_err(io_err)?;
+            txn.open_table(STATE)
+                .map_err(io_err)?
+                .insert(LAST_PURGED, bytes.as_slice())
+                .map_err(io_err)?;
+            txn.open_table(LOG)
+                .map_err(io_err)?
+                .retain_in(..=log_id.index, |_, _| false)
+                .map_err(io_err)?;
+            txn.commit().map_err(io_err)
+        })
+        .await
+        .map_err(|e| StorageIOError::write_logs(&e).into())
+    }
+}

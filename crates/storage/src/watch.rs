@@ -146,7 +146,13 @@ impl WatchHub {
         s.compact_rev = compact_rev;
         let mut fell_behind = false;
         for w in s.watchers.values_mut().filter(|w| w.synced) {
-            let mine: Vec<Event> = events.iter().filter(|e| w.wants(e)).cloned().collect();
+            // a watcher may start in the future: nothing before its start revision
+            let from = w.next_rev;
+            let mine: Vec<Event> = events
+                .iter()
+                .filter(|e| w.wants(e) && revision_of(e) >= from)
+                .cloned()
+                .collect();
             if !mine.is_empty() {
                 let batch = WatchBatch {
                     revision: current_rev,
@@ -160,7 +166,7 @@ impl WatchHub {
                     continue;
                 }
             }
-            w.next_rev = current_rev + 1;
+            w.next_rev = w.next_rev.max(current_rev + 1);
         }
         s.watchers.retain(|_, w| !w.tx.is_closed());
         drop(s);
@@ -239,6 +245,10 @@ impl WatchHub {
     pub fn watcher_count(&self) -> usize {
         self.lock().watchers.len()
     }
+}
+
+fn revision_of(e: &Event) -> i64 {
+    e.kv.as_ref().map_or(0, |kv| kv.mod_revision)
 }
 
 /// Turns a stored change into a watch event (a tombstone carries only its key).

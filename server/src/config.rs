@@ -1,0 +1,394 @@
+//! Flags, with etcd's names and defaults; every flag can also come from `ETCD_<FLAG>`.
+//! Parsed once, validated once into [`Config`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "cairn",
+    version,
+    about = "Cairn: an etcd v3 compatible key-value server built for operations"
+)]
+pub struct Flags {
+    /// Human-readable name for this member.
+    #[arg(long, env = "ETCD_NAME", default_value = "default")]
+    pub name: String,
+    /// Path to the data directory [default: <name>.cairn].
+    #[arg(long, env = "ETCD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// URLs to listen on for client traffic (gRPC, /health, /metrics).
+    #[arg(
+        long,
+        env = "ETCD_LISTEN_CLIENT_URLS",
+        default_value = "http://127.0.0.1:2379"
+    )]
+    pub listen_client_urls: String,
+    /// Client URLs of this member, as told to the rest of the cluster and to clients.
+    #[arg(
+        long,
+        env = "ETCD_ADVERTISE_CLIENT_URLS",
+        default_value = "http://localhost:2379"
+    )]
+    pub advertise_client_urls: String,
+    /// URLs to listen on for peer traffic.
+    #[arg(
+        long,
+        env = "ETCD_LISTEN_PEER_URLS",
+        default_value = "http://localhost:2380"
+    )]
+    pub listen_peer_urls: String,
+    /// Peer URLs of this member, as told to the rest of the cluster.
+    #[arg(
+        long,
+        env = "ETCD_INITIAL_ADVERTISE_PEER_URLS",
+        default_value = "http://localhost:2380"
+    )]
+    pub initial_advertise_peer_urls: String,
+    /// Initial cluster configuration for bootstrapping [default: <name>=<initial-advertise-peer-urls>].
+    #[arg(long, env = "ETCD_INITIAL_CLUSTER")]
+    pub initial_cluster: Option<String>,
+    /// Initial cluster state ('new' or 'existing').
+    #[arg(long, env = "ETCD_INITIAL_CLUSTER_STATE", default_value = "new")]
+    pub initial_cluster_state: String,
+    /// Initial cluster token for the cluster during bootstrap.
+    #[arg(
+        long,
+        env = "ETCD_INITIAL_CLUSTER_TOKEN",
+        default_value = "etcd-cluster"
+    )]
+    pub initial_cluster_token: String,
+    /// Time (in milliseconds) of a heartbeat interval.
+    #[arg(long, env = "ETCD_HEARTBEAT_INTERVAL", default_value_t = 100)]
+    pub heartbeat_interval: u64,
+    /// Time (in milliseconds) for an election to timeout.
+    #[arg(long, env = "ETCD_ELECTION_TIMEOUT", default_value_t = 1000)]
+    pub election_timeout: u64,
+    /// Number of committed transactions to trigger a raft snapshot.
+    #[arg(long, env = "ETCD_SNAPSHOT_COUNT", default_value_t = 100_000)]
+    pub snapshot_count: u64,
+    /// Raise alarms when backend size exceeds the given quota (0 defaults to 2 GiB).
+    #[arg(long, env = "ETCD_QUOTA_BACKEND_BYTES", default_value_t = 0)]
+    pub quota_backend_bytes: i64,
+    /// Interpret 'auto-compaction-retention' as 'periodic' (hours, or a duration) or 'revision'.
+    #[arg(long, env = "ETCD_AUTO_COMPACTION_MODE", default_value = "periodic")]
+    pub auto_compaction_mode: String,
+    /// Auto compaction retention; 0 disables auto compaction.
+    #[arg(long, env = "ETCD_AUTO_COMPACTION_RETENTION", default_value = "0")]
+    pub auto_compaction_retention: String,
+    /// Maximum number of operations permitted in a transaction.
+    #[arg(long, env = "ETCD_MAX_TXN_OPS", default_value_t = 128)]
+    pub max_txn_ops: usize,
+    /// Maximum client request size in bytes the server will accept.
+    #[arg(long, env = "ETCD_MAX_REQUEST_BYTES", default_value_t = 1_572_864)]
+    pub max_request_bytes: usize,
+    /// Extra URLs to serve /metrics and /health on.
+    #[arg(long, env = "ETCD_LISTEN_METRICS_URLS")]
+    pub listen_metrics_urls: Option<String>,
+    /// The etcd version reported by Status and /version (clients gate features on it).
+    #[arg(long, env = "CAIRN_ETCD_VERSION", default_value = "3.5.0")]
+    pub etcd_version: String,
+    /// Interval between watch progress notifications.
+    #[arg(long, env = "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m", value_parser = parse_duration)]
+    pub experimental_watch_progress_notify_interval: Duration,
+    /// Log level (debug, info, warn, error).
+    #[arg(long, env = "ETCD_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// Client TLS certificate (not supported yet: refused with a clear error).
+    #[arg(long, env = "ETCD_CERT_FILE")]
+    pub cert_file: Option<PathBuf>,
+    #[arg(long, env = "ETCD_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+    #[arg(long, env = "ETCD_TRUSTED_CA_FILE")]
+    pub trusted_ca_file: Option<PathBuf>,
+    #[arg(long, env = "ETCD_CLIENT_CERT_AUTH", default_value_t = false)]
+    pub client_cert_auth: bool,
+    #[arg(long, env = "ETCD_PEER_CERT_FILE")]
+    pub peer_cert_file: Option<PathBuf>,
+    #[arg(long, env = "ETCD_PEER_KEY_FILE")]
+    pub peer_key_file: Option<PathBuf>,
+    #[arg(long, env = "ETCD_PEER_TRUSTED_CA_FILE")]
+    pub peer_trusted_ca_file: Option<PathBuf>,
+}
+
+/// How auto-compaction runs, after validation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoCompaction {
+    Off,
+    /// Keep this much history.
+    Periodic(Duration),
+    /// Keep this many revisions.
+    Revision(i64),
+}
+
+/// Validated settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub listen_client: Vec<SocketAddr>,
+    pub listen_metrics: Vec<SocketAddr>,
+    pub advertise_client_urls: Vec<String>,
+    pub peer_urls: Vec<String>,
+    pub initial_cluster: Vec<(String, Vec<String>)>,
+    pub initial_cluster_token: String,
+    pub heartbeat_interval: Duration,
+    pub election_timeout: Duration,
+    pub snapshot_count: u64,
+    pub quota_backend_bytes: i64,
+    pub auto_compaction: AutoCompaction,
+    pub max_txn_ops: usize,
+    pub max_request_bytes: usize,
+    pub etcd_version: String,
+    pub progress_notify_interval: Duration,
+    pub log_level: String,
+}
+
+/// etcd's default quota: 2 GiB.
+pub const DEFAULT_QUOTA_BYTES: i64 = 2 * 1024 * 1024 * 1024;
+
+fn split_urls(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// `http://host:port` to a socket address (names resolved, e.g. `localhost`).
+pub fn listen_addr(url: &str) -> anyhow::Result<Vec<SocketAddr>> {
+    use std::net::ToSocketAddrs;
+    let Some(rest) = url.strip_prefix("http://") else {
+        if url.starts_with("https://") {
+            bail!("listen URL {url:?}: TLS is not supported yet; use http://");
+        }
+        bail!("listen URL {url:?} must look like http://HOST:PORT");
+    };
+    let hostport = rest.trim_end_matches('/');
+    let addrs: Vec<SocketAddr> = hostport
+        .to_socket_addrs()
+        .with_context(|| format!("listen URL {url:?} has no usable host:port"))?
+        .collect();
+    Ok(addrs.into_iter().take(1).collect())
+}
+
+/// Parses `name=url,name=url2,other=url3` (a name may repeat for several URLs).
+pub fn parse_initial_cluster(s: &str) -> anyhow::Result<Vec<(String, Vec<String>)>> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for part in split_urls(s) {
+        let Some((name, url)) = part.split_once('=') else {
+            bail!("--initial-cluster entry {part:?} must be NAME=URL")
+        };
+        match out.iter_mut().find(|(n, _)| n == name) {
+            Some((_, urls)) => urls.push(url.to_string()),
+            None => out.push((name.to_string(), vec![url.to_string()])),
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for url in out.iter().flat_map(|(_, u)| u) {
+        if !seen.insert(url) {
+            bail!("--initial-cluster has duplicate URL {url:?}");
+        }
+    }
+    Ok(out)
+}
+
+/// `10m`, `90s`, `1h`, `500ms`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map(|i| s.split_at(i))
+        .unwrap_or((s, "s"));
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 10m, 90s, 500ms)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?} has an unknown unit (use ms, s, m or h)")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn auto_compaction(mode: &str, retention: &str) -> anyhow::Result<AutoCompaction> {
+    let off = retention.trim() == "0" || retention.trim().is_empty();
+    match mode {
+        _ if off => Ok(AutoCompaction::Off),
+        "periodic" => {
+            // a bare number means hours, as in etcd
+            let d = match retention.parse::<f64>() {
+                Ok(h) => Duration::from_secs_f64(h * 3600.0),
+                Err(_) => parse_duration(retention).map_err(anyhow::Error::msg)?,
+            };
+            Ok(AutoCompaction::Periodic(d))
+        }
+        "revision" => Ok(AutoCompaction::Revision(retention.parse().with_context(
+            || format!("--auto-compaction-retention {retention:?} must be a number of revisions"),
+        )?)),
+        other => bail!("--auto-compaction-mode {other:?} must be 'periodic' or 'revision'"),
+    }
+}
+
+impl Flags {
+    pub fn validate(self) -> anyhow::Result<Config> {
+        if self.cert_file.is_some()
+            || self.key_file.is_some()
+            || self.trusted_ca_file.is_some()
+            || self.client_cert_auth
+            || self.peer_cert_file.is_some()
+            || self.peer_key_file.is_some()
+            || self.peer_trusted_ca_file.is_some()
+        {
+            bail!(
+                "TLS flags are not supported yet: run cairn on plain http:// URLs (behind a TLS proxy if needed)"
+            );
+        }
+        if self.initial_cluster_state != "new" && self.initial_cluster_state != "existing" {
+            bail!(
+                "--initial-cluster-state {:?} must be 'new' or 'existing'",
+                self.initial_cluster_state
+            );
+        }
+        if self.election_timeout < 5 * self.heartbeat_interval {
+            bail!(
+                "--election-timeout[{}ms] should be at least as 5 times as --heartbeat-interval[{}ms]",
+                self.election_timeout,
+                self.heartbeat_interval
+            );
+        }
+        let peer_urls = split_urls(&self.initial_advertise_peer_urls);
+        let initial_cluster = match &self.initial_cluster {
+            Some(s) => parse_initial_cluster(s)?,
+            None => vec![(self.name.clone(), peer_urls.clone())],
+        };
+        let mut listen_client = Vec::new();
+        for u in split_urls(&self.listen_client_urls) {
+            listen_client.extend(listen_addr(&u)?);
+        }
+        let mut listen_metrics = Vec::new();
+        for u in self
+            .listen_metrics_urls
+            .as_deref()
+            .map(split_urls)
+            .unwrap_or_default()
+        {
+            listen_metrics.extend(listen_addr(&u)?);
+        }
+        Ok(Config {
+            data_dir: self
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(format!("{}.cairn", self.name))),
+            listen_client,
+            listen_metrics,
+            advertise_client_urls: split_urls(&self.advertise_client_urls),
+            peer_urls,
+            initial_cluster,
+            initial_cluster_token: self.initial_cluster_token,
+            heartbeat_interval: Duration::from_millis(self.heartbeat_interval),
+            election_timeout: Duration::from_millis(self.election_timeout),
+            snapshot_count: self.snapshot_count.max(1),
+            quota_backend_bytes: if self.quota_backend_bytes <= 0 {
+                DEFAULT_QUOTA_BYTES
+            } else {
+                self.quota_backend_bytes
+            },
+            auto_compaction: auto_compaction(
+                &self.auto_compaction_mode,
+                &self.auto_compaction_retention,
+            )?,
+            max_txn_ops: self.max_txn_ops,
+            max_request_bytes: self.max_request_bytes,
+            etcd_version: self.etcd_version,
+            progress_notify_interval: self.experimental_watch_progress_notify_interval,
+            log_level: self.log_level,
+            name: self.name,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(args: &[&str]) -> Flags {
+        Flags::try_parse_from(std::iter::once("cairn").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn defaults_follow_etcd() {
+        let c = flags(&[]).validate().unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("default.cairn"));
+        assert_eq!(c.listen_client, vec!["127.0.0.1:2379".parse().unwrap()]);
+        assert_eq!(
+            c.initial_cluster,
+            vec![(
+                "default".to_string(),
+                vec!["http://localhost:2380".to_string()]
+            )]
+        );
+        assert_eq!(
+            (c.max_txn_ops, c.max_request_bytes, c.quota_backend_bytes),
+            (128, 1_572_864, DEFAULT_QUOTA_BYTES)
+        );
+        assert_eq!(c.auto_compaction, AutoCompaction::Off);
+        let c = flags(&["--name", "n1"]).validate().unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("n1.cairn"));
+    }
+
+    #[test]
+    fn initial_cluster_and_bad_values() {
+        let ic = parse_initial_cluster("a=http://x:1,b=http://y:2,a=http://z:3").unwrap();
+        assert_eq!(
+            ic[0],
+            (
+                "a".to_string(),
+                vec!["http://x:1".to_string(), "http://z:3".to_string()]
+            )
+        );
+        assert!(
+            parse_initial_cluster("a=http://x:1,b=http://x:1")
+                .unwrap_err()
+                .to_string()
+                .contains("duplicate URL")
+        );
+        assert!(parse_initial_cluster("nonsense").is_err());
+        assert!(
+            flags(&["--initial-cluster-state", "bogus"])
+                .validate()
+                .is_err()
+        );
+        assert!(
+            flags(&["--listen-client-urls", "https://127.0.0.1:1"])
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("TLS")
+        );
+        assert!(flags(&["--election-timeout", "100"]).validate().is_err());
+    }
+
+    #[test]
+    fn auto_compaction_forms() {
+        assert_eq!(
+            auto_compaction("periodic", "1").unwrap(),
+            AutoCompaction::Periodic(Duration::from_secs(3600))
+        );
+        assert_eq!(
+            auto_compaction("periodic", "30m").unwrap(),
+            AutoCompaction::Periodic(Duration::from_secs(1800))
+        );
+        assert_eq!(
+            auto_compaction("revision", "1000").unwrap(),
+            AutoCompaction::Revision(1000)
+        );
+        assert!(auto_compaction("weekly", "1").is_err());
+    }
+}

@@ -1,0 +1,232 @@
+//! The one table from internal errors to gRPC status: etcd's code and exact message
+//! (etcd's `api/v3rpc/rpctypes/error.go`), because clients match on both.
+
+use cairn_consensus::ConsensusError;
+use cairn_storage::StoreError;
+use tonic::{Code, Status};
+
+/// Everything a client call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("no leader")]
+    NoLeader,
+    #[error("request is too large")]
+    RequestTooLarge,
+    #[error("request timed out")]
+    Timeout,
+    #[error("server stopped: {0}")]
+    Stopped(String),
+    #[error("watcher range is empty")]
+    EmptyWatcherRange,
+    #[error("{0}")]
+    Unsupported(&'static str),
+    #[error("bad leader transferee")]
+    BadLeaderTransferee,
+}
+
+impl From<ConsensusError> for ApiError {
+    fn from(e: ConsensusError) -> Self {
+        match e {
+            ConsensusError::Command(s) => ApiError::Store(s),
+            ConsensusError::NoLeader => ApiError::NoLeader,
+            other => ApiError::Stopped(other.to_string()),
+        }
+    }
+}
+
+/// The code and message a client sees for an error.
+pub fn code_and_message(e: &ApiError) -> (Code, String) {
+    use StoreError as S;
+    let fixed = |code, msg: &str| (code, msg.to_string());
+    match e {
+        ApiError::Store(s) => match s {
+            S::Compacted => fixed(
+                Code::OutOfRange,
+                "etcdserver: mvcc: required revision has been compacted",
+            ),
+            S::FutureRevision => fixed(
+                Code::OutOfRange,
+                "etcdserver: mvcc: required revision is a future revision",
+            ),
+            S::LeaseNotFound => fixed(Code::NotFound, "etcdserver: requested lease not found"),
+            S::LeaseExists => fixed(Code::FailedPrecondition, "etcdserver: lease already exists"),
+            S::LeaseTtlTooLarge => fixed(Code::OutOfRange, "etcdserver: too large lease TTL"),
+            S::KeyNotFound => fixed(Code::InvalidArgument, "etcdserver: key not found"),
+            S::EmptyKey => fixed(Code::InvalidArgument, "etcdserver: key is not provided"),
+            S::ValueProvided => fixed(Code::InvalidArgument, "etcdserver: value is provided"),
+            S::LeaseProvided => fixed(Code::InvalidArgument, "etcdserver: lease is provided"),
+            S::TooManyOps => fixed(
+                Code::InvalidArgument,
+                "etcdserver: too many operations in txn request",
+            ),
+            S::DuplicateKey => fixed(
+                Code::InvalidArgument,
+                "etcdserver: duplicate key given in txn request",
+            ),
+            S::InvalidSortOption => fixed(Code::InvalidArgument, "etcdserver: invalid sort option"),
+            S::NoSpace => fixed(
+                Code::ResourceExhausted,
+                "etcdserver: mvcc: database space exceeded",
+            ),
+            S::Backend { .. } | S::Corrupt(_) => {
+                (Code::Internal, format!("cairn: storage failure: {s}"))
+            }
+        },
+        ApiError::NoLeader => fixed(Code::Unavailable, "etcdserver: no leader"),
+        ApiError::RequestTooLarge => {
+            fixed(Code::InvalidArgument, "etcdserver: request is too large")
+        }
+        ApiError::Timeout => fixed(Code::Unavailable, "etcdserver: request timed out"),
+        ApiError::Stopped(_) => fixed(Code::Unavailable, "etcdserver: server stopped"),
+        ApiError::EmptyWatcherRange => fixed(Code::InvalidArgument, "mvcc: watcher range is empty"),
+        ApiError::Unsupported(what) => (Code::Unimplemented, format!("cairn: {what}")),
+        ApiError::BadLeaderTransferee => fixed(
+            Code::FailedPrecondition,
+            "etcdserver: bad leader transferee",
+        ),
+    }
+}
+
+impl From<ApiError> for Status {
+    fn from(e: ApiError) -> Self {
+        if let ApiError::Stopped(detail)
+        | ApiError::Store(StoreError::Backend {
+            message: detail, ..
+        }) = &e
+        {
+            tracing::error!(error = %detail, "request failed");
+        }
+        let (code, msg) = code_and_message(&e);
+        Status::new(code, msg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every entry, against the code and message etcd's rpctypes gives.
+    #[test]
+    fn table_matches_etcd() {
+        let cases: Vec<(ApiError, Code, &str)> = vec![
+            (
+                StoreError::Compacted.into(),
+                Code::OutOfRange,
+                "etcdserver: mvcc: required revision has been compacted",
+            ),
+            (
+                StoreError::FutureRevision.into(),
+                Code::OutOfRange,
+                "etcdserver: mvcc: required revision is a future revision",
+            ),
+            (
+                StoreError::LeaseNotFound.into(),
+                Code::NotFound,
+                "etcdserver: requested lease not found",
+            ),
+            (
+                StoreError::LeaseExists.into(),
+                Code::FailedPrecondition,
+                "etcdserver: lease already exists",
+            ),
+            (
+                StoreError::LeaseTtlTooLarge.into(),
+                Code::OutOfRange,
+                "etcdserver: too large lease TTL",
+            ),
+            (
+                StoreError::KeyNotFound.into(),
+                Code::InvalidArgument,
+                "etcdserver: key not found",
+            ),
+            (
+                StoreError::EmptyKey.into(),
+                Code::InvalidArgument,
+                "etcdserver: key is not provided",
+            ),
+            (
+                StoreError::ValueProvided.into(),
+                Code::InvalidArgument,
+                "etcdserver: value is provided",
+            ),
+            (
+                StoreError::LeaseProvided.into(),
+                Code::InvalidArgument,
+                "etcdserver: lease is provided",
+            ),
+            (
+                StoreError::TooManyOps.into(),
+                Code::InvalidArgument,
+                "etcdserver: too many operations in txn request",
+            ),
+            (
+                StoreError::DuplicateKey.into(),
+                Code::InvalidArgument,
+                "etcdserver: duplicate key given in txn request",
+            ),
+            (
+                StoreError::InvalidSortOption.into(),
+                Code::InvalidArgument,
+                "etcdserver: invalid sort option",
+            ),
+            (
+                StoreError::NoSpace.into(),
+                Code::ResourceExhausted,
+                "etcdserver: mvcc: database space exceeded",
+            ),
+            (
+                ApiError::NoLeader,
+                Code::Unavailable,
+                "etcdserver: no leader",
+            ),
+            (
+                ApiError::RequestTooLarge,
+                Code::InvalidArgument,
+                "etcdserver: request is too large",
+            ),
+            (
+                ApiError::Timeout,
+                Code::Unavailable,
+                "etcdserver: request timed out",
+            ),
+            (
+                ApiError::Stopped("x".into()),
+                Code::Unavailable,
+                "etcdserver: server stopped",
+            ),
+            (
+                ApiError::BadLeaderTransferee,
+                Code::FailedPrecondition,
+                "etcdserver: bad leader transferee",
+            ),
+            (
+                ApiError::EmptyWatcherRange,
+                Code::InvalidArgument,
+                "mvcc: watcher range is empty",
+            ),
+        ];
+        for (err, code, msg) in cases {
+            let status = Status::from(err);
+            assert_eq!((status.code(), status.message()), (code, msg));
+        }
+        let s = Status::from(ApiError::from(StoreError::Corrupt("row 5".into())));
+        assert_eq!(s.code(), Code::Internal);
+        assert!(s.message().contains("row 5"));
+        let s = Status::from(ApiError::Unsupported("authentication is not supported yet"));
+        assert_eq!(
+            (s.code(), s.message()),
+            (
+                Code::Unimplemented,
+                "cairn: authentication is not supported yet"
+            )
+        );
+        assert_eq!(
+            Status::from(ApiError::from(ConsensusError::NoLeader)).message(),
+            "etcdserver: no leader"
+        );
+        let refused = ConsensusError::Command(StoreError::LeaseNotFound);
+        assert_eq!(Status::from(ApiError::from(refused)).code(), Code::NotFound);
+    }
+}

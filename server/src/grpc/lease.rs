@@ -1,0 +1,151 @@
+//! The Lease service. Grant and revoke go through raft; keep-alive and time-to-live are
+//! answered by the leader from its lessor, as in etcd.
+
+use std::pin::Pin;
+
+use cairn_proto::etcdserverpb::lease_server::Lease;
+use cairn_proto::etcdserverpb::{
+    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
+    LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
+    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+};
+use cairn_storage::{CommandResponse, Op};
+use futures::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::context::Context;
+use crate::errors::ApiError;
+
+pub struct LeaseService(pub Context);
+
+type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
+
+impl LeaseService {
+    /// A fresh positive lease ID not in use (etcd draws it before proposing).
+    fn new_id(&self) -> i64 {
+        loop {
+            let id = (rand::random::<u64>() >> 1) as i64;
+            if id != 0 && !self.0.store.lease_exists(id) {
+                return id;
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Lease for LeaseService {
+    async fn lease_grant(
+        &self,
+        req: Request<LeaseGrantRequest>,
+    ) -> Result<Response<LeaseGrantResponse>, Status> {
+        let mut r = req.into_inner();
+        if r.id == 0 {
+            r.id = self.new_id();
+        }
+        match self.0.write(Op::LeaseGrant(r).into()).await? {
+            CommandResponse::LeaseGrant(mut g) => {
+                self.0.fill(&mut g.header);
+                Ok(Response::new(g))
+            }
+            other => Err(Status::internal(format!(
+                "cairn: unexpected apply result {other:?}"
+            ))),
+        }
+    }
+
+    async fn lease_revoke(
+        &self,
+        req: Request<LeaseRevokeRequest>,
+    ) -> Result<Response<LeaseRevokeResponse>, Status> {
+        match self
+            .0
+            .write(Op::LeaseRevoke(req.into_inner()).into())
+            .await?
+        {
+            CommandResponse::LeaseRevoke(mut r) => {
+                self.0.fill(&mut r.header);
+                Ok(Response::new(r))
+            }
+            other => Err(Status::internal(format!(
+                "cairn: unexpected apply result {other:?}"
+            ))),
+        }
+    }
+
+    type LeaseKeepAliveStream = KeepAliveStream;
+
+    async fn lease_keep_alive(
+        &self,
+        req: Request<Streaming<LeaseKeepAliveRequest>>,
+    ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        let ctx = self.0.clone();
+        let mut shutdown = ctx.shutdown.clone();
+        let input = req.into_inner().take_until(async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        });
+        let out = input.then(move |r| {
+            let ctx = ctx.clone();
+            async move {
+                let r = r?;
+                if !ctx.node.status().is_leader {
+                    return Err(ApiError::NoLeader.into());
+                }
+                // an unknown lease answers TTL 0, not an error (etcd's behaviour)
+                let ttl = ctx.store.lease_renew(r.id).unwrap_or(0);
+                Ok(LeaseKeepAliveResponse {
+                    header: ctx.header(ctx.store.current_revision()),
+                    id: r.id,
+                    ttl,
+                })
+            }
+        });
+        Ok(Response::new(Box::pin(out)))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        req: Request<LeaseTimeToLiveRequest>,
+    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        let r = req.into_inner();
+        let header = self.0.header(self.0.store.current_revision());
+        let resp = match self.0.store.lease(r.id) {
+            Some(l) => LeaseTimeToLiveResponse {
+                header,
+                id: r.id,
+                ttl: l.remaining_secs(std::time::Instant::now()),
+                granted_ttl: l.ttl,
+                keys: if r.keys {
+                    l.keys.into_iter().collect()
+                } else {
+                    Vec::new()
+                },
+            },
+            // etcd answers a missing lease with TTL -1 rather than an error
+            None => LeaseTimeToLiveResponse {
+                header,
+                id: r.id,
+                ttl: -1,
+                granted_ttl: 0,
+                keys: Vec::new(),
+            },
+        };
+        Ok(Response::new(resp))
+    }
+
+    async fn lease_leases(
+        &self,
+        _req: Request<LeaseLeasesRequest>,
+    ) -> Result<Response<LeaseLeasesResponse>, Status> {
+        let leases = self
+            .0
+            .store
+            .lease_ids()
+            .into_iter()
+            .map(|id| LeaseStatus { id })
+            .collect();
+        Ok(Response::new(LeaseLeasesResponse {
+            header: self.0.header(self.0.store.current_revision()),
+            leases,
+        }))
+    }
+}

@@ -1,0 +1,164 @@
+//! The Maintenance service: Status, Alarm, Hash, HashKV, Defragment, MoveLeader. Snapshot and
+//! Downgrade are refused with a clear message until they land (backup issue).
+
+use std::pin::Pin;
+
+use cairn_proto::etcdserverpb::alarm_request::AlarmAction;
+use cairn_proto::etcdserverpb::maintenance_server::Maintenance;
+use cairn_proto::etcdserverpb::{
+    AlarmRequest, AlarmResponse, AlarmType, DefragmentRequest, DefragmentResponse,
+    DowngradeRequest, DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse,
+    MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest,
+    StatusResponse,
+};
+use cairn_storage::{CommandResponse, Op};
+use futures::Stream;
+use tonic::{Request, Response, Status};
+
+use crate::context::Context;
+use crate::errors::ApiError;
+
+pub struct MaintenanceService(pub Context);
+
+type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
+
+/// etcd prints alarms in Status.errors as `memberID:<id> alarm:<TYPE> `.
+fn alarm_text(member_id: u64, alarm: i32) -> String {
+    let name = AlarmType::try_from(alarm)
+        .map(|a| a.as_str_name())
+        .unwrap_or("UNKNOWN");
+    format!("memberID:{member_id} alarm:{name} ")
+}
+
+#[tonic::async_trait]
+impl Maintenance for MaintenanceService {
+    async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+        let r = req.into_inner();
+        if r.action == AlarmAction::Get as i32 {
+            let alarms = self.0.read(false, |s| s.alarms()).await?;
+            let alarms = alarms
+                .into_iter()
+                .filter(|a| r.alarm == 0 || a.alarm == r.alarm)
+                .collect();
+            return Ok(Response::new(AlarmResponse {
+                header: self.0.header(self.0.store.current_revision()),
+                alarms,
+            }));
+        }
+        match self.0.write(Op::Alarm(r).into()).await? {
+            CommandResponse::Alarm(mut a) => {
+                self.0.fill(&mut a.header);
+                Ok(Response::new(a))
+            }
+            other => Err(Status::internal(format!(
+                "cairn: unexpected apply result {other:?}"
+            ))),
+        }
+    }
+
+    async fn status(
+        &self,
+        _req: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
+        let ctx = &self.0;
+        let raft = ctx.node.status();
+        let store = ctx.store.clone();
+        let (db_size, in_use, alarms) = tokio::task::spawn_blocking(move || {
+            let (total, used) = store.db_size();
+            (total, used, store.alarms().unwrap_or_default())
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(StatusResponse {
+            header: ctx.header(ctx.store.current_revision()),
+            version: ctx.config.etcd_version.clone(),
+            db_size,
+            leader: raft.leader.unwrap_or(0),
+            raft_index: raft.last_index,
+            raft_term: raft.term,
+            raft_applied_index: raft.applied_index,
+            errors: alarms
+                .iter()
+                .map(|a| alarm_text(a.member_id, a.alarm))
+                .collect(),
+            db_size_in_use: in_use,
+            is_learner: false,
+            storage_version: String::new(),
+            db_size_quota: ctx.config.quota_backend_bytes,
+            downgrade_info: None,
+        }))
+    }
+
+    async fn defragment(
+        &self,
+        _req: Request<DefragmentRequest>,
+    ) -> Result<Response<DefragmentResponse>, Status> {
+        let store = self.0.store.clone();
+        let started = std::time::Instant::now();
+        tokio::task::spawn_blocking(move || store.defragment())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(ApiError::from)?;
+        tracing::info!(
+            took_ms = started.elapsed().as_millis() as u64,
+            "defragmented backend"
+        );
+        Ok(Response::new(DefragmentResponse {
+            header: self.0.header(self.0.store.current_revision()),
+        }))
+    }
+
+    async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        let hash = self.0.read(true, |s| s.hash_all()).await?;
+        Ok(Response::new(HashResponse {
+            header: self.0.header(self.0.store.current_revision()),
+            hash,
+        }))
+    }
+
+    async fn hash_kv(
+        &self,
+        req: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
+        let rev = req.into_inner().revision;
+        let h = self.0.read(true, move |s| s.hash_kv(rev)).await?;
+        Ok(Response::new(HashKvResponse {
+            header: self.0.header(self.0.store.current_revision()),
+            hash: h.hash,
+            compact_revision: h.compact_revision,
+            hash_revision: h.hash_revision,
+        }))
+    }
+
+    type SnapshotStream = SnapshotStream;
+
+    async fn snapshot(
+        &self,
+        _req: Request<SnapshotRequest>,
+    ) -> Result<Response<SnapshotStream>, Status> {
+        Err(ApiError::Unsupported("snapshot save is not implemented yet (backup issue)").into())
+    }
+
+    async fn move_leader(
+        &self,
+        req: Request<MoveLeaderRequest>,
+    ) -> Result<Response<MoveLeaderResponse>, Status> {
+        let target = req.into_inner().target_id;
+        if !self.0.node.status().is_leader {
+            return Err(ApiError::NoLeader.into());
+        }
+        if target != self.0.node.member_id {
+            return Err(ApiError::BadLeaderTransferee.into());
+        }
+        Ok(Response::new(MoveLeaderResponse {
+            header: self.0.header(self.0.store.current_revision()),
+        }))
+    }
+
+    async fn downgrade(
+        &self,
+        _req: Request<DowngradeRequest>,
+    ) -> Result<Response<DowngradeResponse>, Status> {
+        Err(ApiError::Unsupported("downgrade is not supported").into())
+    }
+}

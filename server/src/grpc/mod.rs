@@ -1,0 +1,38 @@
+//! One file per gRPC service; `routes` puts them on one router with etcd's size limits.
+
+pub mod cluster;
+pub mod kv;
+pub mod lease;
+pub mod maintenance;
+pub mod watch;
+
+use cairn_proto::etcdserverpb::cluster_server::ClusterServer;
+use cairn_proto::etcdserverpb::kv_server::KvServer;
+use cairn_proto::etcdserverpb::lease_server::LeaseServer;
+use cairn_proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use cairn_proto::etcdserverpb::watch_server::WatchServer;
+use tonic::service::Routes;
+
+use crate::context::Context;
+
+/// etcd accepts gRPC messages up to --max-request-bytes plus this much framing.
+const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+pub fn routes(ctx: &Context) -> Routes {
+    let limit = ctx.config.max_request_bytes + GRPC_OVERHEAD_BYTES;
+    Routes::new(KvServer::new(kv::KvService(ctx.clone())).max_decoding_message_size(limit))
+        .add_service(
+            WatchServer::new(watch::WatchService(ctx.clone())).max_decoding_message_size(limit),
+        )
+        .add_service(
+            LeaseServer::new(lease::LeaseService(ctx.clone())).max_decoding_message_size(limit),
+        )
+        .add_service(
+            ClusterServer::new(cluster::ClusterService(ctx.clone()))
+                .max_decoding_message_size(limit),
+        )
+        .add_service(
+            MaintenanceServer::new(maintenance::MaintenanceService(ctx.clone()))
+                .max_decoding_message_size(limit),
+        )
+}

@@ -1,0 +1,20 @@
+//! The Cairn server: etcd's v3 gRPC API over the consensus and storage crates.
+//!
+//! # Layout
+//! - [`config`]: etcd's flags (and `ETCD_*` variables), validated once into `Config`.
+//! - [`server`]: `run(config, shutdown)`: bind, start the member, serve, drain.
+//! - `context`: what every service shares; response headers, proposals, linearizable reads.
+//! - `grpc/`: one file per gRPC service.
+//! - `http`: `/health`, `/metrics`, `/version`.
+//! - `background`: lease expiry and auto-compaction on the leader.
+//! - [`errors`]: the one table from internal errors to etcd's gRPC codes and messages.
+
+mod background;
+pub mod config;
+mod context;
+pub mod errors;
+mod grpc;
+mod http;
+pub mod server;
+
+pub use config::{Config, Flags};

@@ -1,0 +1,130 @@
+//! Starting and stopping a member: bind, start raft, serve gRPC + HTTP on every client URL,
+//! then drain on shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use cairn_consensus::{Node, NodeConfig};
+use cairn_storage::StoreOptions;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::context::Context;
+
+/// How long open connections (watch streams, keep-alives) get to finish after a shutdown signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs the member until `shutdown` completes.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let mut listeners = Vec::new();
+    for addr in config.listen_client.iter().chain(&config.listen_metrics) {
+        let l = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (is another server using it?)"))?;
+        listeners.push(l);
+    }
+    let client_listeners = config.listen_client.len();
+
+    let min_lease_ttl = ((config.election_timeout.as_millis() * 3 / 2).div_ceil(1000)) as i64;
+    let node = Node::start(NodeConfig {
+        data_dir: config.data_dir.clone(),
+        name: config.name.clone(),
+        initial_cluster: config.initial_cluster.clone(),
+        initial_cluster_token: config.initial_cluster_token.clone(),
+        advertise_client_urls: config.advertise_client_urls.clone(),
+        heartbeat_interval: config.heartbeat_interval,
+        election_timeout: config.election_timeout,
+        snapshot_count: config.snapshot_count,
+        store: StoreOptions {
+            min_lease_ttl: min_lease_ttl.max(1),
+        },
+    })
+    .await
+    .with_context(|| {
+        format!(
+            "cannot start member {:?} with data dir {}",
+            config.name,
+            config.data_dir.display()
+        )
+    })?;
+    let node = Arc::new(node);
+    tracing::info!(
+        member_id = %format!("{:x}", node.member_id),
+        cluster_id = %format!("{:x}", node.cluster_id),
+        data_dir = %config.data_dir.display(),
+        "member started"
+    );
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let ctx = Context {
+        store: node.store.clone(),
+        node: node.clone(),
+        config: Arc::new(config),
+        shutdown: stop_rx.clone(),
+    };
+    tokio::spawn(crate::background::expire_leases(ctx.clone()));
+    tokio::spawn(crate::background::auto_compact(
+        ctx.clone(),
+        ctx.config.auto_compaction,
+    ));
+
+    let client_router = crate::grpc::routes(&ctx)
+        .into_axum_router()
+        .merge(crate::http::router(ctx.clone()));
+    let metrics_router = crate::http::router(ctx.clone());
+    let mut servers = Vec::new();
+    for (i, l) in listeners.into_iter().enumerate() {
+        let router = if i < client_listeners {
+            client_router.clone()
+        } else {
+            metrics_router.clone()
+        };
+        let mut stop = stop_rx.clone();
+        let addr = l.local_addr()?;
+        servers.push(tokio::spawn(async move {
+            let serve = axum::serve(l, router).with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(%addr, error = %e, "listener failed");
+            }
+        }));
+        tracing::info!(%addr, "serving client traffic");
+    }
+    if !node.wait_leader(ctx.config.election_timeout * 5).await {
+        tracing::warn!(
+            "no leader yet; requests fail with 'etcdserver: no leader' until one is elected"
+        );
+    }
+    tracing::info!("ready to serve client requests");
+
+    shutdown.await;
+    tracing::info!("shutting down: draining connections");
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, futures::future::join_all(servers)).await;
+    if drained.is_err() {
+        tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
+    }
+    node.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => futures::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}

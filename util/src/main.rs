@@ -1,1 +1,89 @@
-fn main() {}
+//! `cairnutl`: the Cairn operations tool. Online commands take `--endpoints`; offline ones
+//! (to come) take `--data-dir`. This file only parses flags and dispatches.
+
+mod cmd;
+mod printer;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::printer::Format;
+
+#[derive(Parser)]
+#[command(
+    name = "cairnutl",
+    version,
+    about = "Operate Cairn (and etcd) clusters: status, health, hashes"
+)]
+struct Cli {
+    /// gRPC endpoints, comma separated (HOST:PORT or http://HOST:PORT).
+    #[arg(
+        long,
+        global = true,
+        env = "ETCDCTL_ENDPOINTS",
+        default_value = "127.0.0.1:2379"
+    )]
+    endpoints: String,
+    /// Timeout for each command, e.g. 5s.
+    #[arg(long, global = true, default_value = "5s", value_parser = humantime_secs)]
+    command_timeout: std::time::Duration,
+    /// Output format: simple, json, table or fields.
+    #[arg(
+        short = 'w',
+        long = "write-out",
+        global = true,
+        default_value = "simple"
+    )]
+    write_out: Format,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Endpoint checks.
+    #[command(subcommand)]
+    Endpoint(cmd::endpoint::Endpoint),
+    /// Print the version of cairnutl.
+    Version,
+}
+
+fn humantime_secs(s: &str) -> Result<std::time::Duration, String> {
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 5s or 500ms"))?;
+    match unit {
+        "ms" => Ok(std::time::Duration::from_millis(n)),
+        "s" | "" => Ok(std::time::Duration::from_secs(n)),
+        "m" => Ok(std::time::Duration::from_secs(n * 60)),
+        _ => Err(format!("{s:?} has an unknown unit (use ms, s or m)")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let endpoints: Vec<String> = cli
+        .endpoints
+        .split(',')
+        .map(|e| e.trim().to_string())
+        .filter(|e| !e.is_empty())
+        .collect();
+    let result = match cli.command {
+        Command::Version => {
+            println!("cairnutl version: {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Endpoint(e) => {
+            cmd::endpoint::run(e, &endpoints, cli.command_timeout, cli.write_out)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -187,7 +187,8 @@ impl Store {
     /// HashKV at `rev` (0 = current).
     pub fn hash_kv(&self, rev: i64) -> Result<KvHash> {
         let state = read_lock(&self.state);
-        if rev > 0 && rev < state.compact_rev {
+        // etcd refuses a hash at the compact revision itself too
+        if rev > 0 && rev <= state.compact_rev {
             return Err(StoreError::Compacted);
         }
         if rev > state.current_rev {
@@ -381,8 +382,9 @@ impl Store {
 fn rebuild(db: &Database) -> Result<(State, HashMap<Vec<u8>, i64>)> {
     let txn = db.begin_read().map_err(backend("begin read"))?;
     let meta = txn.open_table(META).map_err(backend("open meta table"))?;
-    let finished = meta_revision(&meta, FINISHED_COMPACT_REV)?.unwrap_or(0);
-    let scheduled = meta_revision(&meta, SCHEDULED_COMPACT_REV)?.unwrap_or(0);
+    // etcd's compact revision is -1 until the first compaction (HashKV reports it)
+    let finished = meta_revision(&meta, FINISHED_COMPACT_REV)?.unwrap_or(-1);
+    let scheduled = meta_revision(&meta, SCHEDULED_COMPACT_REV)?.unwrap_or(-1);
     if scheduled != finished {
         return Err(StoreError::Corrupt(format!(
             "compaction at revision {scheduled} did not finish (finished: {finished}); restore from a snapshot"

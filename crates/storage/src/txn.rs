@@ -125,7 +125,7 @@ pub fn check_delete(r: &DeleteRangeRequest) -> Result<()> {
 /// Checks a Txn before it is proposed (etcd's `checkTxnRequest` + `checkIntervals`).
 pub fn check_txn(t: &TxnRequest, max_ops: usize) -> Result<()> {
     check_txn_shape(t, max_ops)?;
-    check_intervals(t).map(|_| ())
+    check_intervals(t)
 }
 
 /// Nested txns get what the outer one leaves of the budget, as in etcd.
@@ -151,47 +151,61 @@ fn check_txn_shape(t: &TxnRequest, max_ops: usize) -> Result<()> {
     Ok(())
 }
 
-/// The keys and ranges a txn writes, per branch; a key written twice in one branch path is an
-/// error. Branches are alternatives, so success and failure may repeat each other.
-fn check_intervals(t: &TxnRequest) -> Result<(Vec<KeyRange>, HashSet<Vec<u8>>)> {
-    let (s_dels, s_puts) = branch_writes(&t.success)?;
-    let (f_dels, f_puts) = branch_writes(&t.failure)?;
-    let mut dels = s_dels;
-    dels.extend(f_dels);
-    let mut puts = s_puts;
-    puts.extend(f_puts);
-    Ok((dels, puts))
+/// etcd's `checkIntervals` on each branch: a key may be written once per branch path.
+fn check_intervals(t: &TxnRequest) -> Result<()> {
+    branch_writes(&t.success)?;
+    branch_writes(&t.failure)?;
+    Ok(())
 }
 
-fn branch_writes(ops: &[RequestOp]) -> Result<(Vec<KeyRange>, HashSet<Vec<u8>>)> {
+/// The puts and delete ranges of one branch, nested txns included; an error when a put
+/// repeats a put or falls in a delete of the same path. As in etcd, a nested txn's
+/// success and failure branches are alternatives, so they may repeat each other, and they are
+/// checked only against the deletes of the enclosing level.
+fn branch_writes(ops: &[RequestOp]) -> Result<(HashSet<Vec<u8>>, Vec<KeyRange>)> {
     let mut dels: Vec<KeyRange> = Vec::new();
-    let mut puts: HashSet<Vec<u8>> = HashSet::new();
     for op in ops {
-        match &op.request {
-            Some(Request::RequestDeleteRange(d)) => {
-                dels.push(KeyRange::new(d.key.clone(), d.range_end.clone()))
-            }
-            Some(Request::RequestPut(p)) => {
-                if !puts.insert(p.key.clone()) {
-                    return Err(StoreError::DuplicateKey);
-                }
-            }
-            Some(Request::RequestTxn(inner)) => {
-                let (inner_dels, inner_puts) = check_intervals(inner)?;
-                for k in inner_puts {
-                    if !puts.insert(k) {
-                        return Err(StoreError::DuplicateKey);
-                    }
-                }
-                dels.extend(inner_dels);
-            }
-            _ => {}
+        // etcd builds the interval [key, "\x00") for a from-key delete, which is empty:
+        // such a delete never conflicts with a put; kept for compatibility
+        if let Some(Request::RequestDeleteRange(d)) = &op.request
+            && d.range_end != [0]
+        {
+            dels.push(KeyRange::new(d.key.clone(), d.range_end.clone()));
         }
     }
-    if puts.iter().any(|k| dels.iter().any(|d| d.contains(k))) {
-        return Err(StoreError::DuplicateKey);
+    let in_dels = |dels: &[KeyRange], k: &[u8]| dels.iter().any(|d| d.contains(k));
+    let mut puts: HashSet<Vec<u8>> = HashSet::new();
+    for op in ops {
+        let Some(Request::RequestTxn(inner)) = &op.request else {
+            continue;
+        };
+        let (puts_then, dels_then) = branch_writes(&inner.success)?;
+        let (puts_else, dels_else) = branch_writes(&inner.failure)?;
+        for k in &puts_then {
+            if puts.contains(k) || in_dels(&dels, k) {
+                return Err(StoreError::DuplicateKey);
+            }
+            puts.insert(k.clone());
+        }
+        for k in &puts_else {
+            if (puts.contains(k) && !puts_then.contains(k)) || in_dels(&dels, k) {
+                return Err(StoreError::DuplicateKey);
+            }
+            puts.insert(k.clone());
+        }
+        dels.extend(dels_then);
+        dels.extend(dels_else);
     }
-    Ok((dels, puts))
+    for op in ops {
+        let Some(Request::RequestPut(p)) = &op.request else {
+            continue;
+        };
+        if puts.contains(&p.key) || in_dels(&dels, &p.key) {
+            return Err(StoreError::DuplicateKey);
+        }
+        puts.insert(p.key.clone());
+    }
+    Ok((puts, dels))
 }
 
 #[cfg(test)]
@@ -311,6 +325,14 @@ mod tests {
             check_txn(&put_in_deleted_range, 128),
             Err(StoreError::DuplicateKey)
         ));
+        let after_from_key_delete = TxnRequest {
+            success: vec![del("a", "\0"), put("b")],
+            ..Default::default()
+        };
+        assert!(
+            check_txn(&after_from_key_delete, 128).is_ok(),
+            "etcd treats a from-key delete as an empty interval"
+        );
         let nested = TxnRequest {
             success: vec![
                 put("a"),
@@ -327,6 +349,24 @@ mod tests {
             check_txn(&nested, 128),
             Err(StoreError::DuplicateKey)
         ));
+    }
+
+    /// Found by the differential test (seed 0x5eed0002): a nested txn whose success puts a key
+    /// its failure deletes is fine, the branches being alternatives.
+    #[test]
+    fn nested_branches_may_touch_the_same_key() {
+        let inner = TxnRequest {
+            success: vec![put("b")],
+            failure: vec![del("b", "")],
+            ..Default::default()
+        };
+        let t = TxnRequest {
+            failure: vec![RequestOp {
+                request: Some(Request::RequestTxn(inner)),
+            }],
+            ..Default::default()
+        };
+        assert!(check_txn(&t, 128).is_ok());
     }
 
     #[test]

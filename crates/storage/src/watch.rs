@@ -191,7 +191,8 @@ impl WatchHub {
         let mut compacted = Vec::new();
         let mut jobs = Vec::new();
         for (id, w) in s.watchers.iter().filter(|(_, w)| !w.synced) {
-            if w.next_rev <= compact_rev {
+            // starting exactly at the compact revision is fine: that revision is still readable
+            if w.next_rev < compact_rev {
                 compacted.push(*id);
             } else {
                 jobs.push(SyncJob {

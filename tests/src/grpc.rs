@@ -1,0 +1,95 @@
+//! Direct gRPC access to a server through the generated tonic clients.
+
+use std::future::Future;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use cairn_proto::etcdserverpb::{
+    StatusRequest, StatusResponse, auth_client::AuthClient, cluster_client::ClusterClient,
+    kv_client::KvClient, lease_client::LeaseClient, maintenance_client::MaintenanceClient,
+    watch_client::WatchClient,
+};
+use cairn_proto::v3electionpb::election_client::ElectionClient;
+use cairn_proto::v3lockpb::lock_client::LockClient;
+use tokio::runtime::Runtime;
+use tonic::transport::{Channel, Endpoint};
+
+/// One client per service, all sharing a channel to one server.
+#[derive(Clone)]
+pub struct Clients {
+    pub kv: KvClient<Channel>,
+    pub watch: WatchClient<Channel>,
+    pub lease: LeaseClient<Channel>,
+    pub cluster: ClusterClient<Channel>,
+    pub maintenance: MaintenanceClient<Channel>,
+    pub auth: AuthClient<Channel>,
+    pub lock: LockClient<Channel>,
+    pub election: ElectionClient<Channel>,
+}
+
+impl Clients {
+    /// Connects to `endpoint` (`127.0.0.1:<port>`); every call times out after 10 s.
+    pub async fn connect(endpoint: &str) -> Result<Self, tonic::transport::Error> {
+        let channel = channel(endpoint, Duration::from_secs(10)).await?;
+        Ok(Self::from_channel(channel))
+    }
+
+    pub fn from_channel(channel: Channel) -> Self {
+        Clients {
+            kv: KvClient::new(channel.clone()),
+            watch: WatchClient::new(channel.clone()),
+            lease: LeaseClient::new(channel.clone()),
+            cluster: ClusterClient::new(channel.clone()),
+            maintenance: MaintenanceClient::new(channel.clone()),
+            auth: AuthClient::new(channel.clone()),
+            lock: LockClient::new(channel.clone()),
+            election: ElectionClient::new(channel),
+        }
+    }
+}
+
+/// A plaintext HTTP/2 channel to `endpoint` with per-call `timeout`.
+pub async fn channel(
+    endpoint: &str,
+    timeout: Duration,
+) -> Result<Channel, tonic::transport::Error> {
+    Endpoint::from_shared(format!("http://{endpoint}"))?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(timeout)
+        .connect()
+        .await
+}
+
+/// One `Maintenance/Status` call from synchronous code.
+pub fn status_blocking(endpoint: &str, timeout: Duration) -> anyhow::Result<StatusResponse> {
+    let endpoint = endpoint.to_string();
+    block_on(async move {
+        let mut client = MaintenanceClient::new(channel(&endpoint, timeout).await?);
+        Ok(client.status(StatusRequest {}).await?.into_inner())
+    })
+}
+
+/// Runs a future to completion on the harness runtime, from sync or async code alike.
+///
+/// The future runs on a scoped helper thread, so calling this inside a test's own tokio
+/// runtime does not trip tokio's nested-runtime check.
+pub fn block_on<F>(future: F) -> F::Output
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    let runtime = RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("build harness runtime")
+    });
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| runtime.block_on(future))
+            .join()
+            .expect("block_on thread panicked")
+    })
+}

@@ -1,0 +1,36 @@
+//! Process-level test harness: real `cairn` and real `etcd`/`etcdctl` on loopback.
+//!
+//! # Layout
+//! - [`binaries`]: where the `cairn`, `cairnutl`, `etcd` and `etcdctl` executables are, building
+//!   the cairn ones on first use; [`require_etcd`] gates tests on the etcd packages.
+//! - [`ports`]: free loopback ports picked at run time.
+//! - [`server`]: [`TestServer`] starts either kind of server as a one-member cluster on its own
+//!   ports and data dir, waits until it answers `Maintenance/Status` with a leader, and kills it
+//!   on drop (printing its log tail when the test panicked).
+//! - [`etcdctl`]: runs etcdctl with a timeout, plus [`Background`] for long-running commands
+//!   (`watch`, `lock`, `elect`) whose output lines are awaited with a deadline.
+//! - [`grpc`]: tonic clients for every service, for direct API tests.
+//! - [`json`], [`base64`]: reading etcdctl's `-w json` output (base64 keys and values).
+//! - [`hashkv`], [`etcd_ids`]: models of etcd's HashKV and member/cluster ID derivation, so
+//!   tests can check values a server reports against values computed from what the test did.
+//! - [`prng`]: a seeded SplitMix64 for reproducible randomized tests.
+//! - [`wait`]: polling observable state with a deadline instead of sleeping.
+//!
+//! The same test body runs against both [`Kind`]s: etcd is the oracle, cairn must match it.
+
+pub mod base64;
+pub mod binaries;
+pub mod etcd_ids;
+pub mod etcdctl;
+pub mod grpc;
+pub mod hashkv;
+pub mod json;
+pub mod ports;
+pub mod prng;
+pub mod server;
+pub mod wait;
+
+pub use binaries::{cairn_bin, cairnutl_bin, require_etcd};
+pub use etcdctl::{Background, etcdctl, etcdctl_err, etcdctl_json, etcdctl_ok, etcdctl_stdin};
+pub use grpc::Clients;
+pub use server::{Kind, TestServer};

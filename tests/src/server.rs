@@ -1,0 +1,287 @@
+//! One-member clusters of either kind, started as real processes on loopback.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use crate::{binaries, grpc, ports, wait};
+
+/// How long a server may take to start answering `Status` with a leader.
+pub const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a server may take to exit after SIGTERM.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+/// Attempts with fresh ports when another process took ours first.
+const PORT_ATTEMPTS: usize = 5;
+
+/// Which server implementation to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// This project's `cairn` binary.
+    Cairn,
+    /// Real etcd 3.4 from `/usr/bin/etcd`, the oracle.
+    Etcd,
+}
+
+impl Kind {
+    fn binary(self) -> PathBuf {
+        match self {
+            Kind::Cairn => binaries::cairn_bin(),
+            Kind::Etcd => PathBuf::from(binaries::ETCD),
+        }
+    }
+}
+
+/// A running single-member server with its own ports and temporary data dir.
+///
+/// Dropping it kills the process; if the test is panicking, the log tail is printed first.
+pub struct TestServer {
+    kind: Kind,
+    dir: TempDir,
+    client_port: u16,
+    peer_port: u16,
+    extra_args: Vec<String>,
+    child: Option<Child>,
+    /// Set once a panic message already carried the log tail.
+    log_reported: bool,
+}
+
+enum StartError {
+    AddrInUse,
+    Failed(String),
+}
+
+impl TestServer {
+    /// Starts a fresh server of `kind` and waits until it is ready.
+    pub fn start(kind: Kind) -> Self {
+        Self::start_with(kind, &[])
+    }
+
+    /// Like [`TestServer::start`], with extra flags appended to the standard ones.
+    pub fn start_with(kind: Kind, extra_args: &[&str]) -> Self {
+        for _ in 0..PORT_ATTEMPTS {
+            let (client_port, peer_port) = ports::free_port_pair();
+            let mut server = TestServer {
+                kind,
+                dir: tempfile::Builder::new()
+                    .prefix("cairn-test-")
+                    .tempdir()
+                    .expect("tempdir"),
+                client_port,
+                peer_port,
+                extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+                child: None,
+                log_reported: false,
+            };
+            match server.spawn_and_wait() {
+                Ok(()) => return server,
+                Err(StartError::AddrInUse) => continue,
+                Err(StartError::Failed(why)) => server.fail(&why),
+            }
+        }
+        panic!("{kind:?}: ports kept colliding after {PORT_ATTEMPTS} attempts");
+    }
+
+    /// The gRPC endpoint as etcdctl takes it: `127.0.0.1:<port>`.
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.client_port)
+    }
+
+    /// The client URL: `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    /// The peer URL: `http://127.0.0.1:<peer port>`.
+    pub fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer_port)
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Combined stdout and stderr of every run of this server.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
+    /// Process id of the running server.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server is not running").id()
+    }
+
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        match &mut self.child {
+            Some(child) => child.try_wait().expect("try_wait").is_none(),
+            None => false,
+        }
+    }
+
+    /// Kills the process with SIGKILL (no chance to flush) and reaps it.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit; panics (after SIGKILL) if it takes too long.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("server is not running");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("run kill -TERM");
+        assert!(status.success(), "kill -TERM {} failed", child.id());
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                self.fail(&format!("did not exit within {STOP_TIMEOUT:?} of SIGTERM"));
+            }
+            std::thread::sleep(wait::POLL);
+        }
+    }
+
+    /// Starts the server again on the same data dir and ports and waits until it is ready.
+    /// A still-running process is killed with SIGKILL first.
+    pub fn restart(&mut self) {
+        self.kill9();
+        match self.spawn_and_wait() {
+            Ok(()) => {}
+            Err(StartError::AddrInUse) => self.fail("restart: our ports were taken meanwhile"),
+            Err(StartError::Failed(why)) => self.fail(&format!("restart: {why}")),
+        }
+    }
+
+    /// The last `lines` lines of the server log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    fn fail(&mut self, why: &str) -> ! {
+        self.kill9();
+        self.log_reported = true;
+        panic!(
+            "{:?} server on {}: {why}\n--- log tail ({}) ---\n{}",
+            self.kind,
+            self.endpoint(),
+            self.log_path().display(),
+            self.log_tail(60)
+        );
+    }
+
+    fn args(&self) -> Vec<String> {
+        let client = self.url();
+        let peer = self.peer_url();
+        let mut args = vec![
+            "--name".into(),
+            "s1".into(),
+            "--data-dir".into(),
+            self.data_dir().display().to_string(),
+            "--listen-client-urls".into(),
+            client.clone(),
+            "--advertise-client-urls".into(),
+            client,
+            "--listen-peer-urls".into(),
+            peer.clone(),
+            "--initial-advertise-peer-urls".into(),
+            peer.clone(),
+            "--initial-cluster".into(),
+            format!("s1={peer}"),
+        ];
+        args.extend(self.extra_args.iter().cloned());
+        args
+    }
+
+    fn spawn_and_wait(&mut self) -> Result<(), StartError> {
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("open server log");
+        let args = self.args();
+        writeln!(log, "=== {:?} {}", self.kind, args.join(" ")).expect("write server log");
+        let stderr: File = log.try_clone().expect("clone log handle");
+        let child = Command::new(self.kind.binary())
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| StartError::Failed(format!("spawn {:?}: {e}", self.kind.binary())))?;
+        self.child = Some(child);
+        self.wait_ready()
+    }
+
+    /// Ready = the client port accepts TCP and `Maintenance/Status` reports a leader, which is
+    /// when a single member can serve linearizable reads and writes.
+    fn wait_ready(&mut self) -> Result<(), StartError> {
+        let addr: SocketAddr = self.endpoint().parse().expect("socket address");
+        let deadline = Instant::now() + START_TIMEOUT;
+        let mut last_error = String::from("never reached the client port");
+        loop {
+            let exited = self
+                .child
+                .as_mut()
+                .expect("child")
+                .try_wait()
+                .expect("try_wait");
+            if let Some(status) = exited {
+                self.child = None;
+                let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+                let lower = log.to_lowercase();
+                if lower.contains("address already in use") || lower.contains("address in use") {
+                    return Err(StartError::AddrInUse);
+                }
+                return Err(StartError::Failed(format!(
+                    "exited during startup: {status}"
+                )));
+            }
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                match grpc::status_blocking(&self.endpoint(), Duration::from_secs(2)) {
+                    Ok(status) if status.leader != 0 => return Ok(()),
+                    Ok(_) => last_error = "Status answered without a leader".into(),
+                    Err(e) => last_error = format!("Status failed: {e}"),
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(StartError::Failed(format!(
+                    "not ready within {START_TIMEOUT:?}: {last_error}"
+                )));
+            }
+            std::thread::sleep(wait::POLL);
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if std::thread::panicking() && !self.log_reported {
+            eprintln!(
+                "--- {:?} server {} log tail ({}) ---\n{}",
+                self.kind,
+                self.endpoint(),
+                self.log_path().display(),
+                self.log_tail(40)
+            );
+        }
+        self.kill9();
+    }
+}

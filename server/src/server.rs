@@ -71,9 +71,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         ctx.config.auto_compaction,
     ));
 
-    let client_router = crate::grpc::routes(&ctx)
-        .into_axum_router()
-        .merge(crate::http::router(ctx.clone()));
+    let client_router = crate::grpc::router(&ctx).merge(crate::http::router(ctx.clone()));
     let metrics_router = crate::http::router(ctx.clone());
     let mut servers = Vec::new();
     for (i, l) in listeners.into_iter().enumerate() {
@@ -108,7 +106,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     if drained.is_err() {
         tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
     }
-    node.shutdown().await;
+    drop(ctx);
+    match Arc::try_unwrap(node) {
+        Ok(node) => node.close(true).await,
+        Err(node) => {
+            // a stream task still holds the member: stop raft and flush; exit releases the rest
+            if let Err(e) = node.raft.shutdown().await {
+                tracing::warn!(error = %e, "raft shutdown");
+            }
+            if let Err(e) = node.store.flush() {
+                tracing::error!(error = %e, "final flush failed; the raft log will be replayed at start");
+            }
+        }
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -212,12 +212,25 @@ impl Node {
         self.election_timeout
     }
 
-    pub async fn shutdown(&self) {
+    /// Stops raft, makes the store durable (unless `flush` is false, which tests use to
+    /// force a log replay), and waits until this is the last handle on the store, so the data
+    /// dir is released when `close` returns.
+    pub async fn close(self, flush: bool) {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
         }
-        if let Err(e) = self.store.flush() {
+        if flush && let Err(e) = self.store.flush() {
             tracing::error!(error = %e, "final flush of the store failed; the raft log will be replayed at start");
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while Arc::strong_count(&self.store) > 1 && tokio::time::Instant::now() < deadline {
+            // openraft's workers drop their handles as their tasks finish
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if Arc::strong_count(&self.store) > 1 {
+            tracing::warn!(
+                "store still referenced after shutdown; the data dir stays locked until the process exits"
+            );
         }
     }
 }

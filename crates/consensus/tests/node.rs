@@ -53,8 +53,8 @@ async fn writes_survive_restart_and_snapshots() {
         let status = node.status();
         assert!(status.is_leader);
         assert_eq!(status.applied_index, status.last_index);
-        node.raft.shutdown().await.unwrap();
         // no final flush: the restart must replay the log
+        node.close(false).await;
     }
     let node = Node::start(config(dir.path())).await.unwrap();
     assert!(node.wait_leader(Duration::from_secs(10)).await);
@@ -73,7 +73,7 @@ async fn writes_survive_restart_and_snapshots() {
     assert_eq!(members.len(), 1);
     assert_eq!(members[0].0, me);
     assert_eq!(members[0].1.name, "default");
-    node.shutdown().await;
+    node.close(true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,6 +3,7 @@
 pub mod cluster;
 pub mod kv;
 pub mod lease;
+mod limits;
 pub mod maintenance;
 pub mod watch;
 
@@ -18,7 +19,14 @@ use crate::context::Context;
 /// etcd accepts gRPC messages up to --max-request-bytes plus this much framing.
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
-pub fn routes(ctx: &Context) -> Routes {
+/// The gRPC services as one axum router, with etcd's status for oversized messages.
+pub fn router(ctx: &Context) -> axum::Router {
+    routes(ctx)
+        .into_axum_router()
+        .layer(axum::middleware::map_response(limits::etcd_size_error))
+}
+
+fn routes(ctx: &Context) -> Routes {
     let limit = ctx.config.max_request_bytes + GRPC_OVERHEAD_BYTES;
     Routes::new(KvServer::new(kv::KvService(ctx.clone())).max_decoding_message_size(limit))
         .add_service(

@@ -10,6 +10,7 @@
 //! - `compact`, `hash`: compaction and etcd's HashKV.
 //! - [`lease`]: the lessor; [`watch`]: the watch hub and its replay.
 //! - [`command`]: what a raft log entry carries.
+//! - [`snapshot`]: the snapshot file: write from a live store, read, verify, restore.
 //!
 //! Design notes: `docs/storage.md`.
 
@@ -24,6 +25,7 @@ pub mod key_index;
 pub mod lease;
 mod read;
 pub mod revision;
+pub mod snapshot;
 pub mod store;
 pub mod txn;
 pub mod watch;

@@ -1,0 +1,124 @@
+//! The snapshot file's pieces: magic, header, records, padding rule. See
+//! `docs/snapshot-format.md`; this file is that document in code.
+
+/// "CAIRNSN" and the format's major version.
+pub const MAGIC: [u8; 8] = *b"CAIRNSN\x01";
+pub const FORMAT_VERSION: u32 = 1;
+pub const DIGEST_LEN: usize = 32;
+/// etcd's rule for a snapshot file with a digest: `size % 512 == 32`.
+pub const ALIGN: u64 = 512;
+/// A header is small; anything claiming more is not a header.
+pub const MAX_HEADER_LEN: u32 = 16 * 1024 * 1024;
+pub const COMPRESSION_ZSTD: &str = "zstd";
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SnapshotMember {
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    #[prost(string, tag = "2")]
+    pub name: String,
+    #[prost(string, repeated, tag = "3")]
+    pub peer_urls: Vec<String>,
+    #[prost(string, repeated, tag = "4")]
+    pub client_urls: Vec<String>,
+    #[prost(bool, tag = "5")]
+    pub is_learner: bool,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SnapshotHeader {
+    #[prost(uint32, tag = "1")]
+    pub format_version: u32,
+    #[prost(int64, tag = "2")]
+    pub revision: i64,
+    #[prost(int64, tag = "3")]
+    pub compact_revision: i64,
+    #[prost(uint64, tag = "4")]
+    pub cluster_id: u64,
+    #[prost(message, repeated, tag = "5")]
+    pub members: Vec<SnapshotMember>,
+    #[prost(string, tag = "6")]
+    pub server_version: String,
+    #[prost(int64, tag = "7")]
+    pub created_unix_ms: i64,
+    #[prost(int64, tag = "8")]
+    pub key_count: i64,
+    #[prost(uint32, tag = "9")]
+    pub hash: u32,
+    #[prost(string, tag = "10")]
+    pub compression: String,
+    #[prost(uint64, tag = "11")]
+    pub record_count: u64,
+    #[prost(uint64, tag = "12")]
+    pub lease_count: u64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Record {
+    #[prost(oneof = "RecordKind", tags = "1, 2, 3, 15")]
+    pub kind: Option<RecordKind>,
+}
+
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub enum RecordKind {
+    /// One `key` table row, byte for byte.
+    #[prost(message, tag = "1")]
+    Kv(KvRow),
+    #[prost(message, tag = "2")]
+    Lease(LeaseRow),
+    #[prost(message, tag = "3")]
+    Alarm(AlarmRow),
+    #[prost(message, tag = "15")]
+    End(EndRow),
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct KvRow {
+    #[prost(bytes = "vec", tag = "1")]
+    pub rev_key: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub value: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LeaseRow {
+    #[prost(int64, tag = "1")]
+    pub id: i64,
+    #[prost(int64, tag = "2")]
+    pub ttl: i64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct AlarmRow {
+    #[prost(uint64, tag = "1")]
+    pub member_id: u64,
+    #[prost(int32, tag = "2")]
+    pub alarm: i32,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct EndRow {
+    #[prost(uint64, tag = "1")]
+    pub record_count: u64,
+    #[prost(uint32, tag = "2")]
+    pub hash: u32,
+}
+
+/// Zero bytes to add after `len` bytes so that, with the digest, `size % 512 == 32`.
+pub fn padding_for(len: u64) -> u64 {
+    (ALIGN - len % ALIGN) % ALIGN
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padding_makes_etcds_size_rule() {
+        for len in [0u64, 1, 100, 511, 512, 513, 10_000] {
+            let total = len + padding_for(len) + DIGEST_LEN as u64;
+            assert_eq!(total % ALIGN, 32, "len {len}");
+            assert!(padding_for(len) < ALIGN);
+        }
+    }
+}

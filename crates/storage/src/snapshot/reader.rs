@@ -1,0 +1,379 @@
+//! Reading a snapshot: the header alone (instant, for `status`), or the whole body as a
+//! stream with every check (`verify`, `restore`). Memory is bounded by the number of keys
+//! (the index needed to recompute HashKV), never by the file size.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use cairn_proto::mvccpb::KeyValue;
+use prost::Message;
+use sha2::{Digest, Sha256};
+
+use super::error::{SnapshotError, io};
+use super::format::*;
+use crate::index::TreeIndex;
+use crate::revision::Revision;
+
+/// A snapshot whose header checked out.
+#[derive(Debug, Clone)]
+pub struct SnapshotInfo {
+    pub path: PathBuf,
+    pub header: SnapshotHeader,
+    pub file_size: u64,
+    /// Where the zstd body starts.
+    pub body_offset: u64,
+}
+
+/// What a full read found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodySummary {
+    pub records: u64,
+    pub kv_rows: u64,
+    pub leases: u64,
+    pub alarms: u64,
+    /// HashKV recomputed from the rows.
+    pub hash: u32,
+}
+
+/// A single record may not claim more than this (a value is at most a few MiB in practice).
+const MAX_RECORD_LEN: u64 = 1 << 30;
+
+/// Reads and checks the header: magic, size rule, header length and checksum, format version.
+pub fn read_header(path: &Path) -> Result<SnapshotInfo, SnapshotError> {
+    let meta = std::fs::metadata(path).map_err(io(path))?;
+    if meta.is_dir() {
+        return Err(SnapshotError::IsDirectory(path.to_path_buf()));
+    }
+    let size = meta.len();
+    if size == 0 {
+        return Err(SnapshotError::Empty(path.to_path_buf()));
+    }
+    let mut f = File::open(path).map_err(io(path))?;
+    let mut magic = [0u8; 8];
+    let got = read_up_to(&mut f, &mut magic).map_err(io(path))?;
+    if got < 8 || magic[..7] != MAGIC[..7] {
+        return Err(SnapshotError::BadMagic(path.to_path_buf()));
+    }
+    if magic[7] > MAGIC[7] {
+        return Err(SnapshotError::FutureVersion {
+            path: path.to_path_buf(),
+            found: magic[7] as u32,
+            supported: FORMAT_VERSION,
+        });
+    }
+    if size % ALIGN != DIGEST_LEN as u64 {
+        return Err(SnapshotError::BadSize {
+            path: path.to_path_buf(),
+            size,
+        });
+    }
+    let mut len = [0u8; 4];
+    f.read_exact(&mut len).map_err(io(path))?;
+    let claimed = u32::from_be_bytes(len) as u64;
+    let available = size.saturating_sub(12 + 4 + DIGEST_LEN as u64);
+    if claimed > available || claimed > MAX_HEADER_LEN as u64 {
+        return Err(SnapshotError::HeaderLength {
+            path: path.to_path_buf(),
+            claimed,
+            available,
+        });
+    }
+    let mut head = vec![0u8; claimed as usize];
+    f.read_exact(&mut head).map_err(io(path))?;
+    let mut crc = [0u8; 4];
+    f.read_exact(&mut crc).map_err(io(path))?;
+    if crc32c::crc32c(&head) != u32::from_be_bytes(crc) {
+        return Err(SnapshotError::HeaderChecksum(path.to_path_buf()));
+    }
+    let header =
+        SnapshotHeader::decode(head.as_slice()).map_err(|e| SnapshotError::HeaderDecode {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    if header.format_version > FORMAT_VERSION {
+        return Err(SnapshotError::FutureVersion {
+            path: path.to_path_buf(),
+            found: header.format_version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    if header.compression != COMPRESSION_ZSTD {
+        return Err(SnapshotError::HeaderDecode {
+            path: path.to_path_buf(),
+            reason: format!("unknown compression {:?}", header.compression),
+        });
+    }
+    Ok(SnapshotInfo {
+        path: path.to_path_buf(),
+        header,
+        file_size: size,
+        body_offset: 16 + claimed,
+    })
+}
+
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// Hashes and counts every byte read through it.
+struct Hashing<R> {
+    inner: R,
+    sha: Option<Sha256>,
+    read: u64,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(sha) = &mut self.sha {
+            sha.update(&buf[..n]);
+        }
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+/// Recomputes HashKV from rows in revision order, in one pass: rows above the compact
+/// revision always count; rows at or below it count only if a compaction at the snapshot
+/// revision keeps them, which is known at the end, so their CRCs wait and are combined then.
+struct HashRebuild {
+    revision: i64,
+    compact_revision: i64,
+    index: TreeIndex,
+    low: Vec<(Revision, u32, usize)>,
+    high_crc: u32,
+    high_len: usize,
+}
+
+impl HashRebuild {
+    fn row(
+        &mut self,
+        rev: Revision,
+        tombstone: bool,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<(), String> {
+        let kv = KeyValue::decode(value)
+            .map_err(|e| format!("KeyValue at revision {}: {e}", rev.main))?;
+        self.index
+            .restore(&kv.key, kv.create_revision, rev, kv.version, tombstone);
+        if rev.main > self.revision {
+            return Err(format!(
+                "row at revision {} is past the snapshot revision {}",
+                rev.main, self.revision
+            ));
+        }
+        let crc = crc32c::crc32c_append(crc32c::crc32c(key), value);
+        let len = key.len() + value.len();
+        if rev.main <= self.compact_revision {
+            self.low.push((rev, crc, len));
+        } else {
+            self.high_crc = crc32c::crc32c_combine(self.high_crc, crc, len);
+            self.high_len += len;
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> u32 {
+        let keep = self.index.keep(self.revision);
+        let mut crc = crc32c::crc32c(b"key");
+        for (rev, row_crc, len) in self.low {
+            if keep.is_empty() || keep.contains(&rev) {
+                crc = crc32c::crc32c_combine(crc, row_crc, len);
+            }
+        }
+        crc32c::crc32c_combine(crc, self.high_crc, self.high_len)
+    }
+}
+
+/// Reads the whole body with every check, handing each record to `visit` in order.
+/// `check_digest = false` skips only the SHA-256 comparison (`--skip-hash-check`).
+pub fn read_body(
+    info: &SnapshotInfo,
+    check_digest: bool,
+    progress: &mut dyn FnMut(u64),
+    visit: &mut dyn FnMut(&Record) -> Result<(), SnapshotError>,
+) -> Result<BodySummary, SnapshotError> {
+    let path = info.path.as_path();
+    let body_err = |offset: u64, reason: String| SnapshotError::Body {
+        path: path.to_path_buf(),
+        offset,
+        reason,
+    };
+    let mut f = File::open(path).map_err(io(path))?;
+    f.seek(SeekFrom::Start(0)).map_err(io(path))?;
+    let content_len = info.file_size - DIGEST_LEN as u64;
+    let mut src = Hashing {
+        inner: f.take(content_len),
+        sha: check_digest.then(Sha256::new),
+        read: 0,
+    };
+    let mut prefix = vec![0u8; info.body_offset as usize];
+    src.read_exact(&mut prefix).map_err(io(path))?;
+
+    let z = zstd::stream::read::Decoder::new(src)
+        .map_err(|e| body_err(info.body_offset, e.to_string()))?
+        .single_frame();
+    let mut z = BufReader::with_capacity(64 * 1024, z);
+    let h = &info.header;
+    let mut rebuild = HashRebuild {
+        revision: h.revision,
+        compact_revision: h.compact_revision,
+        index: TreeIndex::default(),
+        low: Vec::new(),
+        high_crc: 0,
+        high_len: 0,
+    };
+    let mut summary = BodySummary {
+        records: 0,
+        kv_rows: 0,
+        leases: 0,
+        alarms: 0,
+        hash: 0,
+    };
+    let mut end: Option<EndRow> = None;
+    let mut buf = Vec::new();
+    let mut last_progress = 0u64;
+    loop {
+        let Some(len) = read_varint(&mut z)
+            .map_err(|e| body_err(summary.records, format!("record {}: {e}", summary.records)))?
+        else {
+            break;
+        };
+        if end.is_some() {
+            return Err(body_err(
+                summary.records,
+                "records after the end record".into(),
+            ));
+        }
+        if len > MAX_RECORD_LEN {
+            return Err(body_err(
+                summary.records,
+                format!("record {} claims {len} bytes", summary.records),
+            ));
+        }
+        buf.resize(len as usize, 0);
+        z.read_exact(&mut buf)
+            .map_err(|e| body_err(summary.records, format!("record {}: {e}", summary.records)))?;
+        let rec = Record::decode(buf.as_slice()).map_err(|e| {
+            body_err(
+                summary.records,
+                format!("record {} does not decode: {e}", summary.records),
+            )
+        })?;
+        match &rec.kind {
+            Some(RecordKind::Kv(row)) => {
+                let (rev, tombstone) = Revision::from_bytes(&row.rev_key).ok_or_else(|| {
+                    body_err(
+                        summary.records,
+                        format!("record {} has no revision key", summary.records),
+                    )
+                })?;
+                rebuild
+                    .row(rev, tombstone, &row.rev_key, &row.value)
+                    .map_err(|e| body_err(summary.records, e))?;
+                summary.kv_rows += 1;
+            }
+            Some(RecordKind::Lease(_)) => summary.leases += 1,
+            Some(RecordKind::Alarm(_)) => summary.alarms += 1,
+            Some(RecordKind::End(e)) => end = Some(e.clone()),
+            None => {
+                return Err(body_err(
+                    summary.records,
+                    format!("record {} is of an unknown kind", summary.records),
+                ));
+            }
+        }
+        if end.is_none() {
+            summary.records += 1;
+            visit(&rec)?;
+        }
+        let read = z.get_ref().get_ref().get_ref().read;
+        if read - last_progress >= 1 << 20 {
+            progress(read);
+            last_progress = read;
+        }
+    }
+    let end = end.ok_or_else(|| SnapshotError::MissingEnd(path.to_path_buf()))?;
+    // what follows the frame must be the zero padding, then the digest
+    let mut rest = z.into_inner().finish();
+    let buffered = rest.buffer().to_vec();
+    rest.consume(buffered.len());
+    let mut src = rest.into_inner();
+    let mut tail = buffered;
+    src.read_to_end(&mut tail).map_err(io(path))?;
+    if tail.len() as u64 >= ALIGN || tail.iter().any(|b| *b != 0) {
+        return Err(body_err(
+            src.read,
+            format!(
+                "{} bytes after the body are not the zero padding",
+                tail.len()
+            ),
+        ));
+    }
+    progress(src.read);
+    if let Some(sha) = src.sha.take() {
+        let mut f = src.inner.into_inner();
+        let mut digest = [0u8; DIGEST_LEN];
+        f.read_exact(&mut digest).map_err(io(path))?;
+        let actual = sha.finalize();
+        if actual.as_slice() != digest {
+            return Err(SnapshotError::DigestMismatch {
+                path: path.to_path_buf(),
+                expected: hex(&digest),
+                actual: hex(&actual),
+            });
+        }
+    }
+    if end.record_count != summary.records || h.record_count != summary.records {
+        return Err(SnapshotError::CountMismatch {
+            path: path.to_path_buf(),
+            expected: h.record_count,
+            found: summary.records,
+        });
+    }
+    summary.hash = rebuild.finish();
+    if summary.hash != h.hash || end.hash != h.hash {
+        return Err(SnapshotError::HashMismatch {
+            path: path.to_path_buf(),
+            expected: h.hash,
+            actual: summary.hash,
+        });
+    }
+    Ok(summary)
+}
+
+/// A protobuf varint, or `None` at a clean end of stream.
+fn read_varint(r: &mut impl Read) -> std::io::Result<Option<u64>> {
+    let mut value = 0u64;
+    for i in 0..10 {
+        let mut b = [0u8; 1];
+        if r.read(&mut b)? == 0 {
+            return if i == 0 {
+                Ok(None)
+            } else {
+                Err(std::io::ErrorKind::UnexpectedEof.into())
+            };
+        }
+        value |= ((b[0] & 0x7f) as u64) << (7 * i);
+        if b[0] & 0x80 == 0 {
+            return Ok(Some(value));
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        "record length is not a varint",
+    ))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

@@ -34,6 +34,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         name: config.name.clone(),
         initial_cluster: config.initial_cluster.clone(),
         initial_cluster_token: config.initial_cluster_token.clone(),
+        initial_advertise_peer_urls: config.peer_urls.clone(),
         advertise_client_urls: config.advertise_client_urls.clone(),
         heartbeat_interval: config.heartbeat_interval,
         election_timeout: config.election_timeout,

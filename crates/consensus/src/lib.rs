@@ -7,8 +7,10 @@
 //! - `state_machine`: applies entries to the MVCC store with the applied index in the same
 //!   transaction, without fsync (replay on restart instead).
 //! - `network`: peer messages (single-member for now).
+//! - [`bootstrap`]: member IDs and first membership, from flags or from a restore.
 //! - [`node`]: a member, started from etcd-style settings.
 
+pub mod bootstrap;
 pub mod error;
 pub mod ids;
 mod log_store;

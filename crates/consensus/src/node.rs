@@ -13,8 +13,8 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::{Config, ServerState, SnapshotPolicy};
 use prost::Message;
 
+use crate::bootstrap::{Bootstrap, META_BOOTSTRAP, META_CLUSTER_ID, META_MEMBER_ID, plan};
 use crate::error::ConsensusError;
-use crate::ids::{cluster_id, member_id};
 use crate::log_store::LogStore;
 use crate::network::Network;
 use crate::state_machine::StateMachine;
@@ -28,6 +28,7 @@ pub struct NodeConfig {
     /// `--initial-cluster`: member name and its peer URLs.
     pub initial_cluster: Vec<(String, Vec<String>)>,
     pub initial_cluster_token: String,
+    pub initial_advertise_peer_urls: Vec<String>,
     pub advertise_client_urls: Vec<String>,
     pub heartbeat_interval: Duration,
     pub election_timeout: Duration,
@@ -53,9 +54,6 @@ pub struct Node {
     election_timeout: Duration,
 }
 
-const META_MEMBER_ID: &str = "member_id";
-const META_CLUSTER_ID: &str = "cluster_id";
-
 impl Node {
     pub async fn start(cfg: NodeConfig) -> Result<Node, ConsensusError> {
         let member_dir = cfg.data_dir.join("member");
@@ -70,6 +68,7 @@ impl Node {
             .map_err(|e| ConsensusError::Storage(e.to_string()))??;
         let log = LogStore::open(&member_dir.join("raft.redb")).map_err(ConsensusError::Storage)?;
 
+        // a data dir that has IDs keeps them, whatever the flags say (etcd does the same)
         let known: Option<(u64, u64)> = match (
             log.read_meta(META_MEMBER_ID),
             log.read_meta(META_CLUSTER_ID),
@@ -78,10 +77,25 @@ impl Node {
             _ => None,
         };
         let (member_id, cluster_id, members) = match known {
-            Some((m, c)) => (m, c, None),
+            Some((m, c)) => (
+                m,
+                c,
+                log.read_meta::<BTreeMap<u64, Member>>(META_BOOTSTRAP)
+                    .map_err(ConsensusError::Storage)?,
+            ),
             None => {
-                let (m, c, members) = initial_members(&cfg)?;
-                (m, c, Some(members))
+                let Bootstrap {
+                    member_id,
+                    cluster_id,
+                    members,
+                } = plan(
+                    &cfg.name,
+                    &cfg.initial_cluster,
+                    &cfg.initial_cluster_token,
+                    &cfg.initial_advertise_peer_urls,
+                    &cfg.advertise_client_urls,
+                )?;
+                (member_id, cluster_id, Some(members))
             }
         };
 
@@ -233,37 +247,4 @@ impl Node {
             );
         }
     }
-}
-
-/// IDs and the raft membership for a brand-new member, from `--initial-cluster`.
-fn initial_members(cfg: &NodeConfig) -> Result<(u64, u64, BTreeMap<u64, Member>), ConsensusError> {
-    let mut members = BTreeMap::new();
-    let mut me = None;
-    for (name, urls) in &cfg.initial_cluster {
-        let id = member_id(urls, &cfg.initial_cluster_token, None);
-        let client_urls = if *name == cfg.name {
-            cfg.advertise_client_urls.clone()
-        } else {
-            Vec::new()
-        };
-        if *name == cfg.name {
-            me = Some(id);
-        }
-        members.insert(
-            id,
-            Member {
-                name: name.clone(),
-                peer_urls: urls.clone(),
-                client_urls,
-            },
-        );
-    }
-    let me = me.ok_or_else(|| {
-        ConsensusError::Config(format!(
-            "couldn't find local name {:?} in the initial cluster configuration",
-            cfg.name
-        ))
-    })?;
-    let ids: Vec<u64> = members.keys().copied().collect();
-    Ok((me, cluster_id(&ids), members))
 }

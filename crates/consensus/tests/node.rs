@@ -12,6 +12,7 @@ fn config(dir: &std::path::Path) -> NodeConfig {
         name: "default".into(),
         initial_cluster: vec![("default".into(), vec!["http://localhost:2380".into()])],
         initial_cluster_token: "etcd-cluster".into(),
+        initial_advertise_peer_urls: vec!["http://localhost:2380".into()],
         advertise_client_urls: vec!["http://localhost:2379".into()],
         heartbeat_interval: Duration::from_millis(100),
         election_timeout: Duration::from_millis(1000),

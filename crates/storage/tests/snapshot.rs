@@ -71,7 +71,7 @@ fn source() -> SnapshotSource {
 
 fn save(s: &Store, path: &Path) {
     let mut f = std::fs::File::create(path).unwrap();
-    s.write_snapshot(&source(), 3, &mut f).unwrap();
+    s.write_snapshot(&source(), 3, &mut f, &mut |_| {}).unwrap();
 }
 
 fn all(s: &Store) -> RangeResponse {

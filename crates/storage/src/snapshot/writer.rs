@@ -42,13 +42,15 @@ impl Write for Sink<'_> {
 }
 
 impl Store {
-    /// Streams a snapshot of the current revision to `out`; returns its header. `level` is the
-    /// zstd level (3 is a good default).
+    /// Streams a snapshot of the current revision to `out`; returns its header, which
+    /// `on_header` also sees before the body is written (the server puts its revision in the
+    /// response header). `level` is the zstd level (3 is a good default).
     pub fn write_snapshot(
         &self,
         source: &SnapshotSource,
         level: i32,
         out: &mut dyn Write,
+        on_header: &mut dyn FnMut(&SnapshotHeader),
     ) -> Result<SnapshotHeader, SnapshotError> {
         // one consistent point: revision bounds, index facts and the read transaction together
         let (txn, revision, compact_revision, keep, key_count) = {
@@ -88,6 +90,7 @@ impl Store {
             record_count: kv_rows + lease_rows + alarm_rows,
             lease_count: lease_rows,
         };
+        on_header(&header);
         let mut sink = Sink {
             out,
             sha: Sha256::new(),

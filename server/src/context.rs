@@ -5,8 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_consensus::Node;
-use cairn_proto::etcdserverpb::ResponseHeader;
-use cairn_storage::{Command, CommandResponse, Store, StoreError};
+use cairn_proto::etcdserverpb::{
+    AlarmResponse, CompactionResponse, DeleteRangeResponse, LeaseGrantResponse,
+    LeaseRevokeResponse, PutResponse, ResponseHeader, TxnResponse,
+};
+use cairn_storage::{Command, CommandResponse, Op, Store, StoreError};
 use prost::Message;
 use tokio::sync::watch;
 
@@ -56,6 +59,15 @@ impl Context {
         }
     }
 
+    /// Proposes `op` and returns its typed response with the header filled.
+    pub async fn propose<T: Reply>(&self, op: Op) -> Result<T, ApiError> {
+        let applied = self.write(op.into()).await?;
+        let mut reply = T::from_applied(applied)
+            .map_err(|other| ApiError::Stopped(format!("unexpected apply result {other:?}")))?;
+        self.fill(reply.header());
+        Ok(reply)
+    }
+
     /// Runs a read on a blocking thread, after a read-index round unless `serializable`.
     pub async fn read<T: Send + 'static>(
         &self,
@@ -75,3 +87,35 @@ impl Context {
             .map_err(ApiError::from)
     }
 }
+
+/// A response type a proposal can produce.
+pub trait Reply: Sized {
+    fn from_applied(r: CommandResponse) -> Result<Self, CommandResponse>;
+    fn header(&mut self) -> &mut Option<ResponseHeader>;
+}
+
+macro_rules! replies {
+    ($($ty:ty => $variant:ident),* $(,)?) => {$(
+        impl Reply for $ty {
+            fn from_applied(r: CommandResponse) -> Result<Self, CommandResponse> {
+                match r {
+                    CommandResponse::$variant(x) => Ok(x),
+                    other => Err(other),
+                }
+            }
+            fn header(&mut self) -> &mut Option<ResponseHeader> {
+                &mut self.header
+            }
+        }
+    )*};
+}
+
+replies!(
+    PutResponse => Put,
+    DeleteRangeResponse => DeleteRange,
+    TxnResponse => Txn,
+    CompactionResponse => Compact,
+    LeaseGrantResponse => LeaseGrant,
+    LeaseRevokeResponse => LeaseRevoke,
+    AlarmResponse => Alarm,
+);

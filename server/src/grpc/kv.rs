@@ -5,17 +5,13 @@ use cairn_proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
     PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
 };
-use cairn_storage::{CommandResponse, Op, txn};
+use cairn_storage::{Op, txn};
 use tonic::{Request, Response, Status};
 
 use crate::context::Context;
 use crate::errors::ApiError;
 
 pub struct KvService(pub Context);
-
-fn unexpected(r: CommandResponse) -> Status {
-    Status::internal(format!("cairn: unexpected apply result {r:?}"))
-}
 
 #[tonic::async_trait]
 impl Kv for KvService {
@@ -31,13 +27,7 @@ impl Kv for KvService {
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let r = req.into_inner();
         txn::check_put(&r).map_err(ApiError::from)?;
-        match self.0.write(Op::Put(r).into()).await? {
-            CommandResponse::Put(mut p) => {
-                self.0.fill(&mut p.header);
-                Ok(Response::new(p))
-            }
-            other => Err(unexpected(other)),
-        }
+        Ok(Response::new(self.0.propose(Op::Put(r)).await?))
     }
 
     async fn delete_range(
@@ -46,38 +36,22 @@ impl Kv for KvService {
     ) -> Result<Response<DeleteRangeResponse>, Status> {
         let r = req.into_inner();
         txn::check_delete(&r).map_err(ApiError::from)?;
-        match self.0.write(Op::DeleteRange(r).into()).await? {
-            CommandResponse::DeleteRange(mut d) => {
-                self.0.fill(&mut d.header);
-                Ok(Response::new(d))
-            }
-            other => Err(unexpected(other)),
-        }
+        Ok(Response::new(self.0.propose(Op::DeleteRange(r)).await?))
     }
 
+    /// Sub-responses keep revision-only headers, as in etcd; only the outer one is filled.
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let r = req.into_inner();
         txn::check_txn(&r, self.0.config.max_txn_ops).map_err(ApiError::from)?;
-        match self.0.write(Op::Txn(r).into()).await? {
-            // sub-responses keep revision-only headers, as in etcd; the outer one is filled
-            CommandResponse::Txn(mut t) => {
-                self.0.fill(&mut t.header);
-                Ok(Response::new(t))
-            }
-            other => Err(unexpected(other)),
-        }
+        Ok(Response::new(self.0.propose(Op::Txn(r)).await?))
     }
 
     async fn compact(
         &self,
         req: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
-        match self.0.write(Op::Compact(req.into_inner()).into()).await? {
-            CommandResponse::Compact(mut c) => {
-                self.0.fill(&mut c.header);
-                Ok(Response::new(c))
-            }
-            other => Err(unexpected(other)),
-        }
+        Ok(Response::new(
+            self.0.propose(Op::Compact(req.into_inner())).await?,
+        ))
     }
 }

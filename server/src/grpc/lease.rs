@@ -9,7 +9,7 @@ use cairn_proto::etcdserverpb::{
     LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
     LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
-use cairn_storage::{CommandResponse, Op};
+use cairn_storage::Op;
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -42,34 +42,16 @@ impl Lease for LeaseService {
         if r.id == 0 {
             r.id = self.new_id();
         }
-        match self.0.write(Op::LeaseGrant(r).into()).await? {
-            CommandResponse::LeaseGrant(mut g) => {
-                self.0.fill(&mut g.header);
-                Ok(Response::new(g))
-            }
-            other => Err(Status::internal(format!(
-                "cairn: unexpected apply result {other:?}"
-            ))),
-        }
+        Ok(Response::new(self.0.propose(Op::LeaseGrant(r)).await?))
     }
 
     async fn lease_revoke(
         &self,
         req: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
-        match self
-            .0
-            .write(Op::LeaseRevoke(req.into_inner()).into())
-            .await?
-        {
-            CommandResponse::LeaseRevoke(mut r) => {
-                self.0.fill(&mut r.header);
-                Ok(Response::new(r))
-            }
-            other => Err(Status::internal(format!(
-                "cairn: unexpected apply result {other:?}"
-            ))),
-        }
+        Ok(Response::new(
+            self.0.propose(Op::LeaseRevoke(req.into_inner())).await?,
+        ))
     }
 
     type LeaseKeepAliveStream = KeepAliveStream;

@@ -283,3 +283,39 @@ fn restore_refuses_a_corrupt_body_and_skip_hash_check_still_checks_records() {
         );
     }
 }
+
+/// A header edited consistently (CRC and digest recomputed) but lying about its counts is
+/// still refused: the full read recounts.
+#[test]
+fn header_counts_are_checked_against_the_body() {
+    use prost::Message;
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let s = filled(dir.path());
+    let path = dir.path().join("snap.db");
+    save(&s, &path);
+    let good = std::fs::read(&path).unwrap();
+    let info = read_header(&path).unwrap();
+    for (what, edit) in [
+        (
+            "live keys",
+            (|h: &mut cairn_storage::snapshot::SnapshotHeader| h.key_count += 1) as fn(&mut _),
+        ),
+        ("leases", |h| h.lease_count += 1),
+    ] {
+        let mut h = info.header.clone();
+        edit(&mut h);
+        let head = h.encode_to_vec();
+        let old_len = (info.body_offset - 16) as usize;
+        assert_eq!(head.len(), old_len, "the edit keeps the header length");
+        let mut bad = good.clone();
+        bad[12..12 + old_len].copy_from_slice(&head);
+        bad[12 + old_len..16 + old_len].copy_from_slice(&crc32c::crc32c(&head).to_be_bytes());
+        let n = bad.len() - 32;
+        let digest = sha2::Sha256::digest(&bad[..n]);
+        bad[n..].copy_from_slice(&digest);
+        std::fs::write(&path, &bad).unwrap();
+        let e = verify(&path, &mut |_| {}).unwrap_err().to_string();
+        assert!(e.contains(what), "{e}");
+    }
+}

@@ -51,11 +51,20 @@ pub enum SnapshotError {
         expected: String,
         actual: String,
     },
-    #[error("{path}: body is corrupt at byte {offset}: {reason}")]
+    #[error("{path}: body is corrupt at record {record}: {reason}")]
     Body {
         path: PathBuf,
-        offset: u64,
+        record: u64,
         reason: String,
+    },
+    #[error("{path}: {bytes} bytes after the body are not the zero padding; the file is corrupt")]
+    Padding { path: PathBuf, bytes: usize },
+    #[error("{path}: header says {header} {what} but the body holds {body}; the file is corrupt")]
+    HeaderMismatch {
+        path: PathBuf,
+        what: &'static str,
+        header: i64,
+        body: i64,
     },
     #[error("{0}: body ends without its end record; the file is truncated")]
     MissingEnd(PathBuf),

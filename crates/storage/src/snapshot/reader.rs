@@ -182,15 +182,23 @@ impl HashRebuild {
         Ok(())
     }
 
-    fn finish(self) -> u32 {
+    /// The HashKV and the number of live keys at the snapshot revision.
+    fn finish(self) -> (u32, i64) {
         let keep = self.index.keep(self.revision);
+        let live = self.index.count(
+            &crate::index::KeyRange::new(vec![0], vec![0]),
+            self.revision,
+        ) as i64;
         let mut crc = crc32c::crc32c(b"key");
         for (rev, row_crc, len) in self.low {
             if keep.is_empty() || keep.contains(&rev) {
                 crc = crc32c::crc32c_combine(crc, row_crc, len);
             }
         }
-        crc32c::crc32c_combine(crc, self.high_crc, self.high_len)
+        (
+            crc32c::crc32c_combine(crc, self.high_crc, self.high_len),
+            live,
+        )
     }
 }
 
@@ -203,9 +211,9 @@ pub fn read_body(
     visit: &mut dyn FnMut(&Record) -> Result<(), SnapshotError>,
 ) -> Result<BodySummary, SnapshotError> {
     let path = info.path.as_path();
-    let body_err = |offset: u64, reason: String| SnapshotError::Body {
+    let body_err = |record: u64, reason: String| SnapshotError::Body {
         path: path.to_path_buf(),
-        offset,
+        record,
         reason,
     };
     let mut f = File::open(path).map_err(io(path))?;
@@ -220,7 +228,7 @@ pub fn read_body(
     src.read_exact(&mut prefix).map_err(io(path))?;
 
     let z = zstd::stream::read::Decoder::new(src)
-        .map_err(|e| body_err(info.body_offset, e.to_string()))?
+        .map_err(|e| body_err(0, e.to_string()))?
         .single_frame();
     let mut z = BufReader::with_capacity(64 * 1024, z);
     let h = &info.header;
@@ -243,8 +251,8 @@ pub fn read_body(
     let mut buf = Vec::new();
     let mut last_progress = 0u64;
     loop {
-        let Some(len) = read_varint(&mut z)
-            .map_err(|e| body_err(summary.records, format!("record {}: {e}", summary.records)))?
+        let Some(len) =
+            read_varint(&mut z).map_err(|e| body_err(summary.records, e.to_string()))?
         else {
             break;
         };
@@ -255,28 +263,27 @@ pub fn read_body(
             ));
         }
         if len > MAX_RECORD_LEN {
+            return Err(body_err(summary.records, format!("claims {len} bytes")));
+        }
+        // read what is there rather than trusting the length: a lying length cannot make us
+        // allocate more than the stream really holds
+        buf.clear();
+        (&mut z)
+            .take(len)
+            .read_to_end(&mut buf)
+            .map_err(|e| body_err(summary.records, e.to_string()))?;
+        if buf.len() as u64 != len {
             return Err(body_err(
                 summary.records,
-                format!("record {} claims {len} bytes", summary.records),
+                format!("claims {len} bytes but the body ends after {}", buf.len()),
             ));
         }
-        buf.resize(len as usize, 0);
-        z.read_exact(&mut buf)
-            .map_err(|e| body_err(summary.records, format!("record {}: {e}", summary.records)))?;
-        let rec = Record::decode(buf.as_slice()).map_err(|e| {
-            body_err(
-                summary.records,
-                format!("record {} does not decode: {e}", summary.records),
-            )
-        })?;
+        let rec = Record::decode(buf.as_slice())
+            .map_err(|e| body_err(summary.records, format!("does not decode: {e}")))?;
         match &rec.kind {
             Some(RecordKind::Kv(row)) => {
-                let (rev, tombstone) = Revision::from_bytes(&row.rev_key).ok_or_else(|| {
-                    body_err(
-                        summary.records,
-                        format!("record {} has no revision key", summary.records),
-                    )
-                })?;
+                let (rev, tombstone) = Revision::from_bytes(&row.rev_key)
+                    .ok_or_else(|| body_err(summary.records, "has no revision key".to_string()))?;
                 rebuild
                     .row(rev, tombstone, &row.rev_key, &row.value)
                     .map_err(|e| body_err(summary.records, e))?;
@@ -288,7 +295,7 @@ pub fn read_body(
             None => {
                 return Err(body_err(
                     summary.records,
-                    format!("record {} is of an unknown kind", summary.records),
+                    "is of an unknown kind".to_string(),
                 ));
             }
         }
@@ -311,13 +318,10 @@ pub fn read_body(
     let mut tail = buffered;
     src.read_to_end(&mut tail).map_err(io(path))?;
     if tail.len() as u64 >= ALIGN || tail.iter().any(|b| *b != 0) {
-        return Err(body_err(
-            src.read,
-            format!(
-                "{} bytes after the body are not the zero padding",
-                tail.len()
-            ),
-        ));
+        return Err(SnapshotError::Padding {
+            path: path.to_path_buf(),
+            bytes: tail.len(),
+        });
     }
     progress(src.read);
     if let Some(sha) = src.sha.take() {
@@ -340,7 +344,24 @@ pub fn read_body(
             found: summary.records,
         });
     }
-    summary.hash = rebuild.finish();
+    let (hash, live_keys) = rebuild.finish();
+    summary.hash = hash;
+    let mismatch = |what, header: i64, body: i64| SnapshotError::HeaderMismatch {
+        path: path.to_path_buf(),
+        what,
+        header,
+        body,
+    };
+    if h.lease_count != summary.leases {
+        return Err(mismatch(
+            "leases",
+            h.lease_count as i64,
+            summary.leases as i64,
+        ));
+    }
+    if h.key_count != live_keys {
+        return Err(mismatch("live keys", h.key_count, live_keys));
+    }
     if summary.hash != h.hash || end.hash != h.hash {
         return Err(SnapshotError::HashMismatch {
             path: path.to_path_buf(),

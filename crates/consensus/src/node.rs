@@ -204,6 +204,28 @@ impl Node {
             .collect()
     }
 
+    /// Records this member's client URLs in the membership when they changed (etcd publishes
+    /// its attributes the same way after start). Needs this member to lead.
+    pub async fn publish_client_urls(&self, urls: &[String]) -> Result<(), ConsensusError> {
+        let current = self
+            .members()
+            .into_iter()
+            .find(|(id, _, _)| *id == self.member_id);
+        let Some((_, mut me, _)) = current else {
+            return Ok(());
+        };
+        if me.client_urls == urls {
+            return Ok(());
+        }
+        me.client_urls = urls.to_vec();
+        let change = openraft::ChangeMembers::SetNodes(BTreeMap::from([(self.member_id, me)]));
+        match self.raft.change_membership(change, true).await {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(_)) => Err(ConsensusError::NoLeader),
+            Err(e) => Err(ConsensusError::Stopped(e.to_string())),
+        }
+    }
+
     /// Waits until this member leads (or `timeout` passes); returns whether it does.
     pub async fn wait_leader(&self, timeout: Duration) -> bool {
         let mut rx = self.raft.metrics();

@@ -89,3 +89,21 @@ async fn unknown_name_is_refused() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_urls_are_published_into_the_membership() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(config(dir.path())).await.unwrap();
+    assert!(node.wait_leader(Duration::from_secs(10)).await);
+    let moved = vec!["http://127.0.0.1:32379".to_string()];
+    node.publish_client_urls(&moved).await.unwrap();
+    assert_eq!(node.members()[0].1.client_urls, moved);
+    let before = node.status().last_index;
+    node.publish_client_urls(&moved).await.unwrap();
+    assert_eq!(
+        node.status().last_index,
+        before,
+        "unchanged URLs propose nothing"
+    );
+    node.close(true).await;
+}

@@ -24,6 +24,26 @@ pub enum ApiError {
     Unsupported(&'static str),
     #[error("bad leader transferee")]
     BadLeaderTransferee,
+    /// etcd's `v3election.ErrNoLeader`.
+    #[error("election: no leader")]
+    ElectionNoLeader,
+    /// etcd's `concurrency.ErrElectionNotLeader`.
+    #[error("election: not leader")]
+    ElectionNotLeader,
+    /// etcd's `v3election.ErrMissingLeaderKey`.
+    #[error("\"leader\" field must be provided")]
+    MissingLeaderKey,
+    /// etcd's `concurrency.ErrSessionExpired`.
+    #[error("mutex: session is expired")]
+    SessionExpired,
+    /// The watch a lock or election waiter relied on ended.
+    #[error("lost watcher waiting for delete")]
+    LostWatcher,
+    /// An error as etcd's Lock and Election services relay it: they run over an embedded
+    /// client whose errors carry no gRPC status, so every error reaches the caller with code
+    /// Unknown and the underlying message (checked against etcd 3.4).
+    #[error("{0}")]
+    Relayed(Box<ApiError>),
 }
 
 impl From<ConsensusError> for ApiError {
@@ -86,6 +106,12 @@ pub fn code_and_message(e: &ApiError) -> (Code, String) {
             Code::FailedPrecondition,
             "etcdserver: bad leader transferee",
         ),
+        ApiError::ElectionNoLeader => fixed(Code::Unknown, "election: no leader"),
+        ApiError::ElectionNotLeader => fixed(Code::Unknown, "election: not leader"),
+        ApiError::MissingLeaderKey => fixed(Code::Unknown, "\"leader\" field must be provided"),
+        ApiError::SessionExpired => fixed(Code::Unknown, "mutex: session is expired"),
+        ApiError::LostWatcher => fixed(Code::Unknown, "lost watcher waiting for delete"),
+        ApiError::Relayed(inner) => (Code::Unknown, code_and_message(inner).1),
     }
 }
 
@@ -205,6 +231,36 @@ mod tests {
                 ApiError::EmptyWatcherRange,
                 Code::InvalidArgument,
                 "mvcc: watcher range is empty",
+            ),
+            (
+                ApiError::ElectionNoLeader,
+                Code::Unknown,
+                "election: no leader",
+            ),
+            (
+                ApiError::ElectionNotLeader,
+                Code::Unknown,
+                "election: not leader",
+            ),
+            (
+                ApiError::MissingLeaderKey,
+                Code::Unknown,
+                "\"leader\" field must be provided",
+            ),
+            (
+                ApiError::SessionExpired,
+                Code::Unknown,
+                "mutex: session is expired",
+            ),
+            (
+                ApiError::LostWatcher,
+                Code::Unknown,
+                "lost watcher waiting for delete",
+            ),
+            (
+                ApiError::Relayed(Box::new(StoreError::LeaseNotFound.into())),
+                Code::Unknown,
+                "etcdserver: requested lease not found",
             ),
         ];
         for (err, code, msg) in cases {

@@ -98,6 +98,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             "no leader yet; requests fail with 'etcdserver: no leader' until one is elected"
         );
     }
+    if let Err(e) = node
+        .publish_client_urls(&ctx.config.advertise_client_urls)
+        .await
+    {
+        tracing::warn!(error = %e, "could not publish this member's client URLs yet");
+    }
     tracing::info!("ready to serve client requests");
 
     shutdown.await;

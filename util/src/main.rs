@@ -45,6 +45,9 @@ enum Command {
     /// Endpoint checks.
     #[command(subcommand)]
     Endpoint(cmd::endpoint::Endpoint),
+    /// Snapshot save (online), status, verify and restore (offline).
+    #[command(subcommand)]
+    Snapshot(cmd::snapshot::Snapshot),
     /// Print the version of cairnutl.
     Version,
 }
@@ -77,6 +80,13 @@ fn main() -> ExitCode {
         }
         Command::Endpoint(e) => {
             cmd::endpoint::run(e, &endpoints, cli.command_timeout, cli.write_out)
+        }
+        Command::Snapshot(s) => {
+            let online = cmd::snapshot::Online {
+                endpoints: &endpoints,
+                command_timeout: cli.command_timeout,
+            };
+            cmd::snapshot::run(s, online, cli.write_out)
         }
     };
     match result {

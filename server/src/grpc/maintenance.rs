@@ -1,5 +1,5 @@
-//! The Maintenance service: Status, Alarm, Hash, HashKV, Defragment, MoveLeader. Snapshot and
-//! Downgrade are refused with a clear message until they land (backup issue).
+//! The Maintenance service: Status, Alarm, Hash, HashKV, Defragment, MoveLeader, and Snapshot
+//! (streamed by `snapshot.rs`). Downgrade is refused with a clear message.
 
 use std::pin::Pin;
 
@@ -136,7 +136,7 @@ impl Maintenance for MaintenanceService {
         &self,
         _req: Request<SnapshotRequest>,
     ) -> Result<Response<SnapshotStream>, Status> {
-        Err(ApiError::Unsupported("snapshot save is not implemented yet (backup issue)").into())
+        Ok(Response::new(super::snapshot::stream(&self.0)))
     }
 
     async fn move_leader(

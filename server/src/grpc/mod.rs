@@ -1,10 +1,14 @@
 //! One file per gRPC service; `routes` puts them on one router with etcd's size limits.
 
 pub mod cluster;
+mod concurrency;
+pub mod election;
 pub mod kv;
 pub mod lease;
 mod limits;
+pub mod lock;
 pub mod maintenance;
+mod snapshot;
 pub mod watch;
 
 use cairn_proto::etcdserverpb::cluster_server::ClusterServer;
@@ -12,6 +16,8 @@ use cairn_proto::etcdserverpb::kv_server::KvServer;
 use cairn_proto::etcdserverpb::lease_server::LeaseServer;
 use cairn_proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use cairn_proto::etcdserverpb::watch_server::WatchServer;
+use cairn_proto::v3electionpb::election_server::ElectionServer;
+use cairn_proto::v3lockpb::lock_server::LockServer;
 use tonic::service::Routes;
 
 use crate::context::Context;
@@ -41,6 +47,13 @@ fn routes(ctx: &Context) -> Routes {
         )
         .add_service(
             MaintenanceServer::new(maintenance::MaintenanceService(ctx.clone()))
+                .max_decoding_message_size(limit),
+        )
+        .add_service(
+            LockServer::new(lock::LockService(ctx.clone())).max_decoding_message_size(limit),
+        )
+        .add_service(
+            ElectionServer::new(election::ElectionService(ctx.clone()))
                 .max_decoding_message_size(limit),
         )
 }

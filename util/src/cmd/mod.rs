@@ -1,6 +1,7 @@
 //! One file per command; each turns flags into calls and hands rows to the printer.
 
 pub mod endpoint;
+pub mod snapshot;
 
 /// A gRPC channel to one endpoint (`HOST:PORT` or `http://HOST:PORT`).
 pub async fn connect(

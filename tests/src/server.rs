@@ -3,7 +3,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -44,6 +44,8 @@ pub struct TestServer {
     dir: TempDir,
     client_port: u16,
     peer_port: u16,
+    /// `--name`: `s1` unless started with [`TestServer::start_prepared`].
+    name: String,
     extra_args: Vec<String>,
     child: Option<Child>,
     /// Set once a panic message already carried the log tail.
@@ -63,6 +65,19 @@ impl TestServer {
 
     /// Like [`TestServer::start`], with extra flags appended to the standard ones.
     pub fn start_with(kind: Kind, extra_args: &[&str]) -> Self {
+        Self::start_prepared(kind, "s1", extra_args, |_, _| {})
+    }
+
+    /// Starts member `name` on a data dir that `prepare(data_dir, peer_url)` fills first, e.g.
+    /// with `cairnutl snapshot restore`. It runs once per attempt, after the ports are picked,
+    /// because a restore bakes the peer URL into the member ID; the server gets
+    /// `--initial-cluster <name>=<peer_url>` as usual (a restored data dir ignores it).
+    pub fn start_prepared(
+        kind: Kind,
+        name: &str,
+        extra_args: &[&str],
+        mut prepare: impl FnMut(&Path, &str),
+    ) -> Self {
         for _ in 0..PORT_ATTEMPTS {
             let (client_port, peer_port) = ports::free_port_pair();
             let mut server = TestServer {
@@ -73,10 +88,12 @@ impl TestServer {
                     .expect("tempdir"),
                 client_port,
                 peer_port,
+                name: name.to_string(),
                 extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
                 child: None,
                 log_reported: false,
             };
+            prepare(&server.data_dir(), &server.peer_url());
             match server.spawn_and_wait() {
                 Ok(()) => return server,
                 Err(StartError::AddrInUse) => continue,
@@ -192,7 +209,7 @@ impl TestServer {
         let peer = self.peer_url();
         let mut args = vec![
             "--name".into(),
-            "s1".into(),
+            self.name.clone(),
             "--data-dir".into(),
             self.data_dir().display().to_string(),
             "--listen-client-urls".into(),
@@ -204,7 +221,7 @@ impl TestServer {
             "--initial-advertise-peer-urls".into(),
             peer.clone(),
             "--initial-cluster".into(),
-            format!("s1={peer}"),
+            format!("{}={peer}", self.name),
         ];
         args.extend(self.extra_args.iter().cloned());
         args

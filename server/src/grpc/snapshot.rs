@@ -35,8 +35,9 @@ pub type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Sta
 const CHUNK: usize = 32 * 1024;
 /// Chunks buffered between the writer and the client.
 const CHANNEL_CHUNKS: usize = 4;
-/// zstd level: fast, and most of the gain of higher levels on etcd-shaped data.
-const ZSTD_LEVEL: i32 = 3;
+/// zstd level 1: on the benchmark data (docs/performance.md) level 3 took 2.3x as long to save
+/// for a file no smaller; saving fast matters more to a nightly job than a few percent.
+const ZSTD_LEVEL: i32 = 1;
 
 type Tx = mpsc::Sender<Result<SnapshotResponse, Status>>;
 

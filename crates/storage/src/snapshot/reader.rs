@@ -171,13 +171,14 @@ impl HashRebuild {
                 rev.main, self.revision
             ));
         }
-        let crc = crc32c::crc32c_append(crc32c::crc32c(key), value);
-        let len = key.len() + value.len();
         if rev.main <= self.compact_revision {
-            self.low.push((rev, crc, len));
+            // kept or not is known only at the end: remember this row's own CRC
+            let crc = crc32c::crc32c_append(crc32c::crc32c(key), value);
+            self.low.push((rev, crc, key.len() + value.len()));
         } else {
-            self.high_crc = crc32c::crc32c_combine(self.high_crc, crc, len);
-            self.high_len += len;
+            // always hashed: extend the running CRC of everything above the compact revision
+            self.high_crc = crc32c::crc32c_append(crc32c::crc32c_append(self.high_crc, key), value);
+            self.high_len += key.len() + value.len();
         }
         Ok(())
     }
@@ -208,7 +209,7 @@ pub fn read_body(
     info: &SnapshotInfo,
     check_digest: bool,
     progress: &mut dyn FnMut(u64),
-    visit: &mut dyn FnMut(&Record) -> Result<(), SnapshotError>,
+    visit: &mut dyn FnMut(Record) -> Result<(), SnapshotError>,
 ) -> Result<BodySummary, SnapshotError> {
     let path = info.path.as_path();
     let body_err = |record: u64, reason: String| SnapshotError::Body {
@@ -301,7 +302,7 @@ pub fn read_body(
         }
         if end.is_none() {
             summary.records += 1;
-            visit(&rec)?;
+            visit(rec)?;
         }
         let read = z.get_ref().get_ref().get_ref().read;
         if read - last_progress >= 1 << 20 {

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use prost::Message;
-use redb::{Database, Durability};
+use redb::Durability;
 
 use super::error::SnapshotError;
 use super::format::{Record, RecordKind};
@@ -27,21 +27,27 @@ pub struct RestoreOptions {
     pub mark_compacted: bool,
 }
 
+/// redb page cache while restoring.
+const RESTORE_CACHE_BYTES: usize = 64 << 20;
+
 /// Rows per write transaction while restoring.
-const BATCH: usize = 20_000;
+const BATCH: usize = 5_000;
 
 /// Writes the snapshot's data into a new database at `kv_path` (which must not exist).
 pub fn restore_kv(
     info: &SnapshotInfo,
     kv_path: &Path,
     opts: RestoreOptions,
-    progress: &mut dyn FnMut(u64),
+    progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<BodySummary, SnapshotError> {
-    let db = Database::create(kv_path).map_err(|e| SnapshotError::Io {
-        path: kv_path.to_path_buf(),
-        source: std::io::Error::other(e.to_string()),
-    })?;
-    let mut pending: Vec<Record> = Vec::with_capacity(BATCH);
+    // a bounded page cache keeps memory flat with snapshot size (redb's default is 1 GiB)
+    let db = redb::Builder::new()
+        .set_cache_size(RESTORE_CACHE_BYTES)
+        .create(kv_path)
+        .map_err(|e| SnapshotError::Io {
+            path: kv_path.to_path_buf(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
     let flush = |pending: &mut Vec<Record>| -> Result<(), SnapshotError> {
         let mut txn = db.begin_write().map_err(backend("begin write"))?;
         txn.set_durability(Durability::None)
@@ -78,14 +84,38 @@ pub fn restore_kv(
         txn.commit().map_err(backend("commit restore batch"))?;
         Ok(())
     };
-    let summary = read_body(info, !opts.skip_hash_check, progress, &mut |r: &Record| {
-        pending.push(r.clone());
-        if pending.len() >= BATCH {
-            flush(&mut pending)?;
-        }
-        Ok(())
-    })?;
-    flush(&mut pending)?;
+    // Two threads: this one writes batches into redb while the reader decompresses, checks
+    // and parses the next ones; a bounded channel keeps memory at a few batches.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Record>>(2);
+    let check_digest = !opts.skip_hash_check;
+    let (read, written) = std::thread::scope(|scope| {
+        let reader = scope.spawn(move || {
+            let mut pending = Vec::with_capacity(BATCH);
+            let stopped =
+                || SnapshotError::Write(std::io::Error::other("the restore writer stopped"));
+            let summary = read_body(info, check_digest, progress, &mut |r: Record| {
+                pending.push(r);
+                if pending.len() >= BATCH {
+                    tx.send(std::mem::replace(&mut pending, Vec::with_capacity(BATCH)))
+                        .map_err(|_| stopped())?;
+                }
+                Ok(())
+            })?;
+            tx.send(pending).map_err(|_| stopped())?;
+            Ok::<_, SnapshotError>(summary)
+        });
+        let written = rx.iter().try_for_each(|mut batch| flush(&mut batch));
+        drop(rx); // unblocks a reader still sending after a write failure
+        let read = reader.join().unwrap_or_else(|_| {
+            Err(SnapshotError::Write(std::io::Error::other(
+                "the restore reader panicked",
+            )))
+        });
+        (read, written)
+    });
+    // a write failure explains a reader that stopped; otherwise the reader's verdict counts
+    written?;
+    let summary = read?;
 
     // compaction marks: the snapshot's, or the bumped one; committed durably with everything
     let h = &info.header;

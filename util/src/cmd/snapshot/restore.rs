@@ -117,7 +117,7 @@ fn build(
     target: &Path,
     boot: &Bootstrap,
     opts: RestoreOptions,
-    progress: &mut dyn FnMut(u64),
+    progress: &mut (dyn FnMut(u64) + Send),
 ) -> anyhow::Result<BodySummary> {
     let name = target
         .file_name()

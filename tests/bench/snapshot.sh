@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Snapshot benchmark: cairn and real etcd on the same machine and disk, same data set, one
+# run; prints times, sizes and ratios. Not a test. Usage (from the repo root):
+#   KEYS=300000 VALUE=1024 tests/bench/snapshot.sh
+# KEEP=1 keeps the work directory (its path is printed) for experiments.
+# Needs Debian's etcd-server and etcd-client (etcd 3.4), bc and python3. Writes under ${BENCH_DIR:-/tmp}.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+KEYS=${KEYS:-300000}
+VALUE=${VALUE:-1024}
+export ETCDCTL_API=3
+
+cargo build -q --release -p cairn-server -p cairn-util -p cairn-tests --bin cairn --bin cairnutl --bin cairn-fill
+BIN=target/release
+W=$(mktemp -d "${BENCH_DIR:-/tmp}/cairn-bench.XXXX")
+echo "work directory: $W"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; [ -n "${KEEP:-}" ] || rm -rf "$W"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_ready() { for _ in $(seq 1 200); do etcdctl --endpoints "$1" endpoint health >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "server at $1 did not start" >&2; exit 1; }
+now() { date +%s.%N; }
+# seconds NAME COMMAND...: runs the command, records its wall time in T_NAME
+declare -A T
+seconds() { local name=$1; shift; local s; s=$(now); "$@" >"$W/$name.out" 2>&1 || { cat "$W/$name.out" >&2; exit 1; }; T[$name]=$(echo "$(now) - $s" | bc); }
+
+EP=127.0.0.1:$(free_port); EPP=$(free_port)
+etcd --name e1 --data-dir "$W/etcd" --listen-client-urls "http://$EP" --advertise-client-urls "http://$EP" \
+     --listen-peer-urls "http://127.0.0.1:$EPP" --initial-advertise-peer-urls "http://127.0.0.1:$EPP" \
+     --initial-cluster "e1=http://127.0.0.1:$EPP" --quota-backend-bytes 8589934592 >"$W/etcd.log" 2>&1 &
+pids+=($!)
+CP=127.0.0.1:$(free_port); CPP=$(free_port)
+$BIN/cairn --name c1 --data-dir "$W/cairn" --listen-client-urls "http://$CP" --advertise-client-urls "http://$CP" \
+     --listen-peer-urls "http://127.0.0.1:$CPP" --initial-advertise-peer-urls "http://127.0.0.1:$CPP" \
+     --initial-cluster "c1=http://127.0.0.1:$CPP" >"$W/cairn.log" 2>&1 &
+pids+=($!)
+wait_ready "$EP"; wait_ready "$CP"
+
+echo "filling both with $KEYS keys of $VALUE bytes"
+$BIN/cairn-fill --endpoints "$EP" --keys "$KEYS" --value-size "$VALUE"
+$BIN/cairn-fill --endpoints "$CP" --keys "$KEYS" --value-size "$VALUE"
+
+seconds etcd_save etcdctl --endpoints "$EP" snapshot save "$W/etcd.snap"
+seconds cairn_save $BIN/cairnutl --endpoints "$CP" snapshot save "$W/cairn.snap"
+seconds etcd_status etcdctl snapshot status "$W/etcd.snap" -w json
+seconds cairn_status $BIN/cairnutl snapshot status "$W/cairn.snap" -w json
+seconds cairn_verify $BIN/cairnutl snapshot verify "$W/cairn.snap"
+seconds etcd_restore etcdctl snapshot restore "$W/etcd.snap" --data-dir "$W/etcd-restored" --name r1 \
+    --initial-cluster r1=http://127.0.0.1:1 --initial-advertise-peer-urls http://127.0.0.1:1
+seconds cairn_restore $BIN/cairnutl snapshot restore "$W/cairn.snap" --data-dir "$W/cairn-restored" --name r1 \
+    --initial-cluster r1=http://127.0.0.1:1 --initial-advertise-peer-urls http://127.0.0.1:1
+
+size() { stat -c %s "$1"; }
+dirsize() { du -sb "$1" | cut -f1; }
+mb() { echo "scale=1; $1 / 1000000" | bc; }
+ratio() { echo "scale=2; $1 / $2" | bc; }
+es=$(size "$W/etcd.snap"); cs=$(size "$W/cairn.snap")
+printf '\n%-28s %12s %12s %10s\n' "step ($KEYS x ${VALUE} B)" etcd cairn "etcd/cairn"
+for step in save status restore; do
+  printf '%-28s %11.2fs %11.2fs %9sx\n' "snapshot $step" "${T[etcd_$step]}" "${T[cairn_$step]}" "$(ratio "${T[etcd_$step]}" "${T[cairn_$step]}")"
+done
+printf '%-28s %12s %11.2fs\n' "snapshot verify (full check)" "(none)" "${T[cairn_verify]}"
+printf '%-28s %11sMB %11sMB %9sx\n' "snapshot file size" "$(mb "$es")" "$(mb "$cs")" "$(ratio "$es" "$cs")"
+printf '%-28s %11sMB %11sMB\n' "data dir before (live)" "$(mb "$(dirsize "$W/etcd")")" "$(mb "$(dirsize "$W/cairn")")"
+printf '%-28s %11sMB %11sMB\n' "restored data dir" "$(mb "$(dirsize "$W/etcd-restored")")" "$(mb "$(dirsize "$W/cairn-restored")")"
+echo; echo "etcd status: $(cat "$W/etcd_status.out")"; echo "cairn status: $(cat "$W/cairn_status.out")"

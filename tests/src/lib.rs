@@ -34,3 +34,29 @@ pub use binaries::{cairn_bin, cairnutl_bin, require_etcd};
 pub use etcdctl::{Background, etcdctl, etcdctl_err, etcdctl_json, etcdctl_ok, etcdctl_stdin};
 pub use grpc::Clients;
 pub use server::{Kind, TestServer};
+
+/// Generates `<body>::etcd` and `<body>::cairn` tests for each `fn <body>(Kind)`: the same
+/// body against the oracle and against cairn. `etcdctl:` gates the cairn side on the etcd
+/// packages too (the body drives etcdctl); `grpc:` runs it regardless.
+#[macro_export]
+macro_rules! both_kinds {
+    (@gate etcdctl) => { $crate::require_etcd() };
+    (@gate grpc) => { true };
+    ($gate:ident: $($body:ident),* $(,)?) => {$(
+        mod $body {
+            #[test]
+            fn etcd() {
+                if $crate::require_etcd() {
+                    super::$body($crate::Kind::Etcd);
+                }
+            }
+
+            #[test]
+            fn cairn() {
+                if $crate::both_kinds!(@gate $gate) {
+                    super::$body($crate::Kind::Cairn);
+                }
+            }
+        }
+    )*};
+}

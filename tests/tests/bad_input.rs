@@ -12,24 +12,7 @@ use cairn_tests::{Clients, Kind, TestServer, require_etcd};
 use tokio_stream::StreamExt;
 use tonic::Code;
 
-macro_rules! both {
-    ($($body:ident),* $(,)?) => {$(
-        mod $body {
-            #[test]
-            fn etcd() {
-                if cairn_tests::require_etcd() {
-                    super::$body(cairn_tests::Kind::Etcd);
-                }
-            }
-            #[test]
-            fn cairn() {
-                super::$body(cairn_tests::Kind::Cairn);
-            }
-        }
-    )*};
-}
-
-both!(
+cairn_tests::both_kinds!(grpc:
     refused_requests_keep_the_data,
     oversized_requests,
     watch_below_compaction

@@ -11,7 +11,7 @@ use cairn_proto::etcdserverpb::{
     MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest,
     StatusResponse,
 };
-use cairn_storage::{CommandResponse, Op};
+use cairn_storage::Op;
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
@@ -45,15 +45,7 @@ impl Maintenance for MaintenanceService {
                 alarms,
             }));
         }
-        match self.0.write(Op::Alarm(r).into()).await? {
-            CommandResponse::Alarm(mut a) => {
-                self.0.fill(&mut a.header);
-                Ok(Response::new(a))
-            }
-            other => Err(Status::internal(format!(
-                "cairn: unexpected apply result {other:?}"
-            ))),
-        }
+        Ok(Response::new(self.0.propose(Op::Alarm(r)).await?))
     }
 
     async fn status(

@@ -6,26 +6,9 @@
 //! Test names are `<module>::<body>::{etcd,cairn}`: `cargo test -p cairn-tests -- ::etcd` runs
 //! the oracle side only.
 
-/// Generates `<body>::etcd` and `<body>::cairn` tests for each body `fn <body>(Kind)`.
+/// Every body here drives etcdctl, so the cairn side needs the etcd packages too.
 macro_rules! compat_tests {
-    ($($body:ident),* $(,)?) => {$(
-        mod $body {
-            #[test]
-            fn etcd() {
-                if cairn_tests::require_etcd() {
-                    super::$body(cairn_tests::Kind::Etcd);
-                }
-            }
-
-            #[test]
-            fn cairn() {
-                // etcdctl drives the test, so it needs the etcd packages too.
-                if cairn_tests::require_etcd() {
-                    super::$body(cairn_tests::Kind::Cairn);
-                }
-            }
-        }
-    )*};
+    ($($body:ident),* $(,)?) => { cairn_tests::both_kinds!(etcdctl: $($body),*); };
 }
 
 mod cluster;

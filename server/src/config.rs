@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use cairn_consensus::bootstrap::{parse_initial_cluster, split_urls};
 use clap::Parser;
 
 #[derive(Parser, Debug, Clone)]
@@ -151,14 +152,6 @@ pub struct Config {
 /// etcd's default quota: 2 GiB.
 pub const DEFAULT_QUOTA_BYTES: i64 = 2 * 1024 * 1024 * 1024;
 
-fn split_urls(s: &str) -> Vec<String> {
-    s.split(',')
-        .map(str::trim)
-        .filter(|u| !u.is_empty())
-        .map(String::from)
-        .collect()
-}
-
 /// `http://host:port` to a socket address (names resolved, e.g. `localhost`).
 pub fn listen_addr(url: &str) -> anyhow::Result<Vec<SocketAddr>> {
     use std::net::ToSocketAddrs;
@@ -174,27 +167,6 @@ pub fn listen_addr(url: &str) -> anyhow::Result<Vec<SocketAddr>> {
         .with_context(|| format!("listen URL {url:?} has no usable host:port"))?
         .collect();
     Ok(addrs.into_iter().take(1).collect())
-}
-
-/// Parses `name=url,name=url2,other=url3` (a name may repeat for several URLs).
-pub fn parse_initial_cluster(s: &str) -> anyhow::Result<Vec<(String, Vec<String>)>> {
-    let mut out: Vec<(String, Vec<String>)> = Vec::new();
-    for part in split_urls(s) {
-        let Some((name, url)) = part.split_once('=') else {
-            bail!("--initial-cluster entry {part:?} must be NAME=URL")
-        };
-        match out.iter_mut().find(|(n, _)| n == name) {
-            Some((_, urls)) => urls.push(url.to_string()),
-            None => out.push((name.to_string(), vec![url.to_string()])),
-        }
-    }
-    let mut seen = std::collections::HashSet::new();
-    for url in out.iter().flat_map(|(_, u)| u) {
-        if !seen.insert(url) {
-            bail!("--initial-cluster has duplicate URL {url:?}");
-        }
-    }
-    Ok(out)
 }
 
 /// `10m`, `90s`, `1h`, `500ms`, or plain seconds.

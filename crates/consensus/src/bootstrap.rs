@@ -23,6 +23,41 @@ pub struct Bootstrap {
     pub members: BTreeMap<u64, Member>,
 }
 
+/// A comma-separated URL list (`--initial-advertise-peer-urls`, `--listen-client-urls`, ...).
+pub fn split_urls(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// `--initial-cluster`: `NAME=URL,NAME=URL,...`; a name may repeat for several URLs, a URL
+/// may appear only once. Shared by the server and `cairnutl snapshot restore`.
+pub fn parse_initial_cluster(s: &str) -> Result<Vec<(String, Vec<String>)>, ConsensusError> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for part in split_urls(s) {
+        let Some((name, url)) = part.split_once('=') else {
+            return Err(ConsensusError::Config(format!(
+                "--initial-cluster entry {part:?} must be NAME=URL"
+            )));
+        };
+        match out.iter_mut().find(|(n, _)| n == name) {
+            Some((_, urls)) => urls.push(url.to_string()),
+            None => out.push((name.to_string(), vec![url.to_string()])),
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for url in out.iter().flat_map(|(_, u)| u) {
+        if !seen.insert(url) {
+            return Err(ConsensusError::Config(format!(
+                "--initial-cluster has duplicate URL {url:?}"
+            )));
+        }
+    }
+    Ok(out)
+}
+
 /// IDs and membership from etcd-style flags; refuses what etcd refuses.
 pub fn plan(
     name: &str,
@@ -103,6 +138,22 @@ mod tests {
             ("a".into(), vec!["http://a:2380".into()]),
             ("b".into(), vec!["http://b:2380".into()]),
         ]
+    }
+
+    #[test]
+    fn initial_cluster_groups_names_and_refuses_duplicate_urls() {
+        let c = parse_initial_cluster("a=http://a:1, b=http://b:1,a=http://a:2").unwrap();
+        assert_eq!(
+            c,
+            vec![
+                ("a".into(), vec!["http://a:1".into(), "http://a:2".into()]),
+                ("b".into(), vec!["http://b:1".into()])
+            ]
+        );
+        let e = parse_initial_cluster("a=http://x:1,b=http://x:1").unwrap_err();
+        assert!(e.to_string().contains("duplicate URL"), "{e}");
+        let e = parse_initial_cluster("a").unwrap_err();
+        assert!(e.to_string().contains("NAME=URL"), "{e}");
     }
 
     #[test]

@@ -11,7 +11,9 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow, bail};
-use cairn_consensus::bootstrap::{Bootstrap, plan, write_restored};
+use cairn_consensus::bootstrap::{
+    Bootstrap, parse_initial_cluster, plan, split_urls, write_restored,
+};
 use cairn_storage::snapshot::{BodySummary, RestoreOptions, SnapshotInfo, read_header, restore_kv};
 
 pub fn run(args: super::RestoreArgs) -> anyhow::Result<()> {
@@ -164,55 +166,9 @@ fn sync(path: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot sync {}", path.display()))
 }
 
-fn split_urls(s: &str) -> Vec<String> {
-    s.split(',')
-        .map(str::trim)
-        .filter(|u| !u.is_empty())
-        .map(String::from)
-        .collect()
-}
-
-/// `NAME=URL,NAME=URL,...`, the same rules as the server's `--initial-cluster`: a name may
-/// repeat for several URLs, a URL may appear only once.
-fn parse_initial_cluster(s: &str) -> anyhow::Result<Vec<(String, Vec<String>)>> {
-    let mut out: Vec<(String, Vec<String>)> = Vec::new();
-    for part in split_urls(s) {
-        let Some((name, url)) = part.split_once('=') else {
-            bail!("--initial-cluster entry {part:?} must be NAME=URL")
-        };
-        match out.iter_mut().find(|(n, _)| n == name) {
-            Some((_, urls)) => urls.push(url.to_string()),
-            None => out.push((name.to_string(), vec![url.to_string()])),
-        }
-    }
-    let mut seen = std::collections::HashSet::new();
-    for url in out.iter().flat_map(|(_, u)| u) {
-        if !seen.insert(url) {
-            bail!("--initial-cluster has duplicate URL {url:?}");
-        }
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn initial_cluster_groups_names_and_refuses_duplicate_urls() {
-        let c = parse_initial_cluster("a=http://a:1, b=http://b:1,a=http://a:2").unwrap();
-        assert_eq!(
-            c,
-            vec![
-                ("a".into(), vec!["http://a:1".into(), "http://a:2".into()]),
-                ("b".into(), vec!["http://b:1".into()]),
-            ]
-        );
-        let e = parse_initial_cluster("a=http://x:1,b=http://x:1").unwrap_err();
-        assert!(e.to_string().contains("duplicate URL"), "{e}");
-        let e = parse_initial_cluster("a").unwrap_err();
-        assert!(e.to_string().contains("NAME=URL"), "{e}");
-    }
 
     #[test]
     fn a_data_dir_must_be_absent_or_empty() {

@@ -6,6 +6,7 @@
 //! - `context`: what every service shares; response headers, proposals, linearizable reads.
 //! - `grpc/`: one file per gRPC service.
 //! - `http`: `/health`, `/metrics`, `/version`.
+//! - `quota`: `--quota-backend-bytes`; raises the NOSPACE alarm before a write overflows it.
 //! - `background`: lease expiry and auto-compaction on the leader.
 //! - [`errors`]: the one table from internal errors to etcd's gRPC codes and messages.
 
@@ -15,6 +16,7 @@ mod context;
 pub mod errors;
 mod grpc;
 mod http;
+mod quota;
 pub mod server;
 
 pub use config::{Config, Flags};

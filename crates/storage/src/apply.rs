@@ -1,18 +1,25 @@
 //! Applying replicated commands: one redb write transaction per batch, committed without
 //! fsync (the raft log is the durable record; see `Store::flush`), with the caller's raft
 //! metadata written in the same transaction so data and applied index never disagree.
+//!
+//! While a NOSPACE alarm is raised (by any member) the store is *capped*, as etcd's
+//! `applierV3Capped`: Puts, Txns with a Put anywhere, and LeaseGrants fail with
+//! [`StoreError::NoSpace`] without writing; everything else (reads, deletes, compaction, lease
+//! revocation, alarms) still applies. Every member decides this from its replicated alarm
+//! table, so all of them refuse the same entries.
 
 use std::time::Instant;
 
 use cairn_proto::etcdserverpb::alarm_request::AlarmAction;
+use cairn_proto::etcdserverpb::request_op::Request;
 use cairn_proto::etcdserverpb::{
-    AlarmMember, AlarmRequest, AlarmResponse, CompactionResponse, LeaseGrantRequest,
-    LeaseGrantResponse, LeaseRevokeResponse, ResponseHeader,
+    AlarmMember, AlarmRequest, AlarmResponse, AlarmType, CompactionResponse, LeaseGrantRequest,
+    LeaseGrantResponse, LeaseRevokeResponse, ResponseHeader, TxnRequest,
 };
 use prost::Message;
-use redb::Durability;
+use redb::{Durability, ReadableTable};
 
-use crate::backend::{LeaseRecord, alarm_key};
+use crate::backend::{LeaseRecord, alarm_from_key, alarm_key};
 use crate::command::{Command, CommandResponse, Op};
 use crate::error::{Result, StoreError, backend};
 use crate::index::KeyRange;
@@ -47,11 +54,17 @@ impl Store {
         let now = Instant::now();
         {
             let mut tables = Tables::open(&txn)?;
+            // read once per batch, and again only after an alarm command
+            let mut capped = nospace_raised(&tables)?;
             for cmd in batch {
                 let Some(Command { op: Some(op) }) = cmd else {
                     results.push(Ok(CommandResponse::Empty));
                     continue;
                 };
+                if capped && refused_when_capped(op) {
+                    results.push(Err(StoreError::NoSpace));
+                    continue;
+                }
                 let mut w = WriteTxn::new(&mut state, &mut tables, &mut lessor, now);
                 let result = apply_op(&mut w, op);
                 let changes = std::mem::take(&mut w.changes);
@@ -64,6 +77,9 @@ impl Store {
                     }));
                 }
                 results.push(result);
+                if matches!(op, Op::Alarm(_)) {
+                    capped = nospace_raised(&tables)?;
+                }
             }
             for (name, value) in meta {
                 tables
@@ -80,6 +96,38 @@ impl Store {
         self.hub.notify(&events, current, compact);
         Ok(results)
     }
+}
+
+/// True when the alarm table holds a NOSPACE alarm of any member.
+fn nospace_raised(tables: &Tables<'_>) -> Result<bool> {
+    for row in tables.alarm.iter().map_err(backend("scan alarm table"))? {
+        let (k, _) = row.map_err(backend("scan alarm table"))?;
+        if alarm_from_key(k.value()).is_some_and(|(_, a)| a == AlarmType::Nospace as i32) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// What a capped store refuses: anything that could grow it (etcd: a quota cost above 0).
+fn refused_when_capped(op: &Op) -> bool {
+    match op {
+        Op::Put(_) | Op::LeaseGrant(_) => true,
+        Op::Txn(t) => txn_has_put(t),
+        _ => false,
+    }
+}
+
+/// A Put in either branch, nested Txns included (deletes alone only shrink the live data).
+fn txn_has_put(t: &TxnRequest) -> bool {
+    t.success
+        .iter()
+        .chain(&t.failure)
+        .any(|op| match &op.request {
+            Some(Request::RequestPut(_)) => true,
+            Some(Request::RequestTxn(inner)) => txn_has_put(inner),
+            _ => false,
+        })
 }
 
 fn apply_op(w: &mut WriteTxn<'_, '_>, op: &Op) -> Result<CommandResponse> {

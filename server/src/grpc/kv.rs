@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status};
 
 use crate::context::Context;
 use crate::errors::ApiError;
+use crate::quota;
 
 pub struct KvService(pub Context);
 
@@ -26,6 +27,7 @@ impl Kv for KvService {
 
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let r = req.into_inner();
+        self.0.check_quota(quota::cost_put(&r)).await?;
         txn::check_put(&r).map_err(ApiError::from)?;
         Ok(Response::new(self.0.propose(Op::Put(r)).await?))
     }
@@ -42,6 +44,7 @@ impl Kv for KvService {
     /// Sub-responses keep revision-only headers, as in etcd; only the outer one is filled.
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let r = req.into_inner();
+        self.0.check_quota(quota::cost_txn(&r)).await?;
         txn::check_txn(&r, self.0.config.max_txn_ops).map_err(ApiError::from)?;
         Ok(Response::new(self.0.propose(Op::Txn(r)).await?))
     }

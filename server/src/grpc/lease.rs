@@ -15,6 +15,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::context::Context;
 use crate::errors::ApiError;
+use crate::quota;
 
 pub struct LeaseService(pub Context);
 
@@ -39,6 +40,7 @@ impl Lease for LeaseService {
         req: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
         let mut r = req.into_inner();
+        self.0.check_quota(quota::LEASE_OVERHEAD).await?;
         if r.id == 0 {
             r.id = self.new_id();
         }

@@ -23,7 +23,7 @@ use tonic::service::Routes;
 use crate::context::Context;
 
 /// etcd accepts gRPC messages up to --max-request-bytes plus this much framing.
-const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+pub(crate) const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
 /// The gRPC services as one axum router, with etcd's status for oversized messages.
 pub fn router(ctx: &Context) -> axum::Router {

@@ -221,7 +221,11 @@ async fn forward(
             ..Default::default()
         };
         let parts = if c.fragment {
-            fragments(resp, ctx.config.max_request_bytes)
+            // etcd splits at the gRPC message limit: --max-request-bytes plus the overhead
+            fragments(
+                resp,
+                ctx.config.max_request_bytes + super::GRPC_OVERHEAD_BYTES,
+            )
         } else {
             vec![resp]
         };

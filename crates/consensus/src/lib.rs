@@ -9,6 +9,7 @@
 //! - `network`: peer messages (single-member for now).
 //! - [`bootstrap`]: member IDs and first membership, from flags or from a restore.
 //! - [`node`]: a member, started from etcd-style settings.
+//! - [`offline`]: a stopped member's IDs and membership, for `cairnutl --data-dir`.
 
 pub mod bootstrap;
 pub mod error;
@@ -16,6 +17,7 @@ pub mod ids;
 mod log_store;
 mod network;
 pub mod node;
+pub mod offline;
 mod state_machine;
 pub mod types;
 

@@ -11,6 +11,7 @@
 //! - [`lease`]: the lessor; [`watch`]: the watch hub and its replay.
 //! - [`command`]: what a raft log entry carries.
 //! - [`snapshot`]: the snapshot file: write from a live store, read, verify, restore.
+//! - [`offline`]: opening a stopped member's data dir for `cairnutl --data-dir`.
 //!
 //! Design notes: `docs/storage.md`.
 
@@ -23,6 +24,7 @@ mod hash;
 pub mod index;
 pub mod key_index;
 pub mod lease;
+pub mod offline;
 mod read;
 pub mod revision;
 pub mod snapshot;

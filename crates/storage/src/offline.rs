@@ -1,0 +1,117 @@
+//! Opening a stopped member's `kv.redb` for the offline tools (`cairnutl --data-dir`).
+//!
+//! [`Store::open`] creates what is missing, which suits a server; an operations tool must
+//! instead refuse a data dir that is not there, is not Cairn's, or that a running server still
+//! holds — and leave it untouched in each case. [`check_file`] tells those apart before
+//! anything is opened for writing.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use crate::StoreError;
+use crate::store::{Store, StoreOptions};
+
+/// Why a data dir cannot be used offline.
+#[derive(Debug, Error)]
+pub enum OfflineError {
+    #[error(
+        "data dir {} is in use by a running cairn (stop it first, or use the online command with --endpoints)",
+        dir.display()
+    )]
+    InUse { dir: PathBuf },
+    #[error("{} is not a Cairn data dir: {} does not exist", dir.display(), file.display())]
+    Missing { dir: PathBuf, file: PathBuf },
+    #[error("{} is not a Cairn database ({message}); check --data-dir", file.display())]
+    NotCairn { file: PathBuf, message: String },
+    #[error("data dir {}: {source}", dir.display())]
+    Store {
+        dir: PathBuf,
+        #[source]
+        source: StoreError,
+    },
+}
+
+/// `DIR/member/kv.redb`.
+pub fn kv_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("member").join("kv.redb")
+}
+
+/// Checks that `file` (a redb file under `data_dir`) exists, is a redb database and is not
+/// held by a running process. Opening takes redb's file lock, which is released again here.
+pub fn check_file(data_dir: &Path, file: &Path) -> Result<(), OfflineError> {
+    if !file.is_file() {
+        return Err(OfflineError::Missing {
+            dir: data_dir.to_path_buf(),
+            file: file.to_path_buf(),
+        });
+    }
+    match redb::ReadOnlyDatabase::open(file) {
+        Ok(db) => {
+            drop(db);
+            Ok(())
+        }
+        // Not closed cleanly (killed): a read-only handle may not repair it; Store::open will.
+        Err(redb::DatabaseError::RepairAborted) => Ok(()),
+        Err(redb::DatabaseError::DatabaseAlreadyOpen) => Err(OfflineError::InUse {
+            dir: data_dir.to_path_buf(),
+        }),
+        Err(e) => Err(OfflineError::NotCairn {
+            file: file.to_path_buf(),
+            message: e.to_string(),
+        }),
+    }
+}
+
+/// Opens the store of a stopped member's data dir; refuses a missing, foreign or in-use one
+/// without modifying it.
+pub fn open_store(data_dir: &Path) -> Result<Arc<Store>, OfflineError> {
+    let file = kv_path(data_dir);
+    check_file(data_dir, &file)?;
+    Store::open(&file, StoreOptions::default()).map_err(|source| store_error(data_dir, source))
+}
+
+/// Maps a store error of an offline run, recognising redb's lock error (a server that started
+/// between the check and the open).
+pub fn store_error(data_dir: &Path, source: StoreError) -> OfflineError {
+    if source.to_string().contains("Cannot acquire lock") {
+        OfflineError::InUse {
+            dir: data_dir.to_path_buf(),
+        }
+    } else {
+        OfflineError::Store {
+            dir: data_dir.to_path_buf(),
+            source,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_foreign_and_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            open_store(dir.path()),
+            Err(OfflineError::Missing { .. })
+        ));
+        assert!(!dir.path().join("member").exists(), "nothing created");
+
+        std::fs::create_dir_all(dir.path().join("member")).unwrap();
+        std::fs::write(kv_path(dir.path()), b"not a database").unwrap();
+        assert!(matches!(
+            open_store(dir.path()),
+            Err(OfflineError::NotCairn { .. })
+        ));
+        std::fs::remove_file(kv_path(dir.path())).unwrap();
+
+        let held = Store::open(&kv_path(dir.path()), StoreOptions::default()).unwrap();
+        let err = open_store(dir.path()).err().expect("refused while held");
+        assert!(matches!(err, OfflineError::InUse { .. }), "{err}");
+        assert!(err.to_string().contains("is in use by a running cairn"));
+        drop(held);
+    }
+}

@@ -1,0 +1,131 @@
+//! `cairnutl defrag`: online, `Maintenance.Defragment` on each endpoint (etcdctl's); offline
+//! with `--data-dir`, the stopped member's `kv.redb` rewritten in place (etcdutl's).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use cairn_proto::etcdserverpb::cluster_client::ClusterClient;
+use cairn_proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use cairn_proto::etcdserverpb::{DefragmentRequest, MemberListRequest};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Defragment every member of the cluster (their client URLs from MemberList).
+    #[arg(long)]
+    cluster: bool,
+    /// Offline: defragment the data dir of a stopped member instead of asking a server.
+    #[arg(long, env = "ETCD_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+pub fn run(a: Args, g: &super::Global) -> anyhow::Result<()> {
+    match &a.data_dir {
+        Some(dir) => offline(dir),
+        None => online(a.cluster, g),
+    }
+}
+
+/// A spinner with elapsed time, on a terminal only.
+fn spinner(what: String) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
+        bar.set_style(style);
+    }
+    bar.set_message(what);
+    bar.enable_steady_tick(Duration::from_millis(100));
+    bar
+}
+
+fn offline(dir: &Path) -> anyhow::Result<()> {
+    let store = cairn_storage::offline::open_store(dir)?;
+    let (before, _) = store.db_size();
+    let bar = spinner(format!("defragmenting {}", dir.display()));
+    let start = Instant::now();
+    let done = store.defragment();
+    bar.finish_and_clear();
+    done.map_err(|e| cairn_storage::offline::store_error(dir, e))?;
+    let took = start.elapsed();
+    // closing writes redb's allocator state, so measure the file once it is closed
+    let file = store.path().to_path_buf();
+    drop(store);
+    let after = std::fs::metadata(&file)
+        .with_context(|| format!("size of {}", file.display()))?
+        .len();
+    println!(
+        "Finished defragmenting etcd data[{}]. took {took:?}",
+        dir.display()
+    );
+    println!("db size: {before} bytes → {after} bytes");
+    Ok(())
+}
+
+fn online(cluster: bool, g: &super::Global) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let endpoints = if cluster {
+            cluster_endpoints(g).await?
+        } else {
+            g.endpoints.clone()
+        };
+        let mut failed = 0;
+        for ep in &endpoints {
+            let bar = spinner(format!("defragmenting {ep}"));
+            let start = Instant::now();
+            let res = defragment(ep, g.command_timeout).await;
+            bar.finish_and_clear();
+            let took = start.elapsed();
+            match res {
+                Ok(()) => println!("Finished defragmenting etcd member[{ep}]. took {took:?}"),
+                Err(e) => {
+                    eprintln!("Failed to defragment etcd member[{ep}]. took {took:?}. ({e:#})");
+                    failed += 1;
+                }
+            }
+        }
+        if failed > 0 {
+            anyhow::bail!(
+                "{failed} of {} members failed to defragment",
+                endpoints.len()
+            );
+        }
+        Ok(())
+    })
+}
+
+async fn defragment(ep: &str, timeout: Duration) -> anyhow::Result<()> {
+    let mut c = MaintenanceClient::new(super::connect(ep, timeout).await?);
+    c.defragment(DefragmentRequest {}).await?;
+    Ok(())
+}
+
+/// Every member's client URLs, asked of the first endpoint that answers.
+async fn cluster_endpoints(g: &super::Global) -> anyhow::Result<Vec<String>> {
+    let mut last = None;
+    for ep in &g.endpoints {
+        let ch = match super::connect(ep, g.command_timeout).await {
+            Ok(ch) => ch,
+            Err(e) => {
+                last = Some(e);
+                continue;
+            }
+        };
+        let list = ClusterClient::new(ch)
+            .member_list(MemberListRequest { linearizable: true })
+            .await
+            .with_context(|| format!("member list from {ep}"))?
+            .into_inner();
+        return Ok(list
+            .members
+            .into_iter()
+            .flat_map(|m| m.client_ur_ls)
+            .collect());
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("no endpoints given")))
+}

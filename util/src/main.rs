@@ -1,5 +1,5 @@
 //! `cairnutl`: the Cairn operations tool. Online commands take `--endpoints`; offline ones
-//! (to come) take `--data-dir`. This file only parses flags and dispatches.
+//! take `--data-dir` (the server stopped). This file only parses flags and dispatches.
 
 mod cmd;
 mod printer;
@@ -48,6 +48,30 @@ enum Command {
     /// Snapshot save (online), status, verify and restore (offline).
     #[command(subcommand)]
     Snapshot(cmd::snapshot::Snapshot),
+    /// Compact the history up to a revision (etcdctl compaction).
+    Compaction(cmd::compaction::Args),
+    /// Defragment the backend: online per endpoint, or offline with --data-dir.
+    Defrag(cmd::defrag::Args),
+    /// Alarms: list or disarm.
+    #[command(subcommand)]
+    Alarm(cmd::alarm::Alarm),
+    /// Membership: list (add/remove/update/promote need multi-member support).
+    #[command(subcommand)]
+    Member(cmd::member::Member),
+    /// Transfer leadership to a member.
+    MoveLeader(cmd::move_leader::Args),
+    /// Quick checks: read keys.
+    Get(cmd::kv::GetArgs),
+    /// Quick checks: write a key.
+    Put(cmd::kv::PutArgs),
+    /// Quick checks: delete keys.
+    Del(cmd::kv::DelArgs),
+    /// Quick checks: watch keys.
+    Watch(cmd::kv::WatchArgs),
+    /// Offline: HashKV of a stopped member's data dir.
+    Hashkv(cmd::hashkv::Args),
+    /// Offline: revision, compaction, keys, sizes and members of a stopped member's data dir.
+    Status(cmd::status::Args),
     /// Print the version of cairnutl.
     Version,
 }
@@ -73,6 +97,11 @@ fn main() -> ExitCode {
         .map(|e| e.trim().to_string())
         .filter(|e| !e.is_empty())
         .collect();
+    let global = cmd::Global {
+        endpoints: endpoints.clone(),
+        command_timeout: cli.command_timeout,
+        format: cli.write_out,
+    };
     let result = match cli.command {
         Command::Version => {
             println!("cairnutl version: {}", env!("CARGO_PKG_VERSION"));
@@ -88,6 +117,17 @@ fn main() -> ExitCode {
             };
             cmd::snapshot::run(s, online, cli.write_out)
         }
+        Command::Compaction(a) => cmd::compaction::run(a, &global),
+        Command::Defrag(a) => cmd::defrag::run(a, &global),
+        Command::Alarm(a) => cmd::alarm::run(a, &global),
+        Command::Member(a) => cmd::member::run(a, &global),
+        Command::MoveLeader(a) => cmd::move_leader::run(a, &global),
+        Command::Get(a) => cmd::kv::get(a, &global),
+        Command::Put(a) => cmd::kv::put(a, &global),
+        Command::Del(a) => cmd::kv::del(a, &global),
+        Command::Watch(a) => cmd::kv::watch(a, &global),
+        Command::Hashkv(a) => cmd::hashkv::run(a, &global),
+        Command::Status(a) => cmd::status::run(a, &global),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

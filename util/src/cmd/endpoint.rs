@@ -14,13 +14,24 @@ use crate::printer::{Format, Report, render};
 #[derive(Subcommand)]
 pub enum Endpoint {
     /// Status of each endpoint: ID, version, DB size, leader, raft term and index.
-    Status,
+    Status {
+        /// Use all members' client URLs (from MemberList) instead of --endpoints.
+        #[arg(long)]
+        cluster: bool,
+    },
     /// Whether each endpoint answers a linearizable read.
-    Health,
+    Health {
+        /// Use all members' client URLs (from MemberList) instead of --endpoints.
+        #[arg(long)]
+        cluster: bool,
+    },
     /// The HashKV of each endpoint at a revision (0 = latest).
     Hashkv {
         #[arg(long, default_value_t = 0)]
         rev: i64,
+        /// Use all members' client URLs (from MemberList) instead of --endpoints.
+        #[arg(long)]
+        cluster: bool,
     },
 }
 
@@ -34,14 +45,35 @@ pub fn run(
         .enable_all()
         .build()?;
     let report = rt.block_on(async {
+        let (Endpoint::Status { cluster }
+        | Endpoint::Health { cluster }
+        | Endpoint::Hashkv { cluster, .. }) = cmd;
+        let endpoints = if cluster {
+            &cluster_endpoints(endpoints, timeout).await?
+        } else {
+            endpoints
+        };
         match cmd {
-            Endpoint::Status => status(endpoints, timeout).await,
-            Endpoint::Health => health(endpoints, timeout).await,
-            Endpoint::Hashkv { rev } => hashkv(endpoints, timeout, rev).await,
+            Endpoint::Status { .. } => status(endpoints, timeout).await,
+            Endpoint::Health { .. } => health(endpoints, timeout).await,
+            Endpoint::Hashkv { rev, .. } => hashkv(endpoints, timeout, rev).await,
         }
     })?;
     print!("{}", render(&report, format));
     Ok(())
+}
+
+/// `--cluster`: the client URLs of every member, asked of the first endpoint that answers,
+/// as etcdctl does.
+async fn cluster_endpoints(endpoints: &[String], timeout: Duration) -> anyhow::Result<Vec<String>> {
+    let mut last = anyhow::anyhow!("no endpoints given; pass --endpoints");
+    for ep in endpoints {
+        match super::member::cluster_endpoints(ep, timeout).await {
+            Ok(eps) => return Ok(eps),
+            Err(e) => last = e.context(format!("member list from {ep}")),
+        }
+    }
+    Err(last)
 }
 
 async fn status(endpoints: &[String], timeout: Duration) -> anyhow::Result<Report> {
@@ -54,7 +86,7 @@ async fn status(endpoints: &[String], timeout: Duration) -> anyhow::Result<Repor
             .await
             .with_context(|| format!("status of {ep}"))?
             .into_inner();
-        let h = s.header.clone().unwrap_or_default();
+        let h = s.header.unwrap_or_default();
         rows.push(vec![
             ep.clone(),
             format!("{:x}", h.member_id),

@@ -1,7 +1,23 @@
 //! One file per command; each turns flags into calls and hands rows to the printer.
 
+pub mod alarm;
+pub mod compaction;
+pub mod defrag;
 pub mod endpoint;
+pub mod hashkv;
+pub mod kv;
+pub mod member;
+pub mod move_leader;
+pub mod online;
 pub mod snapshot;
+pub mod status;
+
+/// What every command gets from the global flags.
+pub struct Global {
+    pub endpoints: Vec<String>,
+    pub command_timeout: std::time::Duration,
+    pub format: crate::printer::Format,
+}
 
 /// A gRPC channel to one endpoint (`HOST:PORT` or `http://HOST:PORT`).
 pub async fn connect(

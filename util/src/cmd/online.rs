@@ -1,0 +1,92 @@
+//! What the online commands share: a runtime, a channel to the first endpoint, etcdctl's
+//! error text, and JSON in the shape etcdctl prints (Go's omitempty).
+
+use std::future::Future;
+use std::io::Write as _;
+
+use cairn_proto::etcdserverpb::ResponseHeader;
+use serde_json::{Map, Value};
+
+/// Prints to stdout; a closed pipe (`| head`) is not an error.
+pub fn print_out(s: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(s.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        r => Ok(r?),
+    }
+}
+
+/// Runs one command's async body on a small runtime.
+pub fn block_on<F: Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("build the tokio runtime")
+        .block_on(f)
+}
+
+/// A channel to the first endpoint, with the command timeout.
+pub(super) async fn first_channel(g: &super::Global) -> anyhow::Result<tonic::transport::Channel> {
+    let ep = g
+        .endpoints
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("no endpoints given; pass --endpoints"))?;
+    super::connect(ep, g.command_timeout).await
+}
+
+/// A server's error as etcdctl prints it: the status message alone (e.g.
+/// `etcdserver: mvcc: required revision has been compacted`).
+pub fn rpc_error(s: tonic::Status) -> anyhow::Error {
+    match s.code() {
+        tonic::Code::DeadlineExceeded
+            if s.message().is_empty() || s.message().contains("Timeout") =>
+        {
+            anyhow::anyhow!("context deadline exceeded (raise --command-timeout)")
+        }
+        _ if s.message().is_empty() => anyhow::anyhow!("{}", s.code().description()),
+        _ => anyhow::anyhow!("{}", s.message()),
+    }
+}
+
+/// `{"header": {...}}` with Go's omitempty, or an empty object when there is no header.
+pub fn header_obj(h: Option<&ResponseHeader>) -> Map<String, Value> {
+    let mut o = Map::new();
+    if let Some(h) = h {
+        o.insert("header".into(), header_json(h));
+    }
+    o
+}
+
+/// A response header with Go's omitempty.
+pub fn header_json(h: &ResponseHeader) -> Value {
+    let mut o = Map::new();
+    put_uint(&mut o, "cluster_id", h.cluster_id);
+    put_uint(&mut o, "member_id", h.member_id);
+    put_int(&mut o, "revision", h.revision);
+    put_uint(&mut o, "raft_term", h.raft_term);
+    Value::Object(o)
+}
+
+pub fn put_int(o: &mut Map<String, Value>, k: &str, v: i64) {
+    if v != 0 {
+        o.insert(k.into(), v.into());
+    }
+}
+
+pub fn put_uint(o: &mut Map<String, Value>, k: &str, v: u64) {
+    if v != 0 {
+        o.insert(k.into(), v.into());
+    }
+}
+
+pub fn put_bool(o: &mut Map<String, Value>, k: &str, v: bool) {
+    if v {
+        o.insert(k.into(), v.into());
+    }
+}
+
+pub fn put_list(o: &mut Map<String, Value>, k: &str, v: Vec<Value>) {
+    if !v.is_empty() {
+        o.insert(k.into(), v.into());
+    }
+}

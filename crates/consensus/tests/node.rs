@@ -51,6 +51,15 @@ async fn writes_survive_restart_and_snapshots() {
             assert_eq!(p.header.unwrap().revision, i + 2);
         }
         node.linearizable().await.unwrap();
+        // metrics update asynchronously: wait (with a deadline) for apply to catch up
+        node.raft
+            .wait(Some(Duration::from_secs(10)))
+            .metrics(
+                |m| m.last_applied.map(|l| l.index) == m.last_log_index,
+                "applied catches up with the log",
+            )
+            .await
+            .unwrap();
         let status = node.status();
         assert!(status.is_leader);
         assert_eq!(status.applied_index, status.last_index);
@@ -97,6 +106,21 @@ async fn client_urls_are_published_into_the_membership() {
     assert!(node.wait_leader(Duration::from_secs(10)).await);
     let moved = vec!["http://127.0.0.1:32379".to_string()];
     node.publish_client_urls(&moved).await.unwrap();
+    // membership metrics update asynchronously: wait for them with a deadline
+    let urls = moved.clone();
+    node.raft
+        .wait(Some(Duration::from_secs(10)))
+        .metrics(
+            move |m| {
+                m.membership_config
+                    .membership()
+                    .nodes()
+                    .any(|(_, n)| n.client_urls == urls)
+            },
+            "the new client URLs in the membership",
+        )
+        .await
+        .unwrap();
     assert_eq!(node.members()[0].1.client_urls, moved);
     let before = node.status().last_index;
     node.publish_client_urls(&moved).await.unwrap();

@@ -22,6 +22,16 @@ impl KeyRange {
         KeyRange { key, end }
     }
 
+    /// Every key (etcd's `"\0"` to `"\0"`).
+    pub fn all() -> Self {
+        KeyRange::new(vec![0], vec![0])
+    }
+
+    /// Every key starting with `prefix`.
+    pub fn prefix(prefix: &[u8]) -> Self {
+        KeyRange::new(prefix.to_vec(), prefix_end(prefix))
+    }
+
     pub fn is_single(&self) -> bool {
         self.end.is_empty()
     }
@@ -44,6 +54,19 @@ impl KeyRange {
             (start, Bound::Excluded(self.end.as_slice()))
         }
     }
+}
+
+/// The range end that makes `[prefix, end)` cover every key starting with `prefix` (etcd's
+/// `GetPrefixRangeEnd`); `[0]`, every key from `prefix` on, when `prefix` is all 0xff.
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
 }
 
 #[derive(Debug, Default)]
@@ -208,9 +231,19 @@ mod tests {
             keys(KeyRange::new(b"c".to_vec(), b"a".to_vec()), 4),
             Vec::<Vec<u8>>::new()
         );
-        let (first, total) = t.revisions(&KeyRange::new(vec![0], vec![0]), 3, 1);
+        let (first, total) = t.revisions(&KeyRange::all(), 3, 1);
         assert_eq!((first.len(), total), (1, 3));
-        assert_eq!(t.count(&KeyRange::new(vec![0], vec![0]), 4), 2);
+        assert_eq!(t.count(&KeyRange::all(), 4), 2);
+    }
+
+    #[test]
+    fn prefix_ends() {
+        assert_eq!(prefix_end(b"a/"), b"a0");
+        assert_eq!(prefix_end(b"a\xff"), b"b");
+        assert_eq!(prefix_end(b"\xff\xff"), [0]);
+        assert!(
+            KeyRange::prefix(b"a/").contains(b"a/x") && !KeyRange::prefix(b"a/").contains(b"a0")
+        );
     }
 
     #[test]

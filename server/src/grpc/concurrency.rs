@@ -18,6 +18,7 @@ use cairn_proto::etcdserverpb::{
 };
 use cairn_proto::mvccpb::KeyValue;
 use cairn_proto::mvccpb::event::EventType;
+use cairn_storage::index::prefix_end;
 use cairn_storage::{KeyRange, Op, StoreError, WatchBatch, WatchFilters, WatcherId};
 use tokio::sync::mpsc;
 use tonic::{Request, Status};
@@ -219,18 +220,6 @@ fn prefix_range(pfx: &[u8]) -> RangeRequest {
     }
 }
 
-/// etcd's `GetPrefixRangeEnd`: the first key past every key starting with `pfx`.
-pub(crate) fn prefix_end(pfx: &[u8]) -> Vec<u8> {
-    let mut end = pfx.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
-}
-
 pub(crate) fn is_delete(e: &cairn_proto::mvccpb::Event) -> bool {
     e.r#type == EventType::Delete as i32
 }
@@ -296,8 +285,5 @@ mod tests {
     fn keys_follow_etcd() {
         assert_eq!(waiter_key(b"l/", 0x694d), b"l/694d");
         assert_eq!(waiter_key(b"l/", -1), b"l/-1");
-        assert_eq!(prefix_end(b"a/"), b"a0");
-        assert_eq!(prefix_end(b"a\xff"), b"b");
-        assert_eq!(prefix_end(b"\xff\xff"), [0]);
     }
 }

@@ -19,8 +19,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::concurrency::{
-    Cleanup, HubWatch, created_at, delete_op, first_created, get_op, is_delete, prefix, prefix_end,
-    put_op, queued_revision, range, range_kvs, relayed, session_lease, wait_deletes, waiter_key,
+    Cleanup, HubWatch, created_at, delete_op, first_created, get_op, is_delete, prefix, put_op,
+    queued_revision, range, range_kvs, relayed, session_lease, wait_deletes, waiter_key,
 };
 use crate::context::Context;
 use crate::errors::ApiError;
@@ -201,7 +201,7 @@ async fn observe(
 
 /// The first key put under `pfx` from revision `from` on.
 async fn first_put(ctx: &Context, pfx: &[u8], from: i64) -> Result<KeyValue, Status> {
-    let mut w = HubWatch::open(ctx, KeyRange::new(pfx.to_vec(), prefix_end(pfx)), from);
+    let mut w = HubWatch::open(ctx, KeyRange::prefix(pfx), from);
     loop {
         let batch = w.next().await?;
         let put = batch

@@ -13,6 +13,8 @@ use cairn_proto::etcdserverpb::{
 use cairn_proto::mvccpb::{self, KeyValue};
 use serde_json::{Map, Value, json};
 
+use cairn_storage::index::prefix_end;
+
 use super::online::{
     block_on, first_channel, header_json, header_obj, print_out, put_bool, put_int, put_list,
     rpc_error,
@@ -339,18 +341,6 @@ fn key_range(
     ))
 }
 
-/// The smallest key after every key starting with `prefix` (`\0` = to the end).
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
-}
-
 fn simple_or_json(format: Format, what: &str) -> anyhow::Result<Format> {
     match format {
         Format::Simple | Format::Json => Ok(format),
@@ -432,8 +422,6 @@ mod tests {
             b"c".to_vec()
         );
         assert!(key_range("a", Some("c"), true, false).is_err());
-        assert_eq!(prefix_end(&[0x61, 0xff]), vec![0x62]);
-        assert_eq!(prefix_end(&[0xff]), vec![0]);
         assert_eq!(base64(b"ab"), "YWI=");
     }
 }

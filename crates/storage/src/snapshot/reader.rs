@@ -186,10 +186,9 @@ impl HashRebuild {
     /// The HashKV and the number of live keys at the snapshot revision.
     fn finish(self) -> (u32, i64) {
         let keep = self.index.keep(self.revision);
-        let live = self.index.count(
-            &crate::index::KeyRange::new(vec![0], vec![0]),
-            self.revision,
-        ) as i64;
+        let live = self
+            .index
+            .count(&crate::index::KeyRange::all(), self.revision) as i64;
         let mut crc = crc32c::crc32c(b"key");
         for (rev, row_crc, len) in self.low {
             if keep.is_empty() || keep.contains(&rev) {

@@ -58,7 +58,7 @@ impl Store {
             let db = read_lock(&self.db);
             let txn = db.begin_read().map_err(backend("begin read"))?;
             let rev = state.current_rev;
-            let keys = state.index.count(&KeyRange::new(vec![0], vec![0]), rev) as i64;
+            let keys = state.index.count(&KeyRange::all(), rev) as i64;
             (txn, rev, state.compact_rev, state.index.keep(rev), keys)
         };
         let keys = txn.open_table(KEY).map_err(backend("open key table"))?;

@@ -10,6 +10,7 @@ const PROTOS: &[&str] = &[
     "proto/rpc.proto",
     "proto/v3lock.proto",
     "proto/v3election.proto",
+    "proto/cairn/peer.proto",
 ];
 
 fn main() -> io::Result<()> {

@@ -72,6 +72,14 @@ pub struct Flags {
     /// Number of committed transactions to trigger a raft snapshot.
     #[arg(long, env = "ETCD_SNAPSHOT_COUNT", default_value_t = 100_000)]
     pub snapshot_count: u64,
+    /// Log entries kept behind a raft snapshot for slow followers to catch up from; a
+    /// follower further behind gets a streamed copy of the leader's store.
+    #[arg(
+        long,
+        env = "ETCD_EXPERIMENTAL_SNAPSHOT_CATCHUP_ENTRIES",
+        default_value_t = 5000
+    )]
+    pub experimental_snapshot_catchup_entries: u64,
     /// Raise alarms when backend size exceeds the given quota (0 defaults to 2 GiB).
     #[arg(long, env = "ETCD_QUOTA_BACKEND_BYTES", default_value_t = 0)]
     pub quota_backend_bytes: i64,
@@ -132,14 +140,18 @@ pub struct Config {
     pub name: String,
     pub data_dir: PathBuf,
     pub listen_client: Vec<SocketAddr>,
+    pub listen_peer: Vec<SocketAddr>,
     pub listen_metrics: Vec<SocketAddr>,
     pub advertise_client_urls: Vec<String>,
     pub peer_urls: Vec<String>,
     pub initial_cluster: Vec<(String, Vec<String>)>,
+    /// `--initial-cluster-state existing`.
+    pub join_existing: bool,
     pub initial_cluster_token: String,
     pub heartbeat_interval: Duration,
     pub election_timeout: Duration,
     pub snapshot_count: u64,
+    pub snapshot_catchup_entries: u64,
     pub quota_backend_bytes: i64,
     pub auto_compaction: AutoCompaction,
     pub max_txn_ops: usize,
@@ -244,6 +256,10 @@ impl Flags {
         for u in split_urls(&self.listen_client_urls) {
             listen_client.extend(listen_addr(&u)?);
         }
+        let mut listen_peer = Vec::new();
+        for u in split_urls(&self.listen_peer_urls) {
+            listen_peer.extend(listen_addr(&u)?);
+        }
         let mut listen_metrics = Vec::new();
         for u in self
             .listen_metrics_urls
@@ -259,14 +275,17 @@ impl Flags {
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(format!("{}.cairn", self.name))),
             listen_client,
+            listen_peer,
             listen_metrics,
             advertise_client_urls: split_urls(&self.advertise_client_urls),
             peer_urls,
             initial_cluster,
+            join_existing: self.initial_cluster_state == "existing",
             initial_cluster_token: self.initial_cluster_token,
             heartbeat_interval: Duration::from_millis(self.heartbeat_interval),
             election_timeout: Duration::from_millis(self.election_timeout),
             snapshot_count: self.snapshot_count.max(1),
+            snapshot_catchup_entries: self.experimental_snapshot_catchup_entries,
             quota_backend_bytes: if self.quota_backend_bytes <= 0 {
                 DEFAULT_QUOTA_BYTES
             } else {

@@ -1,7 +1,7 @@
 //! The one table from internal errors to gRPC status: etcd's code and exact message
 //! (etcd's `api/v3rpc/rpctypes/error.go`), because clients match on both.
 
-use cairn_consensus::ConsensusError;
+use cairn_consensus::{ConsensusError, MembershipError};
 use cairn_storage::StoreError;
 use tonic::{Code, Status};
 
@@ -24,6 +24,12 @@ pub enum ApiError {
     Unsupported(&'static str),
     #[error("bad leader transferee")]
     BadLeaderTransferee,
+    /// MoveLeader sent to a member that does not lead.
+    #[error("not leader")]
+    NotLeader,
+    /// A membership change refused (etcd's member errors).
+    #[error(transparent)]
+    Membership(MembershipError),
     /// etcd's `v3election.ErrNoLeader`.
     #[error("election: no leader")]
     ElectionNoLeader,
@@ -51,6 +57,15 @@ impl From<ConsensusError> for ApiError {
         match e {
             ConsensusError::Command(s) => ApiError::Store(s),
             ConsensusError::NoLeader => ApiError::NoLeader,
+            ConsensusError::NotLeader => ApiError::NotLeader,
+            ConsensusError::Membership(MembershipError::BadLeaderTransferee) => {
+                ApiError::BadLeaderTransferee
+            }
+            ConsensusError::Membership(m) => ApiError::Membership(m),
+            ConsensusError::LeaderUnreachable(detail) => {
+                tracing::warn!(error = %detail, "request to the leader failed");
+                ApiError::Timeout
+            }
             other => ApiError::Stopped(other.to_string()),
         }
     }
@@ -106,6 +121,45 @@ pub fn code_and_message(e: &ApiError) -> (Code, String) {
             Code::FailedPrecondition,
             "etcdserver: bad leader transferee",
         ),
+        ApiError::NotLeader => fixed(Code::FailedPrecondition, "etcdserver: not leader"),
+        ApiError::Membership(m) => {
+            use MembershipError as M;
+            match m {
+                M::MemberNotFound => fixed(Code::NotFound, "etcdserver: member not found"),
+                M::PeerUrlExists => fixed(
+                    Code::FailedPrecondition,
+                    "etcdserver: Peer URLs already exists",
+                ),
+                M::MemberIdExists => fixed(
+                    Code::FailedPrecondition,
+                    "etcdserver: member ID already exist",
+                ),
+                M::BadUrls => fixed(
+                    Code::InvalidArgument,
+                    "etcdserver: given member URLs are invalid",
+                ),
+                M::NotLearner => fixed(
+                    Code::FailedPrecondition,
+                    "etcdserver: can only promote a learner member",
+                ),
+                M::LearnerNotReady => fixed(
+                    Code::FailedPrecondition,
+                    "etcdserver: can only promote a learner member which is in sync with leader",
+                ),
+                M::TooManyLearners => fixed(
+                    Code::FailedPrecondition,
+                    "etcdserver: too many learner members in cluster",
+                ),
+                M::NotEnoughStarted => fixed(
+                    Code::FailedPrecondition,
+                    "etcdserver: re-configuration failed due to not enough started members",
+                ),
+                M::BadLeaderTransferee => fixed(
+                    Code::FailedPrecondition,
+                    "etcdserver: bad leader transferee",
+                ),
+            }
+        }
         ApiError::ElectionNoLeader => fixed(Code::Unknown, "election: no leader"),
         ApiError::ElectionNotLeader => fixed(Code::Unknown, "election: not leader"),
         ApiError::MissingLeaderKey => fixed(Code::Unknown, "\"leader\" field must be provided"),

@@ -27,18 +27,26 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         listeners.push(l);
     }
     let client_listeners = config.listen_client.len();
+    let mut peer_listeners = Vec::new();
+    for addr in &config.listen_peer {
+        let l = TcpListener::bind(addr).await.with_context(|| {
+            format!("cannot listen for peers on {addr} (is another server using it?)")
+        })?;
+        peer_listeners.push(l);
+    }
 
     let min_lease_ttl = ((config.election_timeout.as_millis() * 3 / 2).div_ceil(1000)) as i64;
     let node = Node::start(NodeConfig {
         data_dir: config.data_dir.clone(),
         name: config.name.clone(),
         initial_cluster: config.initial_cluster.clone(),
+        join_existing: config.join_existing,
         initial_cluster_token: config.initial_cluster_token.clone(),
         initial_advertise_peer_urls: config.peer_urls.clone(),
-        advertise_client_urls: config.advertise_client_urls.clone(),
         heartbeat_interval: config.heartbeat_interval,
         election_timeout: config.election_timeout,
         snapshot_count: config.snapshot_count,
+        snapshot_catchup_entries: config.snapshot_catchup_entries,
         store: StoreOptions {
             min_lease_ttl: min_lease_ttl.max(1),
         },
@@ -60,6 +68,24 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     );
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let mut servers = Vec::new();
+    for l in peer_listeners {
+        let addr = l.local_addr()?;
+        let mut stop = stop_rx.clone();
+        let routes = tonic::service::Routes::new(cairn_consensus::transport::service::peer_server(
+            node.clone(),
+        ));
+        servers.push(tokio::spawn(async move {
+            let serve =
+                axum::serve(l, routes.into_axum_router()).with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                });
+            if let Err(e) = serve.await {
+                tracing::error!(%addr, error = %e, "peer listener failed");
+            }
+        }));
+        tracing::info!(%addr, "serving peer traffic");
+    }
     let ctx = Context {
         store: node.store.clone(),
         node: node.clone(),
@@ -74,7 +100,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
 
     let client_router = crate::grpc::router(&ctx).merge(crate::http::router(ctx.clone()));
     let metrics_router = crate::http::router(ctx.clone());
-    let mut servers = Vec::new();
     for (i, l) in listeners.into_iter().enumerate() {
         let router = if i < client_listeners {
             client_router.clone()
@@ -93,20 +118,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         }));
         tracing::info!(%addr, "serving client traffic");
     }
-    if !node.wait_leader(ctx.config.election_timeout * 5).await {
+    if !node.wait_any_leader(ctx.config.election_timeout * 5).await {
         tracing::warn!(
             "no leader yet; requests fail with 'etcdserver: no leader' until one is elected"
         );
     }
-    if let Err(e) = node
-        .publish_client_urls(&ctx.config.advertise_client_urls)
-        .await
-    {
-        tracing::warn!(error = %e, "could not publish this member's client URLs yet");
-    }
+    tokio::spawn(publish(ctx.clone()));
     tracing::info!("ready to serve client requests");
 
-    shutdown.await;
+    let removed = tokio::select! {
+        _ = shutdown => false,
+        _ = node.removed() => true,
+    };
     tracing::info!("shutting down: draining connections");
     let _ = stop_tx.send(true);
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, futures::future::join_all(servers)).await;
@@ -127,7 +150,36 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         }
     }
     tracing::info!("stopped");
+    if removed {
+        anyhow::bail!(
+            "the member has been permanently removed from the cluster; its data dir cannot be \
+             used again (delete it, `member add` it anew and start with --initial-cluster-state existing)"
+        );
+    }
     Ok(())
+}
+
+/// Records this member's name and client URLs in the membership once a leader exists
+/// (etcd's publish), retrying until it is done or the server stops.
+async fn publish(ctx: Context) {
+    let mut stop = ctx.shutdown.clone();
+    loop {
+        match ctx
+            .node
+            .publish(&ctx.config.name, &ctx.config.advertise_client_urls)
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(name = %ctx.config.name, "published member attributes");
+                return;
+            }
+            Err(e) => tracing::debug!(error = %e, "could not publish member attributes yet"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
 }
 
 /// Completes on SIGTERM or SIGINT.

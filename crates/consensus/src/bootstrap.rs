@@ -58,13 +58,14 @@ pub fn parse_initial_cluster(s: &str) -> Result<Vec<(String, Vec<String>)>, Cons
     Ok(out)
 }
 
-/// IDs and membership from etcd-style flags; refuses what etcd refuses.
+/// IDs and membership from etcd-style flags; refuses what etcd refuses. Every member computes
+/// the same membership from the same flags (client URLs are published after start), so
+/// they all initialize raft with an identical first entry.
 pub fn plan(
     name: &str,
     initial_cluster: &[(String, Vec<String>)],
     token: &str,
     advertise_peer_urls: &[String],
-    client_urls: &[String],
 ) -> Result<Bootstrap, ConsensusError> {
     let mut members = BTreeMap::new();
     let mut me = None;
@@ -90,11 +91,7 @@ pub fn plan(
                 Member {
                     name: n.clone(),
                     peer_urls: urls.clone(),
-                    client_urls: if mine {
-                        client_urls.to_vec()
-                    } else {
-                        Vec::new()
-                    },
+                    client_urls: Vec::new(),
                 },
             )
             .is_some()
@@ -158,28 +155,22 @@ mod tests {
 
     #[test]
     fn plan_checks_like_etcdutl() {
-        let b = plan("a", &cluster(), "tok", &["http://a:2380".into()], &[]).unwrap();
+        let b = plan("a", &cluster(), "tok", &["http://a:2380".into()]).unwrap();
         assert_eq!(b.members.len(), 2);
         assert_eq!(
             b.member_id,
             member_id(&["http://a:2380".into()], "tok", None)
         );
-        let err = plan("c", &cluster(), "tok", &["http://c:2380".into()], &[])
+        let err = plan("c", &cluster(), "tok", &["http://c:2380".into()])
             .unwrap_err()
             .to_string();
         assert!(
             err.contains("couldn't find local name \"c\" in the initial cluster configuration"),
             "{err}"
         );
-        let err = plan(
-            "a",
-            &cluster(),
-            "tok",
-            &["http://elsewhere:2380".into()],
-            &[],
-        )
-        .unwrap_err()
-        .to_string();
+        let err = plan("a", &cluster(), "tok", &["http://elsewhere:2380".into()])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("must match"), "{err}");
     }
 }

@@ -6,21 +6,31 @@
 //! - `log_store`: the raft log in its own redb file, one fsync per appended batch.
 //! - `state_machine`: applies entries to the MVCC store with the applied index in the same
 //!   transaction, without fsync (replay on restart instead).
-//! - `network`: peer messages (single-member for now).
-//! - [`bootstrap`]: member IDs and first membership, from flags or from a restore.
-//! - [`node`]: a member, started from etcd-style settings.
+//! - [`transport`]: the peer protocol over gRPC (raft messages, streamed snapshots,
+//!   forwarding), both sides.
+//! - [`bootstrap`]: member IDs and first membership, from flags or from a restore; `join`:
+//!   a member added at runtime learning its IDs from the cluster.
+//! - [`node`]: a member, started from etcd-style settings; forwards what needs the leader.
+//! - `leader`, `membership`, `transfer`: what the leader does for followers, membership
+//!   changes with etcd's checks, and MoveLeader.
+//! - `removal`: removed members, refused and stopped.
 //! - [`offline`]: a stopped member's IDs and membership, for `cairnutl --data-dir`.
 
 pub mod bootstrap;
 pub mod error;
 pub mod ids;
+mod join;
+mod leader;
 mod log_store;
-mod network;
+mod membership;
 pub mod node;
 pub mod offline;
+mod removal;
 mod state_machine;
+mod transfer;
+pub mod transport;
 pub mod types;
 
-pub use error::ConsensusError;
+pub use error::{ConsensusError, MembershipError};
 pub use node::{Node, NodeConfig, RaftStatus};
-pub use types::Member;
+pub use types::{Member, MemberInfo};

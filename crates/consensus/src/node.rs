@@ -1,7 +1,8 @@
-//! A member: the store, the raft log and the openraft instance, started from etcd-style flags.
+//! A member: the store, the raft log and the openraft instance, started from etcd-style flags,
+//! and the client-facing operations that need the leader (forwarded when this member is not).
 //!
 //! Data dir layout: `member/kv.redb` (MVCC data + applied index), `member/raft.redb` (log,
-//! vote, member and cluster IDs), `member/snap/` (raft snapshot marker).
+//! vote, member and cluster IDs), `member/snap/` (raft snapshot marker, incoming snapshots).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -9,16 +10,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_storage::{Command, CommandResponse, Store, StoreOptions};
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{Config, ServerState, SnapshotPolicy};
 use prost::Message;
+use tokio::sync::watch;
 
 use crate::bootstrap::{Bootstrap, META_BOOTSTRAP, META_CLUSTER_ID, META_MEMBER_ID, plan};
 use crate::error::ConsensusError;
 use crate::log_store::LogStore;
-use crate::network::Network;
+use crate::removal::Removal;
 use crate::state_machine::StateMachine;
-use crate::types::{Member, Raft, Request};
+use crate::transport::client::{PeerClients, PeerError};
+use crate::transport::network::Network;
+use crate::transport::wire::{Answer, Forward, decode_reply};
+use crate::types::{Member, MemberInfo, Raft, Request};
+
+/// Set in the raft log's meta once this member learned it was removed.
+const META_REMOVED_SELF: &str = "removed";
 
 /// How a member starts; names follow etcd's flags.
 #[derive(Debug, Clone)]
@@ -27,12 +35,16 @@ pub struct NodeConfig {
     pub name: String,
     /// `--initial-cluster`: member name and its peer URLs.
     pub initial_cluster: Vec<(String, Vec<String>)>,
+    /// `--initial-cluster-state existing`: join a running cluster (after `member add`).
+    pub join_existing: bool,
     pub initial_cluster_token: String,
     pub initial_advertise_peer_urls: Vec<String>,
-    pub advertise_client_urls: Vec<String>,
     pub heartbeat_interval: Duration,
     pub election_timeout: Duration,
     pub snapshot_count: u64,
+    /// Log entries kept behind a raft snapshot for slow followers (etcd's
+    /// `--experimental-snapshot-catchup-entries`).
+    pub snapshot_catchup_entries: u64,
     pub store: StoreOptions,
 }
 
@@ -44,6 +56,7 @@ pub struct RaftStatus {
     pub last_index: u64,
     pub applied_index: u64,
     pub is_leader: bool,
+    pub is_learner: bool,
 }
 
 pub struct Node {
@@ -52,6 +65,17 @@ pub struct Node {
     pub member_id: u64,
     pub cluster_id: u64,
     election_timeout: Duration,
+    peers: Arc<PeerClients>,
+    removal: Removal,
+    snap_dir: PathBuf,
+    transferring: watch::Sender<bool>,
+    /// Tells this member's own tasks to end (they hold the raft log open).
+    closing: watch::Sender<bool>,
+    remember_removal: tokio::task::JoinHandle<()>,
+}
+
+fn stopped(e: impl std::fmt::Display) -> ConsensusError {
+    ConsensusError::Stopped(e.to_string())
 }
 
 impl Node {
@@ -61,11 +85,6 @@ impl Node {
         std::fs::create_dir_all(&snap_dir).map_err(|e| {
             ConsensusError::Storage(format!("cannot create {}: {e}", snap_dir.display()))
         })?;
-        let kv_path = member_dir.join("kv.redb");
-        let store_opts = cfg.store.clone();
-        let store = tokio::task::spawn_blocking(move || Store::open(&kv_path, store_opts))
-            .await
-            .map_err(|e| ConsensusError::Storage(e.to_string()))??;
         let log = LogStore::open(&member_dir.join("raft.redb")).map_err(ConsensusError::Storage)?;
 
         // a data dir that has IDs keeps them, whatever the flags say (etcd does the same)
@@ -83,6 +102,12 @@ impl Node {
                 log.read_meta::<BTreeMap<u64, Member>>(META_BOOTSTRAP)
                     .map_err(ConsensusError::Storage)?,
             ),
+            None if cfg.join_existing => {
+                let (m, c) =
+                    crate::join::discover(&cfg.initial_cluster, &cfg.initial_advertise_peer_urls)
+                        .await?;
+                (m, c, None)
+            }
             None => {
                 let Bootstrap {
                     member_id,
@@ -93,11 +118,31 @@ impl Node {
                     &cfg.initial_cluster,
                     &cfg.initial_cluster_token,
                     &cfg.initial_advertise_peer_urls,
-                    &cfg.advertise_client_urls,
                 )?;
                 (member_id, cluster_id, Some(members))
             }
         };
+        let refuse_removed = || {
+            ConsensusError::Config(format!(
+                "member {member_id:x} has been permanently removed from the cluster; its data dir {} \
+                 cannot be used again: delete it, `member add` the member anew and start it with \
+                 --initial-cluster-state existing",
+                cfg.data_dir.display()
+            ))
+        };
+        if log
+            .read_meta::<bool>(META_REMOVED_SELF)
+            .map_err(ConsensusError::Storage)?
+            .unwrap_or(false)
+        {
+            return Err(refuse_removed());
+        }
+
+        let kv_path = member_dir.join("kv.redb");
+        let store_opts = cfg.store.clone();
+        let store = tokio::task::spawn_blocking(move || Store::open(&kv_path, store_opts))
+            .await
+            .map_err(|e| ConsensusError::Storage(e.to_string()))??;
 
         let config = Config {
             cluster_name: format!("{cluster_id:x}"),
@@ -105,37 +150,62 @@ impl Node {
             election_timeout_min: cfg.election_timeout.as_millis() as u64,
             election_timeout_max: cfg.election_timeout.as_millis() as u64 * 2,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_count),
-            max_in_snapshot_log_to_keep: 5000,
+            max_in_snapshot_log_to_keep: cfg.snapshot_catchup_entries,
             ..Default::default()
         }
         .validate()
         .map_err(|e| ConsensusError::Config(e.to_string()))?;
-        let sm = StateMachine::new(store.clone(), snap_dir);
-        let raft = Raft::new(member_id, Arc::new(config), Network, log.clone(), sm)
-            .await
-            .map_err(|e| ConsensusError::Stopped(e.to_string()))?;
-
-        if let Some(members) = members {
-            if !raft
-                .is_initialized()
-                .await
-                .map_err(|e| ConsensusError::Stopped(e.to_string()))?
-            {
-                raft.initialize(members)
-                    .await
-                    .map_err(|e| ConsensusError::Stopped(e.to_string()))?;
-            }
-            log.write_meta(META_MEMBER_ID, &member_id)
-                .map_err(ConsensusError::Storage)?;
-            log.write_meta(META_CLUSTER_ID, &cluster_id)
-                .map_err(ConsensusError::Storage)?;
+        let removal = Removal::new(member_id);
+        let sm = StateMachine::new(store.clone(), snap_dir.clone(), removal.clone())
+            .map_err(|e| ConsensusError::Storage(e.to_string()))?;
+        if removal.me_removed() {
+            return Err(refuse_removed());
         }
+        let peers = Arc::new(PeerClients::new(cluster_id, member_id, removal.clone()));
+        let network = Network {
+            peers: peers.clone(),
+            store: store.clone(),
+        };
+        let raft = Raft::new(member_id, Arc::new(config), network, log.clone(), sm)
+            .await
+            .map_err(stopped)?;
+
+        if let Some(members) = members
+            && !raft.is_initialized().await.map_err(stopped)?
+        {
+            raft.initialize(members).await.map_err(stopped)?;
+        }
+        log.write_meta(META_MEMBER_ID, &member_id)
+            .map_err(ConsensusError::Storage)?;
+        log.write_meta(META_CLUSTER_ID, &cluster_id)
+            .map_err(ConsensusError::Storage)?;
+        let closing = watch::Sender::new(false);
+        // a removed member remembers it, so its data dir is refused at the next start
+        let remember_removal = {
+            let (removal, log, mut closing) = (removal.clone(), log.clone(), closing.subscribe());
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = removal.wait() => {
+                        if let Err(e) = log.write_meta(META_REMOVED_SELF, &true) {
+                            tracing::error!(error = %e, "could not record that this member was removed");
+                        }
+                    }
+                    _ = closing.wait_for(|c| *c) => {}
+                }
+            })
+        };
         let node = Node {
             raft,
             store,
             member_id,
             cluster_id,
             election_timeout: cfg.election_timeout,
+            peers,
+            removal,
+            snap_dir,
+            transferring: watch::Sender::new(false),
+            closing,
+            remember_removal,
         };
         if node.voters() == vec![member_id] {
             // alone: no need to wait out an election timeout after a restart
@@ -144,7 +214,7 @@ impl Node {
         Ok(node)
     }
 
-    fn voters(&self) -> Vec<u64> {
+    pub(crate) fn voters(&self) -> Vec<u64> {
         self.raft
             .metrics()
             .borrow()
@@ -154,84 +224,324 @@ impl Node {
             .collect()
     }
 
-    /// Proposes a command and waits until it is applied here.
-    pub async fn write(&self, cmd: Command) -> Result<CommandResponse, ConsensusError> {
-        let req = Request {
-            command: cmd.encode_to_vec(),
-        };
-        match self.raft.client_write(req).await {
+    pub(crate) fn peers(&self) -> &Arc<PeerClients> {
+        &self.peers
+    }
+
+    pub(crate) fn removal(&self) -> &Removal {
+        &self.removal
+    }
+
+    pub(crate) fn snap_dir(&self) -> PathBuf {
+        self.snap_dir.clone()
+    }
+
+    pub(crate) fn election_timeout(&self) -> Duration {
+        self.election_timeout
+    }
+
+    pub(crate) fn set_transferring(&self, on: bool) {
+        self.transferring.send_replace(on);
+    }
+
+    /// The first peer URL of member `id`.
+    pub(crate) fn peer_url(&self, id: u64) -> Option<String> {
+        self.members()
+            .into_iter()
+            .find(|m| m.id == id)
+            .and_then(|m| m.member.peer_urls.first().cloned())
+    }
+
+    pub(crate) fn require_leader(&self) -> Result<(), ConsensusError> {
+        if self.status().is_leader {
+            Ok(())
+        } else {
+            Err(ConsensusError::NotLeader)
+        }
+    }
+
+    /// How long a request waits for a leader to appear before `no leader`.
+    fn leader_wait(&self) -> Duration {
+        (self.election_timeout * 3).max(Duration::from_secs(2))
+    }
+
+    /// Runs `req` on the leader: here, or forwarded to it. Waits (bounded) for a leader to
+    /// exist; retries when leadership moves before the request reached a leader.
+    pub(crate) async fn on_leader(&self, req: Forward) -> Result<Answer, ConsensusError> {
+        let deadline = tokio::time::Instant::now() + self.leader_wait();
+        let mut rx = self.raft.metrics();
+        loop {
+            let leader = rx.borrow().current_leader;
+            let outcome = match leader {
+                Some(l) if l == self.member_id => crate::leader::serve(self, req.clone()).await,
+                Some(l) => match self.peer_url(l) {
+                    Some(url) => {
+                        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                        match self.peers.forward(&url, &req, left.max(REQUEST_WAIT)).await {
+                            Ok(answer) => answer.map_err(ConsensusError::from),
+                            Err(PeerError::Unreachable(_)) => Err(ConsensusError::NoLeader),
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                    None => Err(ConsensusError::NoLeader),
+                },
+                None => Err(ConsensusError::NoLeader),
+            };
+            match outcome {
+                Err(ConsensusError::NoLeader | ConsensusError::NotLeader) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(ConsensusError::NoLeader);
+                    }
+                    let step = tokio::time::Instant::now() + Duration::from_millis(50);
+                    let _ = tokio::time::timeout_at(step.min(deadline), rx.changed()).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Proposes an encoded command on this member, which must lead; returns the entry's index
+    /// and what applying it returned.
+    pub(crate) async fn propose_here(
+        &self,
+        command: Vec<u8>,
+    ) -> Result<(u64, CommandResponse), ConsensusError> {
+        if *self.transferring.borrow() {
+            // a leader transfer is running: the proposal goes to the next leader
+            let mut rx = self.transferring.subscribe();
+            let _ = tokio::time::timeout(self.leader_wait(), rx.wait_for(|t| !*t)).await;
+            return Err(ConsensusError::NotLeader);
+        }
+        match self.raft.client_write(Request { command }).await {
             Ok(resp) => match resp.data.result {
-                Some(Ok(r)) => Ok(r),
+                Some(Ok(r)) => Ok((resp.log_id.index, r)),
                 Some(Err(e)) => Err(ConsensusError::Command(e)),
                 None => Err(ConsensusError::Stopped(
                     "applied entry returned no result".into(),
                 )),
             },
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                Err(ConsensusError::NoLeader)
+                Err(ConsensusError::NotLeader)
             }
-            Err(e) => Err(ConsensusError::Stopped(e.to_string())),
+            Err(e) => Err(stopped(e)),
         }
     }
 
-    /// Waits until this member has applied everything committed before the call (read index).
+    /// Proposes a command (forwarded to the leader when this member does not lead) and waits
+    /// until it is applied here.
+    pub async fn write(&self, cmd: Command) -> Result<CommandResponse, ConsensusError> {
+        if self.status().is_leader {
+            match self.propose_here(cmd.encode_to_vec()).await {
+                Err(ConsensusError::NotLeader) => {}
+                other => return other.map(|(_, r)| r),
+            }
+        }
+        match self.on_leader(Forward::Write(cmd.encode_to_vec())).await? {
+            Answer::Written { index, reply } => {
+                self.wait_applied(index).await?;
+                decode_reply(&reply).map_err(ConsensusError::Stopped)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The leader's read index (this member must lead).
+    pub(crate) async fn read_index_here(&self) -> Result<u64, ConsensusError> {
+        match self.raft.get_read_log_id().await {
+            Ok((read, _)) => Ok(read.map(|l| l.index).unwrap_or(0)),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => {
+                Err(ConsensusError::NotLeader)
+            }
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => {
+                Err(ConsensusError::NoLeader)
+            }
+            Err(e) => Err(stopped(e)),
+        }
+    }
+
+    /// Waits until this member has applied everything committed before the call (read index,
+    /// asked of the leader when this member does not lead).
     pub async fn linearizable(&self) -> Result<(), ConsensusError> {
-        match self.raft.ensure_linearizable().await {
-            Ok(_) => Ok(()),
-            Err(RaftError::APIError(_)) => Err(ConsensusError::NoLeader),
-            Err(e) => Err(ConsensusError::Stopped(e.to_string())),
+        if self.status().is_leader {
+            match self.raft.ensure_linearizable().await {
+                Ok(_) => return Ok(()),
+                Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => {}
+                Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => {
+                    return Err(ConsensusError::NoLeader);
+                }
+                Err(e) => return Err(stopped(e)),
+            }
+        }
+        match self.on_leader(Forward::ReadIndex).await? {
+            Answer::ReadIndex(index) => self.wait_applied(index).await,
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Waits until this member's state machine has applied `index`.
+    pub(crate) async fn wait_applied(&self, index: u64) -> Result<(), ConsensusError> {
+        self.raft
+            .wait(Some(REQUEST_WAIT))
+            .applied_index_at_least(Some(index), "apply a forwarded request")
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                ConsensusError::LeaderUnreachable(format!("waiting to apply entry {index}: {e}"))
+            })
+    }
+
+    /// Renews a lease on the leader; returns its TTL (0 for an unknown lease).
+    pub async fn lease_keep_alive(&self, id: i64) -> Result<i64, ConsensusError> {
+        match self.on_leader(Forward::LeaseKeepAlive(id)).await? {
+            Answer::Lease { ttl, .. } => Ok(ttl),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// A lease's remaining TTL, granted TTL and keys, as the leader knows them (TTL -1 when
+    /// the lease does not exist).
+    pub async fn lease_time_to_live(
+        &self,
+        id: i64,
+    ) -> Result<(i64, i64, Vec<Vec<u8>>), ConsensusError> {
+        match self.on_leader(Forward::LeaseTimeToLive(id)).await? {
+            Answer::Lease {
+                ttl,
+                granted_ttl,
+                keys,
+            } => Ok((ttl, granted_ttl, keys)),
+            other => Err(unexpected(other)),
         }
     }
 
     pub fn status(&self) -> RaftStatus {
         let m = self.raft.metrics().borrow().clone();
+        let is_learner = !m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == self.member_id);
         RaftStatus {
             leader: m.current_leader,
             term: m.current_term,
             last_index: m.last_log_index.unwrap_or(0),
             applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
             is_leader: m.state == ServerState::Leader,
+            is_learner,
         }
     }
 
     /// Members in ID order, with whether each is a learner.
-    pub fn members(&self) -> Vec<(u64, Member, bool)> {
+    pub fn members(&self) -> Vec<MemberInfo> {
         let m = self.raft.metrics().borrow().membership_config.clone();
         let voters: Vec<u64> = m.membership().voter_ids().collect();
         m.membership()
             .nodes()
-            .map(|(id, n)| (*id, n.clone(), !voters.contains(id)))
+            .map(|(id, n)| MemberInfo {
+                id: *id,
+                member: n.clone(),
+                is_learner: !voters.contains(id),
+            })
             .collect()
     }
 
-    /// Records this member's client URLs in the membership when they changed (etcd publishes
-    /// its attributes the same way after start). Needs this member to lead.
-    pub async fn publish_client_urls(&self, urls: &[String]) -> Result<(), ConsensusError> {
-        let current = self
-            .members()
-            .into_iter()
-            .find(|(id, _, _)| *id == self.member_id);
-        let Some((_, mut me, _)) = current else {
-            return Ok(());
-        };
-        if me.client_urls == urls {
+    async fn change(
+        &self,
+        req: Forward,
+    ) -> Result<(Option<MemberInfo>, Vec<MemberInfo>), ConsensusError> {
+        match self.on_leader(req).await? {
+            Answer::Members {
+                index,
+                member,
+                members,
+            } => {
+                self.wait_applied(index).await?;
+                Ok((member, members))
+            }
+            Answer::Done => Ok((None, self.members())),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// `member add`: the new member (ID derived as etcd does) and the members after.
+    pub async fn add_member(
+        &self,
+        peer_urls: Vec<String>,
+        is_learner: bool,
+    ) -> Result<(MemberInfo, Vec<MemberInfo>), ConsensusError> {
+        let (m, all) = self
+            .change(Forward::AddMember {
+                peer_urls,
+                is_learner,
+            })
+            .await?;
+        let m = m.ok_or_else(|| ConsensusError::Stopped("member add answered no member".into()))?;
+        Ok((m, all))
+    }
+
+    pub async fn remove_member(&self, id: u64) -> Result<Vec<MemberInfo>, ConsensusError> {
+        Ok(self.change(Forward::RemoveMember(id)).await?.1)
+    }
+
+    pub async fn update_member(
+        &self,
+        id: u64,
+        peer_urls: Vec<String>,
+    ) -> Result<Vec<MemberInfo>, ConsensusError> {
+        Ok(self
+            .change(Forward::UpdateMember { id, peer_urls })
+            .await?
+            .1)
+    }
+
+    pub async fn promote_member(&self, id: u64) -> Result<Vec<MemberInfo>, ConsensusError> {
+        Ok(self.change(Forward::PromoteMember(id)).await?.1)
+    }
+
+    /// Records this member's name and client URLs in the membership (etcd publishes its
+    /// attributes the same way after start).
+    pub async fn publish(&self, name: &str, client_urls: &[String]) -> Result<(), ConsensusError> {
+        let current = self.members().into_iter().find(|m| m.id == self.member_id);
+        if let Some(me) = &current
+            && me.member.name == name
+            && me.member.client_urls == client_urls
+        {
             return Ok(());
         }
-        me.client_urls = urls.to_vec();
-        let change = openraft::ChangeMembers::SetNodes(BTreeMap::from([(self.member_id, me)]));
-        match self.raft.change_membership(change, true).await {
-            Ok(_) => Ok(()),
-            Err(RaftError::APIError(_)) => Err(ConsensusError::NoLeader),
-            Err(e) => Err(ConsensusError::Stopped(e.to_string())),
-        }
+        self.change(Forward::Publish {
+            id: self.member_id,
+            name: name.to_string(),
+            client_urls: client_urls.to_vec(),
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Completes when this member learns it was removed from the cluster.
+    pub async fn removed(&self) {
+        self.removal.wait().await
     }
 
     /// Waits until this member leads (or `timeout` passes); returns whether it does.
     pub async fn wait_leader(&self, timeout: Duration) -> bool {
+        self.wait_for(timeout, |m| m.state == ServerState::Leader)
+            .await
+    }
+
+    /// Waits until some member leads (or `timeout` passes); returns whether one does.
+    pub async fn wait_any_leader(&self, timeout: Duration) -> bool {
+        self.wait_for(timeout, |m| m.current_leader.is_some()).await
+    }
+
+    async fn wait_for(
+        &self,
+        timeout: Duration,
+        ok: impl Fn(&openraft::RaftMetrics<u64, Member>) -> bool,
+    ) -> bool {
         let mut rx = self.raft.metrics();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if rx.borrow().state == ServerState::Leader {
+            if ok(&rx.borrow()) {
                 return true;
             }
             if tokio::time::timeout_at(deadline, rx.changed())
@@ -255,6 +565,8 @@ impl Node {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
         }
+        self.closing.send_replace(true);
+        let _ = self.remember_removal.await;
         if flush && let Err(e) = self.store.flush() {
             tracing::error!(error = %e, "final flush of the store failed; the raft log will be replayed at start");
         }
@@ -269,4 +581,11 @@ impl Node {
             );
         }
     }
+}
+
+/// How long a forwarded request may wait for its answer or its local apply.
+const REQUEST_WAIT: Duration = Duration::from_secs(7);
+
+fn unexpected(a: Answer) -> ConsensusError {
+    ConsensusError::Stopped(format!("unexpected answer from the leader: {a:?}"))
 }

@@ -5,51 +5,85 @@
 //! is back at its last durable commit and raft replays the log from there. A durable commit is
 //! forced at least every `FLUSH_INTERVAL` and before every raft snapshot, which is what lets
 //! raft purge the log behind it.
+//!
+//! Entries at or below the stored applied index are skipped. That is what makes a snapshot
+//! from the leader safe to install even though its data is newer than the raft snapshot's log
+//! id (see `transport::snapshot`): raft replays the entries in between and they are no-ops.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cairn_storage::{Command, Store};
 use openraft::storage::RaftStateMachine;
-use openraft::{EntryPayload, RaftSnapshotBuilder, SnapshotMeta, StorageIOError};
+use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
 use prost::Message;
 
-use crate::types::{Applied, Entry, LogId, Member, StorageError, StoredMembership, TypeConfig};
+use crate::removal::Removal;
+use crate::types::{
+    Applied, Entry, LogId, Snapshot, SnapshotData, SnapshotMeta, StorageError, StoredMembership,
+    TypeConfig,
+};
 
 pub(crate) const META_APPLIED: &str = "raft_applied";
 pub(crate) const META_MEMBERSHIP: &str = "raft_membership";
+/// Members removed from the cluster over its life (a JSON list of IDs).
+pub(crate) const META_REMOVED: &str = "raft_removed";
+/// The raft meta entries a snapshot carries along with the data.
+pub(crate) const REPLICATED_META: &[&str] = &[META_APPLIED, META_MEMBERSHIP, META_REMOVED];
 const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
 pub struct StateMachine {
     store: Arc<Store>,
     snap_dir: PathBuf,
+    removal: Removal,
     last_flush: Instant,
+    /// What the store holds (cached; the store is the truth).
+    applied: Option<LogId>,
+    membership: StoredMembership,
+    removed: BTreeSet<u64>,
 }
 
-type Snapshot = openraft::Snapshot<TypeConfig>;
+fn read_meta<T: serde::de::DeserializeOwned>(
+    store: &Store,
+    name: &str,
+) -> Result<Option<T>, StorageError> {
+    let raw = store
+        .meta(name)
+        .map_err(|e| StorageIOError::read_state_machine(&e))?;
+    raw.map(|b| {
+        serde_json::from_slice(&b).map_err(|e| StorageIOError::read_state_machine(&e).into())
+    })
+    .transpose()
+}
 
 impl StateMachine {
-    pub fn new(store: Arc<Store>, snap_dir: PathBuf) -> Self {
-        StateMachine {
+    pub fn new(
+        store: Arc<Store>,
+        snap_dir: PathBuf,
+        removal: Removal,
+    ) -> Result<Self, StorageError> {
+        let mut sm = StateMachine {
             store,
             snap_dir,
+            removal,
             last_flush: Instant::now(),
-        }
+            applied: None,
+            membership: StoredMembership::default(),
+            removed: BTreeSet::new(),
+        };
+        sm.reload()?;
+        Ok(sm)
     }
 
-    fn read_meta<T: serde::de::DeserializeOwned>(
-        &self,
-        name: &str,
-    ) -> Result<Option<T>, StorageError> {
-        let raw = self
-            .store
-            .meta(name)
-            .map_err(|e| StorageIOError::read_state_machine(&e))?;
-        raw.map(|b| {
-            serde_json::from_slice(&b).map_err(|e| StorageIOError::read_state_machine(&e).into())
-        })
-        .transpose()
+    /// Re-reads the cached raft meta from the store.
+    fn reload(&mut self) -> Result<(), StorageError> {
+        self.applied = read_meta(&self.store, META_APPLIED)?;
+        self.membership = read_meta(&self.store, META_MEMBERSHIP)?.unwrap_or_default();
+        self.removed = read_meta(&self.store, META_REMOVED)?.unwrap_or_default();
+        self.removal.set(self.removed.clone());
+        Ok(())
     }
 
     fn snapshot_path(&self) -> PathBuf {
@@ -57,23 +91,37 @@ impl StateMachine {
     }
 }
 
-/// What a raft snapshot file holds for now: the point it covers. The data itself is the
-/// flushed store (see `docs/storage.md`); shipping it to another member comes with the cluster
-/// transport.
+/// What a raft snapshot file holds: the point it covers. The data itself is the flushed store
+/// (see `docs/cluster.md`).
 #[derive(serde::Serialize, serde::Deserialize)]
 struct SnapshotFile {
-    meta: SnapshotMeta<u64, Member>,
+    meta: SnapshotMeta,
+}
+
+async fn write_marker(path: &std::path::Path, meta: &SnapshotMeta) -> Result<(), StorageError> {
+    let sig = || Some(meta.signature());
+    let bytes = serde_json::to_vec(&SnapshotFile { meta: meta.clone() })
+        .map_err(|e| StorageIOError::write_snapshot(sig(), &e))?;
+    let tmp = path.with_extension("tmp");
+    tokio::fs::write(&tmp, &bytes)
+        .await
+        .map_err(|e| StorageIOError::write_snapshot(sig(), &e))?;
+    tokio::fs::rename(&tmp, path)
+        .await
+        .map_err(|e| StorageIOError::write_snapshot(sig(), &e))?;
+    Ok(())
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StorageError> {
+    serde_json::to_vec(v).map_err(|e| StorageIOError::write_state_machine(&e).into())
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = SnapshotBuilder;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
-        let applied = self.read_meta::<LogId>(META_APPLIED)?;
-        let membership = self
-            .read_meta::<StoredMembership>(META_MEMBERSHIP)?
-            .unwrap_or_default();
-        Ok((applied, membership))
+        self.reload()?;
+        Ok((self.applied, self.membership.clone()))
     }
 
     async fn apply<I>(&mut self, entries: I) -> Result<Vec<Applied>, StorageError>
@@ -81,10 +129,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
+        let done = self.applied.map(|l| l.index);
         let mut commands = Vec::new();
+        let mut skipped = 0usize;
         let mut last: Option<LogId> = None;
-        let mut membership: Option<StoredMembership> = None;
+        let mut membership_changed = false;
         for e in entries {
+            if done.is_some_and(|d| e.log_id.index <= d) {
+                // already in the store (installed from a newer snapshot)
+                skipped += 1;
+                continue;
+            }
             last = Some(e.log_id);
             commands.push(match e.payload {
                 EntryPayload::Normal(req) => Some(
@@ -92,24 +147,29 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         .map_err(|err| StorageIOError::apply(e.log_id, &err))?,
                 ),
                 EntryPayload::Membership(m) => {
-                    membership = Some(StoredMembership::new(Some(e.log_id), m));
+                    let before: BTreeSet<u64> = self
+                        .membership
+                        .membership()
+                        .nodes()
+                        .map(|(id, _)| *id)
+                        .collect();
+                    let after: BTreeSet<u64> = m.nodes().map(|(id, _)| *id).collect();
+                    self.removed.extend(before.difference(&after));
+                    self.membership = StoredMembership::new(Some(e.log_id), m);
+                    membership_changed = true;
                     None
                 }
                 EntryPayload::Blank => None,
             });
         }
+        let mut out: Vec<Applied> = (0..skipped).map(|_| Applied::default()).collect();
         let Some(last) = last else {
-            return Ok(Vec::new());
+            return Ok(out);
         };
-        let mut meta = vec![(
-            META_APPLIED,
-            serde_json::to_vec(&last).map_err(|e| StorageIOError::write_state_machine(&e))?,
-        )];
-        if let Some(m) = &membership {
-            meta.push((
-                META_MEMBERSHIP,
-                serde_json::to_vec(m).map_err(|e| StorageIOError::write_state_machine(&e))?,
-            ));
+        let mut meta = vec![(META_APPLIED, json(&last)?)];
+        if membership_changed {
+            meta.push((META_MEMBERSHIP, json(&self.membership)?));
+            meta.push((META_REMOVED, json(&self.removed)?));
         }
         let flush = self.last_flush.elapsed() >= FLUSH_INTERVAL;
         if flush {
@@ -127,10 +187,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         .await
         .map_err(|e| StorageIOError::apply(last, &e))?
         .map_err(|e| StorageIOError::apply(last, &e))?;
-        Ok(results
-            .into_iter()
-            .map(|r| Applied { result: Some(r) })
-            .collect())
+        self.applied = Some(last);
+        if membership_changed {
+            self.removal.set(self.removed.clone());
+        }
+        out.extend(results.into_iter().map(|r| Applied { result: Some(r) }));
+        Ok(out)
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
@@ -140,16 +202,46 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
-        Err(StorageIOError::write_snapshot(None, &unsupported()).into())
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotData>, StorageError> {
+        // snapshots arrive whole through the peer transport, never in raft's chunks
+        Err(StorageIOError::write_snapshot(
+            None,
+            &std::io::Error::other("chunked snapshot transfer is not used"),
+        )
+        .into())
     }
 
     async fn install_snapshot(
         &mut self,
-        meta: &SnapshotMeta<u64, Member>,
-        _snapshot: Box<tokio::fs::File>,
+        meta: &SnapshotMeta,
+        snapshot: Box<SnapshotData>,
     ) -> Result<(), StorageError> {
-        Err(StorageIOError::write_snapshot(Some(meta.signature()), &unsupported()).into())
+        let SnapshotData::Received {
+            path,
+            meta: entries,
+        } = *snapshot
+        else {
+            return Err(StorageIOError::write_snapshot(
+                Some(meta.signature()),
+                &std::io::Error::other("only a snapshot received from the leader can be installed"),
+            )
+            .into());
+        };
+        let store = self.store.clone();
+        let signature = meta.signature();
+        let summary = tokio::task::spawn_blocking(move || {
+            let entries: Vec<(&str, Vec<u8>)> = entries
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.clone()))
+                .collect();
+            store.install_snapshot(&path, &entries)
+        })
+        .await
+        .map_err(|e| StorageIOError::write_snapshot(Some(signature.clone()), &e))?
+        .map_err(|e| StorageIOError::write_snapshot(Some(signature), &e))?;
+        tracing::info!(?summary, last_log_id = ?meta.last_log_id, "installed the leader's snapshot");
+        self.reload()?;
+        write_marker(&self.snapshot_path(), meta).await
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
@@ -159,20 +251,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         };
         let file: SnapshotFile =
             serde_json::from_slice(&bytes).map_err(|e| StorageIOError::read_snapshot(None, &e))?;
-        let f = tokio::fs::File::open(&path)
-            .await
-            .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
         Ok(Some(Snapshot {
             meta: file.meta,
-            snapshot: Box::new(f),
+            snapshot: Box::new(SnapshotData::Local),
         }))
     }
-}
-
-fn unsupported() -> std::io::Error {
-    std::io::Error::other(
-        "installing a raft snapshot from another member needs the cluster transport (issue 3)",
-    )
 }
 
 pub struct SnapshotBuilder {
@@ -209,21 +292,10 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             last_membership,
             snapshot_id,
         };
-        let bytes = serde_json::to_vec(&SnapshotFile { meta: meta.clone() })
-            .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
-        let tmp = self.path.with_extension("tmp");
-        tokio::fs::write(&tmp, &bytes)
-            .await
-            .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
-        tokio::fs::rename(&tmp, &self.path)
-            .await
-            .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
-        let f = tokio::fs::File::open(&self.path)
-            .await
-            .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        write_marker(&self.path, &meta).await?;
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(f),
+            snapshot: Box::new(SnapshotData::Local),
         })
     }
 }

@@ -1,6 +1,7 @@
 //! The openraft type configuration: what a log entry carries and what a member is.
 
 use std::fmt;
+use std::path::PathBuf;
 
 use cairn_storage::{CommandResponse, StoreError};
 use serde::{Deserialize, Serialize};
@@ -12,7 +13,7 @@ openraft::declare_raft_types!(
         R = Applied,
         NodeId = u64,
         Node = Member,
-        SnapshotData = tokio::fs::File,
+        SnapshotData = SnapshotData,
 );
 
 /// A member as raft's membership records it (etcd's `Member` minus the ID, which is the key).
@@ -49,8 +50,33 @@ pub struct Applied {
     pub result: Option<Result<CommandResponse, StoreError>>,
 }
 
+/// What a raft snapshot carries on this member.
+#[derive(Debug)]
+pub enum SnapshotData {
+    /// This member's own snapshot: the store itself, flushed at the snapshot point. It is
+    /// streamed from a read transaction when a follower needs it (see `transport::snapshot`).
+    Local,
+    /// A copy of the leader's store received over the peer transport, in Cairn's snapshot
+    /// format, with the raft meta entries read in the same transaction as the data.
+    Received {
+        path: PathBuf,
+        meta: Vec<(String, Vec<u8>)>,
+    },
+}
+
+/// A member as the Cluster API lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    pub id: u64,
+    pub member: Member,
+    pub is_learner: bool,
+}
+
 pub type Raft = openraft::Raft<TypeConfig>;
 pub type LogId = openraft::LogId<u64>;
 pub type Entry = openraft::Entry<TypeConfig>;
 pub type StoredMembership = openraft::StoredMembership<u64, Member>;
 pub type StorageError = openraft::StorageError<u64>;
+pub type Snapshot = openraft::Snapshot<TypeConfig>;
+pub type SnapshotMeta = openraft::SnapshotMeta<u64, Member>;
+pub type Vote = openraft::Vote<u64>;

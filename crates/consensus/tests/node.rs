@@ -11,12 +11,13 @@ fn config(dir: &std::path::Path) -> NodeConfig {
         data_dir: dir.to_path_buf(),
         name: "default".into(),
         initial_cluster: vec![("default".into(), vec!["http://localhost:2380".into()])],
+        join_existing: false,
         initial_cluster_token: "etcd-cluster".into(),
         initial_advertise_peer_urls: vec!["http://localhost:2380".into()],
-        advertise_client_urls: vec!["http://localhost:2379".into()],
         heartbeat_interval: Duration::from_millis(100),
         election_timeout: Duration::from_millis(1000),
         snapshot_count: 50,
+        snapshot_catchup_entries: 5000,
         store: StoreOptions::default(),
     }
 }
@@ -81,8 +82,8 @@ async fn writes_survive_restart_and_snapshots() {
     assert_eq!(r.header.unwrap().revision, 121);
     let (members, me) = (node.members(), node.member_id);
     assert_eq!(members.len(), 1);
-    assert_eq!(members[0].0, me);
-    assert_eq!(members[0].1.name, "default");
+    assert_eq!(members[0].id, me);
+    assert_eq!(members[0].member.name, "default");
     node.close(true).await;
 }
 
@@ -100,12 +101,12 @@ async fn unknown_name_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn client_urls_are_published_into_the_membership() {
+async fn name_and_client_urls_are_published_into_the_membership() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(config(dir.path())).await.unwrap();
     assert!(node.wait_leader(Duration::from_secs(10)).await);
     let moved = vec!["http://127.0.0.1:32379".to_string()];
-    node.publish_client_urls(&moved).await.unwrap();
+    node.publish("default", &moved).await.unwrap();
     // membership metrics update asynchronously: wait for them with a deadline
     let urls = moved.clone();
     node.raft
@@ -121,9 +122,9 @@ async fn client_urls_are_published_into_the_membership() {
         )
         .await
         .unwrap();
-    assert_eq!(node.members()[0].1.client_urls, moved);
+    assert_eq!(node.members()[0].member.client_urls, moved);
     let before = node.status().last_index;
-    node.publish_client_urls(&moved).await.unwrap();
+    node.publish("default", &moved).await.unwrap();
     assert_eq!(
         node.status().last_index,
         before,

@@ -36,6 +36,12 @@ pub mod v3electionpb {
     tonic::include_proto!("v3electionpb");
 }
 
+/// Cairn's own member-to-member protocol (`cairnpeer.Peer`), served on the peer URLs.
+#[allow(clippy::all, missing_docs, rustdoc::all)]
+pub mod cairnpeer {
+    tonic::include_proto!("cairnpeer");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

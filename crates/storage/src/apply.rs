@@ -46,6 +46,9 @@ impl Store {
         let mut state = write_lock(&self.state);
         let mut lessor = lock(&self.lessor);
         let db = read_lock(&self.db);
+        // the hub's epoch of the data this batch writes to (an install replaces data and
+        // epoch together under the state lock); a late notification of replaced data is dropped
+        let epoch = self.hub.epoch();
         let mut txn = db.begin_write().map_err(backend("begin write"))?;
         txn.set_durability(Durability::None)
             .map_err(backend("set durability"))?;
@@ -93,7 +96,7 @@ impl Store {
         drop(db);
         drop(lessor);
         drop(state);
-        self.hub.notify(&events, current, compact);
+        self.hub.notify(&events, current, compact, epoch);
         Ok(results)
     }
 }

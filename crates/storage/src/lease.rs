@@ -40,6 +40,11 @@ impl Lessor {
         }
     }
 
+    /// The shortest TTL a grant gets.
+    pub fn min_ttl(&self) -> i64 {
+        self.min_ttl
+    }
+
     /// The TTL a grant of `ttl` ends up with.
     pub fn effective_ttl(&self, ttl: i64) -> i64 {
         ttl.max(self.min_ttl)

@@ -10,7 +10,8 @@
 //! - `compact`, `hash`: compaction and etcd's HashKV.
 //! - [`lease`]: the lessor; [`watch`]: the watch hub and its replay.
 //! - [`command`]: what a raft log entry carries.
-//! - [`snapshot`]: the snapshot file: write from a live store, read, verify, restore.
+//! - [`snapshot`]: the snapshot file: write from a live store, read, verify, restore, and
+//!   install into a live store (a follower catching up from its leader).
 //! - [`offline`]: opening a stopped member's data dir for `cairnutl --data-dir`.
 //!
 //! Design notes: `docs/storage.md`.

@@ -3,8 +3,10 @@
 //!
 //! Locking: `state` (index + revision bounds) is a std RwLock held for the length of one read
 //! or one apply batch; `lessor` is a separate mutex so keep-alives never wait on reads; the
-//! lock order is state, then lessor, then `db`. redb calls are synchronous: callers on an async
-//! runtime run them on blocking threads.
+//! lock order is state, then lessor, then `db`; the watch hub's short mutex may be taken under
+//! any of them, never the other way round. A snapshot install (`snapshot/install.rs`) builds
+//! the new database and state without them and takes all three only to swap. redb calls are
+//! synchronous: callers on an async runtime run them on blocking threads.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -79,6 +81,8 @@ pub struct Store {
     pub(crate) state: RwLock<State>,
     pub(crate) lessor: Mutex<Lessor>,
     pub(crate) hub: Arc<WatchHub>,
+    /// Held for a whole snapshot install, so two never share the `.installing` file.
+    pub(crate) installing: Mutex<()>,
 }
 
 pub(crate) fn read_lock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -94,31 +98,8 @@ pub(crate) fn lock<T>(l: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Store {
     /// Opens (or creates) the store at `path` and rebuilds its in-memory state.
     pub fn open(path: &Path, opts: StoreOptions) -> Result<Arc<Store>> {
-        let db = Database::create(path).map_err(|e| StoreError::Backend {
-            context: "open database",
-            message: format!("{}: {e}", path.display()),
-        })?;
-        {
-            let txn = db.begin_write().map_err(backend("begin write"))?;
-            Tables::open(&txn)?;
-            txn.commit().map_err(backend("commit"))?;
-        }
-        let mut lessor = Lessor::new(opts.min_lease_ttl);
-        let (state, leased) = rebuild(&db)?;
-        let now = Instant::now();
-        {
-            let txn = db.begin_read().map_err(backend("begin read"))?;
-            let leases = txn.open_table(LEASE).map_err(backend("open lease table"))?;
-            for row in leases.iter().map_err(backend("scan lease table"))? {
-                let (_, v) = row.map_err(backend("scan lease table"))?;
-                let rec = LeaseRecord::decode(v.value())
-                    .map_err(|e| StoreError::Corrupt(format!("lease record: {e}")))?;
-                lessor.insert(rec.id, rec.ttl, now);
-            }
-        }
-        for (key, id) in leased {
-            lessor.move_key(&key, id);
-        }
+        let db = open_database(path)?;
+        let (state, lessor) = load(&db, opts.min_lease_ttl)?;
         let hub = Arc::new(WatchHub::new(state.current_rev, state.compact_rev));
         let store = Arc::new(Store {
             path: path.to_path_buf(),
@@ -126,6 +107,7 @@ impl Store {
             state: RwLock::new(state),
             lessor: Mutex::new(lessor),
             hub,
+            installing: Mutex::new(()),
         });
         let (weak, hub) = (Arc::downgrade(&store), store.hub.clone());
         std::thread::Builder::new()
@@ -375,6 +357,41 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// Opens (or creates) a database file with every table present.
+pub(crate) fn open_database(path: &Path) -> Result<Database> {
+    let db = Database::create(path).map_err(|e| StoreError::Backend {
+        context: "open database",
+        message: format!("{}: {e}", path.display()),
+    })?;
+    let txn = db.begin_write().map_err(backend("begin write"))?;
+    Tables::open(&txn)?;
+    txn.commit().map_err(backend("commit"))?;
+    Ok(db)
+}
+
+/// Everything the store keeps in memory, rebuilt from a database: the index and revision
+/// bounds, and the lessor (leases from the `lease` table, keys attached as their KeyValues
+/// say, every clock starting now).
+pub(crate) fn load(db: &Database, min_lease_ttl: i64) -> Result<(State, Lessor)> {
+    let mut lessor = Lessor::new(min_lease_ttl);
+    let (state, leased) = rebuild(db)?;
+    let now = Instant::now();
+    {
+        let txn = db.begin_read().map_err(backend("begin read"))?;
+        let leases = txn.open_table(LEASE).map_err(backend("open lease table"))?;
+        for row in leases.iter().map_err(backend("scan lease table"))? {
+            let (_, v) = row.map_err(backend("scan lease table"))?;
+            let rec = LeaseRecord::decode(v.value())
+                .map_err(|e| StoreError::Corrupt(format!("lease record: {e}")))?;
+            lessor.insert(rec.id, rec.ttl, now);
+        }
+    }
+    for (key, id) in leased {
+        lessor.move_key(&key, id);
+    }
+    Ok((state, lessor))
 }
 
 /// Scans the `key` table once: rebuilds the index, the revision bounds, and which lease each

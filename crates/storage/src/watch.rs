@@ -5,6 +5,12 @@
 //! full, is *unsynced*: the store's sync thread replays its missing revisions from the `key`
 //! table (bounded batches, no lock held while reading) and marks it synced once caught up.
 //! A std mutex guards the hub: every critical section is short and never awaits.
+//!
+//! When a snapshot replaces the store's data ([`WatchHub::reset`]), every watcher with
+//! revisions left to see becomes unsynced and is replayed from the new `key` table, as etcd's
+//! watchable store does after a snapshot restore. The hub's *epoch* changes with each reset,
+//! so a replay read from the old data, or the notification of an apply committed to it,
+//! that arrives afterwards is dropped instead of delivered.
 
 use std::collections::HashMap;
 use std::sync::{Condvar, Mutex};
@@ -57,6 +63,8 @@ pub(crate) struct HubState {
     watchers: HashMap<WatcherId, Watcher>,
     pub current_rev: i64,
     pub compact_rev: i64,
+    /// Bumped by every reset; jobs and notifications of an older epoch are stale.
+    epoch: u64,
 }
 
 /// One unsynced watcher's catch-up job, as handed to the sync thread.
@@ -64,6 +72,7 @@ pub(crate) struct SyncJob {
     pub id: WatcherId,
     pub range: KeyRange,
     pub from: i64,
+    pub epoch: u64,
 }
 
 pub struct WatchHub {
@@ -82,6 +91,7 @@ impl WatchHub {
                 watchers: HashMap::new(),
                 current_rev,
                 compact_rev,
+                epoch: 0,
             }),
             wake: Condvar::new(),
         }
@@ -137,10 +147,37 @@ impl WatchHub {
         self.lock().current_rev
     }
 
-    /// Delivers one committed apply's events (each tagged with its revision by `mod_revision`)
-    /// to synced watchers and moves the hub to `current_rev`.
-    pub(crate) fn notify(&self, events: &[Event], current_rev: i64, compact_rev: i64) {
+    /// The current epoch; an apply reads it under the store's state lock and hands it back
+    /// to [`WatchHub::notify`].
+    pub(crate) fn epoch(&self) -> u64 {
+        self.lock().epoch
+    }
+
+    /// The store's data was replaced (a snapshot was installed) and is now at `current_rev`,
+    /// compacted at `compact_rev`. Every watcher with revisions up to `current_rev` still to
+    /// see becomes unsynced: the sync thread replays it from the new data, or cancels it with
+    /// the compact revision if its next revision was compacted. Called under the store's state
+    /// lock, so no apply on the new data can notify before this.
+    pub(crate) fn reset(&self, current_rev: i64, compact_rev: i64) {
         let mut s = self.lock();
+        s.epoch += 1;
+        s.current_rev = current_rev;
+        s.compact_rev = compact_rev;
+        for w in s.watchers.values_mut() {
+            w.synced = w.next_rev > current_rev;
+        }
+        drop(s);
+        self.wake.notify_all();
+    }
+
+    /// Delivers one committed apply's events (each tagged with its revision by `mod_revision`)
+    /// to synced watchers and moves the hub to `current_rev`. `epoch` is the hub's epoch when
+    /// the apply began; a stale one (the data was replaced since) is ignored.
+    pub(crate) fn notify(&self, events: &[Event], current_rev: i64, compact_rev: i64, epoch: u64) {
+        let mut s = self.lock();
+        if s.epoch != epoch {
+            return;
+        }
         let first_rev = s.current_rev + 1;
         s.current_rev = current_rev;
         s.compact_rev = compact_rev;
@@ -188,6 +225,7 @@ impl WatchHub {
         }
         let compact_rev = s.compact_rev;
         let current_rev = s.current_rev;
+        let epoch = s.epoch;
         let mut compacted = Vec::new();
         let mut jobs = Vec::new();
         for (id, w) in s.watchers.iter().filter(|(_, w)| !w.synced) {
@@ -199,6 +237,7 @@ impl WatchHub {
                     id: *id,
                     range: w.range.clone(),
                     from: w.next_rev,
+                    epoch,
                 });
             }
         }
@@ -220,6 +259,10 @@ impl WatchHub {
     pub(crate) fn deliver(&self, job: &SyncJob, events: Vec<Event>, upto: i64) -> bool {
         let mut s = self.lock();
         let current = s.current_rev;
+        if job.epoch != s.epoch {
+            // read from data a snapshot has since replaced
+            return true;
+        }
         let Some(w) = s.watchers.get_mut(&job.id) else {
             return true;
         };
@@ -270,5 +313,61 @@ pub fn event_of(kv: KeyValue, revision: i64, tombstone: bool) -> Event {
             kv: Some(kv),
             prev_kv: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn put_event(key: &str, rev: i64) -> Event {
+        let kv = KeyValue {
+            key: key.into(),
+            create_revision: rev,
+            mod_revision: rev,
+            version: 1,
+            ..Default::default()
+        };
+        event_of(kv, rev, false)
+    }
+
+    #[test]
+    fn reset_replays_every_watcher_and_drops_stale_work() {
+        let hub = WatchHub::new(10, -1);
+        let all = || (KeyRange::all(), WatchFilters::default());
+        let (behind, mut behind_rx) = hub.watch(all().0, 0, all().1);
+        let (ahead, _ahead_rx) = hub.watch(all().0, 30, all().1);
+        let (old, mut old_rx) = hub.watch(all().0, 5, all().1);
+        let (jobs, _) = hub.take_jobs(Duration::ZERO);
+        let stale_job = jobs.into_iter().find(|j| j.id == old).unwrap();
+        let stale_epoch = hub.epoch();
+
+        hub.reset(20, 8);
+        assert!(!hub.is_synced(behind), "revisions 11..=20 to replay");
+        assert!(hub.is_synced(ahead), "nothing to replay before 30");
+        assert_eq!(hub.current_revision(), 20);
+        // a replay read from the old data and an apply committed to it arrive late: dropped
+        assert!(hub.deliver(&stale_job, vec![put_event("a", 5)], 10));
+        hub.notify(&[put_event("b", 11)], 11, -1, stale_epoch);
+        assert!(behind_rx.try_recv().is_err());
+        assert!(old_rx.try_recv().is_err());
+        assert_eq!(hub.current_revision(), 20);
+
+        // the next round replays from each position, or cancels below the compaction
+        let (jobs, current) = hub.take_jobs(Duration::ZERO);
+        assert_eq!(current, 20);
+        let froms: Vec<_> = jobs.iter().map(|j| (j.id, j.from)).collect();
+        assert_eq!(froms, vec![(behind, 11)]);
+        let cancel = old_rx.try_recv().unwrap();
+        assert_eq!((cancel.compact_revision, cancel.events.len()), (8, 0));
+        assert_eq!(hub.watcher_count(), 2);
+        assert!(hub.deliver(&jobs[0], vec![put_event("c", 15)], 20));
+        assert_eq!(
+            behind_rx.try_recv().unwrap().events,
+            vec![put_event("c", 15)]
+        );
+        assert!(hub.is_synced(behind));
     }
 }

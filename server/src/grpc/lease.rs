@@ -1,5 +1,5 @@
 //! The Lease service. Grant and revoke go through raft; keep-alive and time-to-live are
-//! answered by the leader from its lessor, as in etcd.
+//! answered by the leader from its lessor (forwarded from followers), as in etcd.
 
 use std::pin::Pin;
 
@@ -71,11 +71,12 @@ impl Lease for LeaseService {
             let ctx = ctx.clone();
             async move {
                 let r = r?;
-                if !ctx.node.status().is_leader {
-                    return Err(ApiError::NoLeader.into());
-                }
-                // an unknown lease answers TTL 0, not an error (etcd's behaviour)
-                let ttl = ctx.store.lease_renew(r.id).unwrap_or(0);
+                // renewed on the leader, which alone runs the lease clocks (forwarded there)
+                let ttl = ctx
+                    .node
+                    .lease_keep_alive(r.id)
+                    .await
+                    .map_err(ApiError::from)?;
                 Ok(LeaseKeepAliveResponse {
                     header: ctx.header(ctx.store.current_revision()),
                     id: r.id,
@@ -91,29 +92,19 @@ impl Lease for LeaseService {
         req: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         let r = req.into_inner();
-        let header = self.0.header(self.0.store.current_revision());
-        let resp = match self.0.store.lease(r.id) {
-            Some(l) => LeaseTimeToLiveResponse {
-                header,
-                id: r.id,
-                ttl: l.remaining_secs(std::time::Instant::now()),
-                granted_ttl: l.ttl,
-                keys: if r.keys {
-                    l.keys.into_iter().collect()
-                } else {
-                    Vec::new()
-                },
-            },
-            // etcd answers a missing lease with TTL -1 rather than an error
-            None => LeaseTimeToLiveResponse {
-                header,
-                id: r.id,
-                ttl: -1,
-                granted_ttl: 0,
-                keys: Vec::new(),
-            },
-        };
-        Ok(Response::new(resp))
+        let (ttl, granted_ttl, keys) = self
+            .0
+            .node
+            .lease_time_to_live(r.id)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(LeaseTimeToLiveResponse {
+            header: self.0.header(self.0.store.current_revision()),
+            id: r.id,
+            ttl,
+            granted_ttl,
+            keys: if r.keys { keys } else { Vec::new() },
+        }))
     }
 
     async fn lease_leases(

@@ -20,6 +20,9 @@ use crate::errors::ApiError;
 
 pub struct MaintenanceService(pub Context);
 
+/// How long MoveLeader may take (the old leader's lease must run out first).
+const MOVE_LEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
 
 /// etcd prints alarms in Status.errors as `memberID:<id> alarm:<TYPE> `.
@@ -74,7 +77,7 @@ impl Maintenance for MaintenanceService {
                 .map(|a| alarm_text(a.member_id, a.alarm))
                 .collect(),
             db_size_in_use: in_use,
-            is_learner: false,
+            is_learner: raft.is_learner,
             storage_version: String::new(),
             db_size_quota: ctx.config.quota_backend_bytes,
             downgrade_info: None,
@@ -136,12 +139,12 @@ impl Maintenance for MaintenanceService {
         req: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
         let target = req.into_inner().target_id;
-        if !self.0.node.status().is_leader {
-            return Err(ApiError::NoLeader.into());
-        }
-        if target != self.0.node.member_id {
-            return Err(ApiError::BadLeaderTransferee.into());
-        }
+        self.0
+            .node
+            .move_leader(target, MOVE_LEADER_TIMEOUT)
+            .await
+            .map_err(ApiError::from)?;
+        tracing::info!(target = %format!("{target:x}"), "moved leadership");
         Ok(Response::new(MoveLeaderResponse {
             header: self.0.header(self.0.store.current_revision()),
         }))

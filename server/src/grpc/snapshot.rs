@@ -69,12 +69,12 @@ fn source(ctx: &Context) -> SnapshotSource {
         .node
         .members()
         .into_iter()
-        .map(|(id, m, is_learner)| SnapshotMember {
-            id,
-            name: m.name,
-            peer_urls: m.peer_urls,
-            client_urls: m.client_urls,
-            is_learner,
+        .map(|m| SnapshotMember {
+            id: m.id,
+            name: m.member.name,
+            peer_urls: m.member.peer_urls,
+            client_urls: m.member.client_urls,
+            is_learner: m.is_learner,
         })
         .collect();
     SnapshotSource {

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::error::SnapshotError;
 use super::format::*;
-use crate::backend::{ALARM, KEY, LEASE, LeaseRecord, alarm_from_key};
+use crate::backend::{ALARM, KEY, LEASE, LeaseRecord, META, alarm_from_key};
 use crate::error::{StoreError, backend};
 use crate::index::KeyRange;
 use crate::store::{Store, read_lock};
@@ -52,6 +52,22 @@ impl Store {
         out: &mut dyn Write,
         on_header: &mut dyn FnMut(&SnapshotHeader),
     ) -> Result<SnapshotHeader, SnapshotError> {
+        self.write_snapshot_with_meta(source, level, out, on_header, &[])
+            .map(|(header, _)| header)
+    }
+
+    /// [`Store::write_snapshot`], also returning the values of the `meta` entries named in
+    /// `meta_names` (in that order; `None` if absent) as of the snapshot's own read
+    /// transaction: the raft layer learns the applied log id and membership that exactly match
+    /// the streamed data.
+    pub fn write_snapshot_with_meta(
+        &self,
+        source: &SnapshotSource,
+        level: i32,
+        out: &mut dyn Write,
+        on_header: &mut dyn FnMut(&SnapshotHeader),
+        meta_names: &[&str],
+    ) -> Result<(SnapshotHeader, Vec<Option<Vec<u8>>>), SnapshotError> {
         // one consistent point: revision bounds, index facts and the read transaction together
         let (txn, revision, compact_revision, keep, key_count) = {
             let state = read_lock(&self.state);
@@ -64,6 +80,14 @@ impl Store {
         let keys = txn.open_table(KEY).map_err(backend("open key table"))?;
         let leases = txn.open_table(LEASE).map_err(backend("open lease table"))?;
         let alarms = txn.open_table(ALARM).map_err(backend("open alarm table"))?;
+        let meta_table = txn.open_table(META).map_err(backend("open meta table"))?;
+        let meta = meta_names
+            .iter()
+            .map(|name| {
+                let v = meta_table.get(*name).map_err(backend("read meta"))?;
+                Ok(v.map(|v| v.value().to_vec()))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
         let hash = crate::hash::hash_kv(&keys, compact_revision, revision, &keep)?;
         let count =
             |n: std::result::Result<u64, redb::StorageError>| n.map_err(backend("count rows"));
@@ -151,6 +175,6 @@ impl Store {
         let digest = sink.sha.clone().finalize();
         sink.out.write_all(&digest).map_err(SnapshotError::Write)?;
         sink.out.flush().map_err(SnapshotError::Write)?;
-        Ok(header)
+        Ok((header, meta))
     }
 }

@@ -30,7 +30,6 @@ pub fn run(args: super::RestoreArgs) -> anyhow::Result<()> {
         &cluster,
         &args.initial_cluster_token,
         &peer_urls,
-        &[],
     )?;
     let data_dir = args
         .data_dir

@@ -1,0 +1,180 @@
+//! Catching a follower up from a copy of the leader's state machine, streamed.
+//!
+//! The leader's raft snapshot is only a marker (the flushed store is the snapshot). When a
+//! follower needs it, the leader streams its store from one read transaction in Cairn's
+//! snapshot format (docs/snapshot-format.md), in 1 MiB chunks, with the raft meta (applied
+//! log id, membership, removed members) read in the same transaction. The data may be newer
+//! than the raft snapshot's log id; the follower's state machine skips the entries the data
+//! already contains (etcd's consistent-index rule), so nothing is applied twice.
+//! Memory stays flat on both sides: the follower writes the stream to a file first.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use cairn_proto::cairnpeer::SnapshotChunk;
+use cairn_storage::Store;
+use cairn_storage::snapshot::SnapshotSource;
+use openraft::error::Fatal;
+use openraft::raft::SnapshotResponse;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+use tonic::{Status, Streaming};
+
+use super::client::{PeerClients, PeerError};
+use super::wire;
+use crate::state_machine::REPLICATED_META;
+use crate::types::{Raft, Snapshot, SnapshotData, SnapshotMeta, Vote};
+
+const CHUNK_BYTES: usize = 1 << 20;
+/// zstd level for the stream: fast, the link is local or a LAN.
+const LEVEL: i32 = 1;
+
+type SendResult = Result<Result<SnapshotResponse<u64>, Fatal<u64>>, PeerError>;
+
+/// Streams this member's store to the peer at `url` for installation under `meta`.
+pub async fn send(
+    peers: &Arc<PeerClients>,
+    store: &Arc<Store>,
+    url: &str,
+    vote: Vote,
+    meta: SnapshotMeta,
+) -> SendResult {
+    let head = wire::encode(&(vote, meta)).map_err(PeerError::Refused)?;
+    let (tx, rx) = mpsc::channel::<SnapshotChunk>(4);
+    let template = peers.chunk(Vec::new(), Vec::new(), false);
+    let first = SnapshotChunk {
+        head,
+        ..template.clone()
+    };
+    tx.send(first)
+        .await
+        .map_err(|_| PeerError::Refused("snapshot stream closed".into()))?;
+    let store = store.clone();
+    let writer = tokio::task::spawn_blocking(move || -> Result<(), String> {
+        let mut out = ChunkWriter {
+            tx: tx.clone(),
+            template: template.clone(),
+            buf: Vec::with_capacity(CHUNK_BYTES),
+        };
+        let source = SnapshotSource::default();
+        let (_, values) = store
+            .write_snapshot_with_meta(&source, LEVEL, &mut out, &mut |_| {}, REPLICATED_META)
+            .map_err(|e| format!("stream the store: {e}"))?;
+        out.send_buffered().map_err(|e| e.to_string())?;
+        let entries: Vec<(String, Vec<u8>)> = REPLICATED_META
+            .iter()
+            .zip(values)
+            .filter_map(|(name, v)| v.map(|v| (name.to_string(), v)))
+            .collect();
+        let last = SnapshotChunk {
+            head: wire::encode(&entries)?,
+            done: true,
+            ..template
+        };
+        tx.blocking_send(last)
+            .map_err(|_| "snapshot stream closed by the receiver".to_string())
+    });
+    let mut client = peers.client(url)?;
+    let call = client.install_snapshot(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let resp = call.await;
+    let written = writer
+        .await
+        .map_err(|e| PeerError::Lost(format!("snapshot writer: {e}")))?;
+    let resp = resp.map_err(|s| peers.sort_status(url, s))?;
+    if let Err(e) = written {
+        return Err(PeerError::Lost(e));
+    }
+    wire::decode(&resp.into_inner().body).map_err(PeerError::Refused)
+}
+
+/// A `Write` that cuts the snapshot bytes into chunks on the channel.
+struct ChunkWriter {
+    tx: mpsc::Sender<SnapshotChunk>,
+    template: SnapshotChunk,
+    buf: Vec<u8>,
+}
+
+impl ChunkWriter {
+    fn send_buffered(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let data = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_BYTES));
+        self.tx
+            .blocking_send(SnapshotChunk {
+                data,
+                ..self.template.clone()
+            })
+            .map_err(|_| std::io::Error::other("snapshot stream closed by the receiver"))
+    }
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        if self.buf.len() >= CHUNK_BYTES {
+            self.send_buffered()?;
+        }
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Removes a received file however receiving ends.
+struct Incoming(PathBuf);
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+static INCOMING: AtomicU64 = AtomicU64::new(0);
+
+/// Receives a streamed snapshot into `snap_dir` and hands it to raft; returns the encoded
+/// answer for the leader.
+pub async fn receive(
+    raft: &Raft,
+    snap_dir: &Path,
+    first: SnapshotChunk,
+    mut stream: Streaming<SnapshotChunk>,
+) -> Result<Vec<u8>, Status> {
+    let (vote, meta): (Vote, SnapshotMeta) =
+        wire::decode(&first.head).map_err(Status::invalid_argument)?;
+    let n = INCOMING.fetch_add(1, Ordering::Relaxed);
+    let incoming = Incoming(snap_dir.join(format!("incoming-{}-{n}.snap", std::process::id())));
+    let io = |e: std::io::Error| Status::internal(format!("write {}: {e}", incoming.0.display()));
+    let mut file = tokio::fs::File::create(&incoming.0).await.map_err(io)?;
+    file.write_all(&first.data).await.map_err(io)?;
+    let entries: Vec<(String, Vec<u8>)> = loop {
+        let Some(chunk) = stream.message().await? else {
+            return Err(Status::aborted(
+                "snapshot stream ended before its last chunk; the leader will retry",
+            ));
+        };
+        file.write_all(&chunk.data).await.map_err(io)?;
+        if chunk.done {
+            break wire::decode(&chunk.head).map_err(Status::invalid_argument)?;
+        }
+    };
+    file.sync_all().await.map_err(io)?;
+    drop(file);
+    tracing::info!(
+        snapshot = %meta.snapshot_id,
+        last_log_id = ?meta.last_log_id,
+        "received a snapshot from the leader; installing it"
+    );
+    let snapshot = Snapshot {
+        meta,
+        snapshot: Box::new(SnapshotData::Received {
+            path: incoming.0.clone(),
+            meta: entries,
+        }),
+    };
+    let result = raft.install_full_snapshot(vote, snapshot).await;
+    drop(incoming);
+    wire::encode(&result).map_err(Status::internal)
+}

@@ -69,6 +69,19 @@ pub fn status_blocking(endpoint: &str, timeout: Duration) -> anyhow::Result<Stat
     })
 }
 
+/// One `Maintenance/HashKV` call at `revision` (0 = latest): (hash, hash revision).
+pub fn hash_kv_blocking(endpoint: &str, revision: i64) -> anyhow::Result<(u32, i64)> {
+    let endpoint = endpoint.to_string();
+    block_on(async move {
+        let mut client = MaintenanceClient::new(channel(&endpoint, Duration::from_secs(5)).await?);
+        let r = client
+            .hash_kv(cairn_proto::etcdserverpb::HashKvRequest { revision })
+            .await?
+            .into_inner();
+        Ok((r.hash, r.hash_revision))
+    })
+}
+
 /// Runs a future to completion on the harness runtime, from sync or async code alike.
 ///
 /// The future runs on a scoped helper thread, so calling this inside a test's own tokio

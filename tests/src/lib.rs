@@ -7,6 +7,8 @@
 //! - [`server`]: [`TestServer`] starts either kind of server as a one-member cluster on its own
 //!   ports and data dir, waits until it answers `Maintenance/Status` with a leader, and kills it
 //!   on drop (printing its log tail when the test panicked).
+//! - [`cluster`]: [`TestCluster`], several cairn members from one `--initial-cluster`, grown
+//!   with `etcdctl member add`.
 //! - [`etcdctl`]: runs etcdctl with a timeout, plus [`Background`] for long-running commands
 //!   (`watch`, `lock`, `elect`) whose output lines are awaited with a deadline.
 //! - [`grpc`]: tonic clients for every service, for direct API tests.
@@ -20,6 +22,7 @@
 
 pub mod base64;
 pub mod binaries;
+pub mod cluster;
 pub mod etcd_ids;
 pub mod etcdctl;
 pub mod grpc;
@@ -31,6 +34,7 @@ pub mod server;
 pub mod wait;
 
 pub use binaries::{cairn_bin, cairnutl_bin, require_etcd};
+pub use cluster::TestCluster;
 pub use etcdctl::{Background, etcdctl, etcdctl_err, etcdctl_json, etcdctl_ok, etcdctl_stdin};
 pub use grpc::Clients;
 pub use server::{Kind, TestServer};

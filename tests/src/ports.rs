@@ -24,3 +24,13 @@ pub fn free_port_pair() -> (u16, u16) {
         b.local_addr().unwrap().port(),
     )
 }
+
+/// `n` distinct free ports.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}

@@ -1,4 +1,5 @@
-//! One-member clusters of either kind, started as real processes on loopback.
+//! Servers of either kind, started as real processes on loopback: one-member clusters, or
+//! members of a bigger cluster (`crate::cluster`).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -46,6 +47,8 @@ pub struct TestServer {
     peer_port: u16,
     /// `--name`: `s1` unless started with [`TestServer::start_prepared`].
     name: String,
+    /// `--initial-cluster` for a member of a multi-member cluster (`None`: just this one).
+    initial_cluster: Option<String>,
     extra_args: Vec<String>,
     child: Option<Child>,
     /// Set once a panic message already carried the log tail.
@@ -89,6 +92,7 @@ impl TestServer {
                 client_port,
                 peer_port,
                 name: name.to_string(),
+                initial_cluster: None,
                 extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
                 child: None,
                 log_reported: false,
@@ -101,6 +105,71 @@ impl TestServer {
             }
         }
         panic!("{kind:?}: ports kept colliding after {PORT_ATTEMPTS} attempts");
+    }
+
+    /// A member of a multi-member cluster on the given ports, not started yet: [`launch`]
+    /// starts it, [`wait_ready`] waits until it sees a leader (see `crate::cluster`).
+    ///
+    /// [`launch`]: TestServer::launch
+    /// [`wait_ready`]: TestServer::wait_ready
+    pub fn cluster_member(
+        kind: Kind,
+        name: &str,
+        (client_port, peer_port): (u16, u16),
+        initial_cluster: &str,
+        extra_args: &[String],
+    ) -> Self {
+        TestServer {
+            kind,
+            dir: tempfile::Builder::new()
+                .prefix("cairn-test-")
+                .tempdir()
+                .expect("tempdir"),
+            client_port,
+            peer_port,
+            name: name.to_string(),
+            initial_cluster: Some(initial_cluster.to_string()),
+            extra_args: extra_args.to_vec(),
+            child: None,
+            log_reported: false,
+        }
+    }
+
+    /// Starts the process without waiting for it to be ready.
+    pub fn launch(&mut self) {
+        if let Err(why) = self.spawn() {
+            self.fail(&why);
+        }
+    }
+
+    /// Waits until the server answers `Status` with a leader; panics with the log tail if it
+    /// exits or takes longer than [`START_TIMEOUT`].
+    pub fn wait_ready(&mut self) {
+        match self.wait_leader() {
+            Ok(()) => {}
+            Err(StartError::AddrInUse) => self.fail("address already in use"),
+            Err(StartError::Failed(why)) => self.fail(&why),
+        }
+    }
+
+    /// Waits for the process to exit by itself (e.g. a removed member); `None` after
+    /// `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.as_mut()?.try_wait().expect("try_wait") {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(wait::POLL);
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// The gRPC endpoint as etcdctl takes it: `127.0.0.1:<port>`.
@@ -221,13 +290,20 @@ impl TestServer {
             "--initial-advertise-peer-urls".into(),
             peer.clone(),
             "--initial-cluster".into(),
-            format!("{}={peer}", self.name),
+            self.initial_cluster
+                .clone()
+                .unwrap_or_else(|| format!("{}={peer}", self.name)),
         ];
         args.extend(self.extra_args.iter().cloned());
         args
     }
 
     fn spawn_and_wait(&mut self) -> Result<(), StartError> {
+        self.spawn().map_err(StartError::Failed)?;
+        self.wait_leader()
+    }
+
+    fn spawn(&mut self) -> Result<(), String> {
         let mut log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -242,14 +318,14 @@ impl TestServer {
             .stdout(log)
             .stderr(stderr)
             .spawn()
-            .map_err(|e| StartError::Failed(format!("spawn {:?}: {e}", self.kind.binary())))?;
+            .map_err(|e| format!("spawn {:?}: {e}", self.kind.binary()))?;
         self.child = Some(child);
-        self.wait_ready()
+        Ok(())
     }
 
     /// Ready = the client port accepts TCP and `Maintenance/Status` reports a leader, which is
-    /// when a single member can serve linearizable reads and writes.
-    fn wait_ready(&mut self) -> Result<(), StartError> {
+    /// when a member can serve linearizable reads and writes.
+    fn wait_leader(&mut self) -> Result<(), StartError> {
         let addr: SocketAddr = self.endpoint().parse().expect("socket address");
         let deadline = Instant::now() + START_TIMEOUT;
         let mut last_error = String::from("never reached the client port");

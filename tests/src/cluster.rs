@@ -1,0 +1,170 @@
+//! Multi-member cairn clusters on loopback: every member a real process with its own ports
+//! and data dir, bootstrapped from one `--initial-cluster`, grown with real `etcdctl member
+//! add`.
+
+use std::time::Duration;
+
+use crate::server::{Kind, TestServer};
+use crate::{grpc, ports, wait};
+
+/// How long a cluster may take to agree on a leader.
+pub const LEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct TestCluster {
+    pub members: Vec<TestServer>,
+    extra_args: Vec<String>,
+}
+
+fn url(port: u16) -> String {
+    format!("http://127.0.0.1:{port}")
+}
+
+impl TestCluster {
+    /// Starts `n` members `m1..mn` with `extra_args` and waits until all see one leader.
+    pub fn start(n: usize, extra_args: &[&str]) -> Self {
+        let ports = ports::free_ports(2 * n);
+        let initial_cluster = (0..n)
+            .map(|i| format!("m{}={}", i + 1, url(ports[2 * i + 1])))
+            .collect::<Vec<_>>()
+            .join(",");
+        let extra_args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
+        let mut members: Vec<TestServer> = (0..n)
+            .map(|i| {
+                TestServer::cluster_member(
+                    Kind::Cairn,
+                    &format!("m{}", i + 1),
+                    (ports[2 * i], ports[2 * i + 1]),
+                    &initial_cluster,
+                    &extra_args,
+                )
+            })
+            .collect();
+        for m in &mut members {
+            m.launch();
+        }
+        for m in &mut members {
+            m.wait_ready();
+        }
+        let cluster = TestCluster {
+            members,
+            extra_args,
+        };
+        cluster.wait_leader(LEADER_TIMEOUT);
+        cluster
+    }
+
+    /// Client endpoints of the running members, comma separated (etcdctl's --endpoints).
+    pub fn endpoints(&mut self) -> String {
+        self.running()
+            .iter()
+            .map(|&i| self.members[i].endpoint())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Indexes of the members whose process runs.
+    pub fn running(&mut self) -> Vec<usize> {
+        (0..self.members.len())
+            .filter(|&i| self.members[i].is_running())
+            .collect()
+    }
+
+    /// The member ID each running member reports for itself.
+    pub fn member_id(&self, i: usize) -> u64 {
+        grpc::status_blocking(&self.members[i].endpoint(), Duration::from_secs(5))
+            .expect("status")
+            .header
+            .expect("header")
+            .member_id
+    }
+
+    /// The ID (hex, as etcdctl takes it) of the member listed with `peer_url`.
+    pub fn member_id_listed(&mut self, peer_url: &str) -> String {
+        let list = crate::etcdctl_json(&self.endpoints(), &["member", "list"]);
+        let id = list["members"]
+            .as_array()
+            .and_then(|ms| ms.iter().find(|m| m["peerURLs"][0] == peer_url))
+            .and_then(|m| m["ID"].as_u64())
+            .unwrap_or_else(|| panic!("no member with peer URL {peer_url}: {list}"));
+        format!("{id:x}")
+    }
+
+    /// Waits until every running member names the same leader, which is running; returns
+    /// the leader's index.
+    pub fn wait_leader(&self, timeout: Duration) -> usize {
+        wait::until(
+            timeout,
+            "all running members to agree on a running leader",
+            || {
+                let mut leader = None;
+                let mut ids = Vec::new();
+                for (i, m) in self.members.iter().enumerate() {
+                    let Ok(s) = grpc::status_blocking(&m.endpoint(), Duration::from_secs(2)) else {
+                        continue;
+                    };
+                    ids.push((i, s.header.as_ref().map(|h| h.member_id).unwrap_or(0)));
+                    if s.leader == 0 || leader.is_some_and(|l| l != s.leader) {
+                        return None;
+                    }
+                    leader = Some(s.leader);
+                }
+                let leader = leader?;
+                ids.iter().find(|(_, id)| *id == leader).map(|(i, _)| *i)
+            },
+        )
+    }
+
+    /// Waits until every running member reports the same HashKV at the same revision;
+    /// returns (hash, revision).
+    pub fn wait_converged(&mut self, timeout: Duration) -> (u32, i64) {
+        let running = self.running();
+        let endpoints: Vec<String> = running
+            .iter()
+            .map(|&i| self.members[i].endpoint())
+            .collect();
+        wait::until(timeout, "every member to reach the same HashKV", || {
+            let mut seen = Vec::new();
+            for ep in &endpoints {
+                let h = grpc::hash_kv_blocking(ep, 0).ok()?;
+                seen.push(h);
+            }
+            let first = seen[0];
+            seen.iter().all(|h| *h == first).then_some(first)
+        })
+    }
+
+    /// `etcdctl member add` a new member (as a learner or a voter), set up to start with
+    /// `--initial-cluster-state existing` (not started: `members[i].launch()` does);
+    /// returns its index.
+    pub fn add_member(&mut self, learner: bool) -> usize {
+        let [client, peer] = ports::free_ports(2)[..] else {
+            unreachable!()
+        };
+        let name = format!("m{}", self.members.len() + 1);
+        let endpoints = self.endpoints();
+        let mut args = vec!["member", "add", &name];
+        let peer_url = url(peer);
+        let flag = format!("--peer-urls={peer_url}");
+        args.push(&flag);
+        if learner {
+            args.push("--learner");
+        }
+        let out = crate::etcdctl_ok(&endpoints, &args);
+        let initial_cluster = out
+            .lines()
+            .find_map(|l| l.strip_prefix("ETCD_INITIAL_CLUSTER="))
+            .unwrap_or_else(|| panic!("member add printed no ETCD_INITIAL_CLUSTER: {out}"))
+            .trim_matches('"')
+            .to_string();
+        let mut extra = self.extra_args.clone();
+        extra.extend(["--initial-cluster-state".into(), "existing".into()]);
+        self.members.push(TestServer::cluster_member(
+            Kind::Cairn,
+            &name,
+            (client, peer),
+            &initial_cluster,
+            &extra,
+        ));
+        self.members.len() - 1
+    }
+}

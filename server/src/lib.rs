@@ -1,6 +1,7 @@
 //! The Cairn server: etcd's v3 gRPC API over the consensus and storage crates.
 //!
 //! # Layout
+//! - `authority`: client connections accept etcdctl 3.4 `--cluster`'s URL as `:authority`.
 //! - [`config`]: etcd's flags (and `ETCD_*` variables), validated once into `Config`.
 //! - [`server`]: `run(config, shutdown)`: bind, start the member, serve, drain.
 //! - `context`: what every service shares; response headers, proposals, linearizable reads.
@@ -10,6 +11,7 @@
 //! - `background`: lease expiry and auto-compaction on the leader.
 //! - [`errors`]: the one table from internal errors to etcd's gRPC codes and messages.
 
+mod authority;
 mod background;
 pub mod config;
 mod context;

@@ -1,7 +1,8 @@
 //! Starting and stopping a member: bind, start raft, serve gRPC + HTTP on every client URL,
 //! then drain on shutdown.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,8 +12,12 @@ use cairn_storage::StoreOptions;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::authority::AuthorityListener;
 use crate::config::Config;
 use crate::context::Context;
+
+/// How long startup waits for this member's attributes to be published before serving.
+const PUBLISH_WAIT: Duration = Duration::from_secs(3);
 
 /// How long open connections (watch streams, keep-alives) get to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -98,32 +103,43 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         ctx.config.auto_compaction,
     ));
 
+    // like etcd, publish this member's attributes before serving clients (bounded: without a
+    // quorum, clients are served anyway and publishing goes on in the background)
+    if !node.wait_any_leader(ctx.config.election_timeout * 5).await {
+        tracing::warn!(
+            "no leader yet; requests fail with 'etcdserver: no leader' until one is elected"
+        );
+    }
+    let first_publish = tokio::time::timeout(PUBLISH_WAIT, publish(ctx.clone())).await;
+    if first_publish.is_err() {
+        tokio::spawn(publish(ctx.clone()));
+    }
+
     let client_router = crate::grpc::router(&ctx).merge(crate::http::router(ctx.clone()));
     let metrics_router = crate::http::router(ctx.clone());
     for (i, l) in listeners.into_iter().enumerate() {
-        let router = if i < client_listeners {
-            client_router.clone()
-        } else {
-            metrics_router.clone()
-        };
         let mut stop = stop_rx.clone();
         let addr = l.local_addr()?;
+        let shutdown = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        let serve: Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> =
+            if i < client_listeners {
+                // accepts the URL etcdctl 3.4 --cluster sends as :authority (see authority.rs)
+                let l = AuthorityListener::new(l);
+                let serve = axum::serve(l, client_router.clone());
+                Box::pin(serve.with_graceful_shutdown(shutdown).into_future())
+            } else {
+                let serve = axum::serve(l, metrics_router.clone());
+                Box::pin(serve.with_graceful_shutdown(shutdown).into_future())
+            };
         servers.push(tokio::spawn(async move {
-            let serve = axum::serve(l, router).with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            });
             if let Err(e) = serve.await {
                 tracing::error!(%addr, error = %e, "listener failed");
             }
         }));
         tracing::info!(%addr, "serving client traffic");
     }
-    if !node.wait_any_leader(ctx.config.election_timeout * 5).await {
-        tracing::warn!(
-            "no leader yet; requests fail with 'etcdserver: no leader' until one is elected"
-        );
-    }
-    tokio::spawn(publish(ctx.clone()));
     tracing::info!("ready to serve client requests");
 
     let removed = tokio::select! {

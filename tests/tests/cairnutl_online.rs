@@ -218,41 +218,38 @@ fn member_list_and_changes(kind: Kind) {
         "http://127.0.0.1:1",
         "--learner",
     ];
-    match kind {
-        Kind::Cairn => {
-            let err = util_err(&s, &add);
-            assert!(err.contains("membership changes"), "{err}");
-            util_err(&s, &["member", "remove", "1234"]);
-            util_err(&s, &["member", "promote", "1234"]);
-        }
-        Kind::Etcd => {
-            let out = util_ok(&s, &add);
-            assert!(
-                out.starts_with("Member ") && out.contains(" added to cluster "),
-                "{out}"
-            );
-            assert!(out.contains("ETCD_NAME=\"s2\""), "{out}");
-            let new = util_json(&s, &["member", "list"])["members"]
-                .as_array()
-                .expect("members")
-                .iter()
-                .map(|m| json::uint(m, "ID"))
-                .find(|&m| m != id)
-                .expect("the added learner");
-            let listed = util_ok(&s, &["member", "list"]);
-            assert!(
-                listed.contains(&format!("{new:x}, unstarted, , http://127.0.0.1:1, , true")),
-                "{listed}"
-            );
-            assert_eq!(
-                util_ok(&s, &["member", "remove", &format!("{new:x}")]),
-                format!(
-                    "Member {new:16x} removed from cluster {:16x}\n",
-                    json::uint(&list["header"], "cluster_id")
-                )
-            );
-        }
-    }
+    let out = util_ok(&s, &add);
+    assert!(
+        out.starts_with("Member ") && out.contains(" added to cluster "),
+        "{out}"
+    );
+    assert!(out.contains("ETCD_NAME=\"s2\""), "{out}");
+    let new = util_json(&s, &["member", "list"])["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| json::uint(m, "ID"))
+        .find(|&m| m != id)
+        .expect("the added learner");
+    let listed = util_ok(&s, &["member", "list"]);
+    assert!(
+        listed.contains(&format!("{new:x}, unstarted, , http://127.0.0.1:1, , true")),
+        "{listed}"
+    );
+    let err = util_err(&s, &["member", "promote", &format!("{new:x}")]);
+    assert!(
+        err.contains("can only promote a learner member which is in sync with leader"),
+        "{err}"
+    );
+    assert_eq!(
+        util_ok(&s, &["member", "remove", &format!("{new:x}")]),
+        format!(
+            "Member {new:16x} removed from cluster {:16x}\n",
+            json::uint(&list["header"], "cluster_id")
+        )
+    );
+    let err = util_err(&s, &["member", "remove", "1234"]);
+    assert!(err.contains("etcdserver: member not found"), "{err}");
     let err = util_err(&s, &["member", "remove", "not-hex"]);
     assert!(err.contains("expecting ID in Hex"), "{err}");
 }

@@ -22,6 +22,16 @@ fn url(port: u16) -> String {
 impl TestCluster {
     /// Starts `n` members `m1..mn` with `extra_args` and waits until all see one leader.
     pub fn start(n: usize, extra_args: &[&str]) -> Self {
+        Self::start_prepared(n, extra_args, |_, _| {})
+    }
+
+    /// Like [`TestCluster::start`], after `prepare(member, initial_cluster)` ran for each
+    /// member (e.g. `cairnutl snapshot restore` into its data dir).
+    pub fn start_prepared(
+        n: usize,
+        extra_args: &[&str],
+        mut prepare: impl FnMut(&TestServer, &str),
+    ) -> Self {
         let ports = ports::free_ports(2 * n);
         let initial_cluster = (0..n)
             .map(|i| format!("m{}={}", i + 1, url(ports[2 * i + 1])))
@@ -40,6 +50,7 @@ impl TestCluster {
             })
             .collect();
         for m in &mut members {
+            prepare(m, &initial_cluster);
             m.launch();
         }
         for m in &mut members {

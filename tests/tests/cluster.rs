@@ -110,6 +110,14 @@ fn members_get_etcd_ids_and_serve_clients_on_every_member() {
     let leader = c.wait_leader(CONVERGE);
     let f = followers(&c, leader);
     let (f0, f1) = (c.members[f[0]].endpoint(), c.members[f[1]].endpoint());
+    // real etcdctl finds every member from one endpoint (--cluster dials the client URLs)
+    let statuses = etcdctl_json(&f0, &["endpoint", "status", "--cluster"]);
+    let statuses = statuses.as_array().expect("one status per member");
+    assert_eq!(statuses.len(), 3, "{statuses:?}");
+    let leader_id = c.member_id(leader);
+    for st in statuses {
+        assert_eq!(st["Status"]["leader"].as_u64(), Some(leader_id), "{st}");
+    }
     // a write on a follower is forwarded; a linearizable read on the other sees it at once
     etcdctl_ok(&f0, &["put", "fwd", "v1"]);
     assert_eq!(

@@ -104,6 +104,20 @@ pub struct Flags {
     /// Interval between watch progress notifications.
     #[arg(long, env = "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m", value_parser = parse_duration)]
     pub experimental_watch_progress_notify_interval: Duration,
+    /// Before serving, compare this member's HashKV with its peers' and refuse to start on a
+    /// mismatch.
+    #[arg(
+        long,
+        env = "ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK",
+        default_value_t = false,
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub experimental_initial_corrupt_check: bool,
+    /// How often the leader compares every member's HashKV at a common revision and raises a
+    /// CORRUPT alarm on a mismatch (0 disables).
+    #[arg(long, env = "ETCD_EXPERIMENTAL_CORRUPT_CHECK_TIME", default_value = "0s", value_parser = parse_duration)]
+    pub experimental_corrupt_check_time: Duration,
     /// Log level (debug, info, warn, error).
     #[arg(long, env = "ETCD_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -158,6 +172,9 @@ pub struct Config {
     pub max_request_bytes: usize,
     pub etcd_version: String,
     pub progress_notify_interval: Duration,
+    pub initial_corrupt_check: bool,
+    /// `None`: no periodic corruption check.
+    pub corrupt_check_every: Option<Duration>,
     pub log_level: String,
 }
 
@@ -299,6 +316,9 @@ impl Flags {
             max_request_bytes: self.max_request_bytes,
             etcd_version: self.etcd_version,
             progress_notify_interval: self.experimental_watch_progress_notify_interval,
+            initial_corrupt_check: self.experimental_initial_corrupt_check,
+            corrupt_check_every: (!self.experimental_corrupt_check_time.is_zero())
+                .then_some(self.experimental_corrupt_check_time),
             log_level: self.log_level,
             name: self.name,
         })

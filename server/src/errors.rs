@@ -105,6 +105,7 @@ pub fn code_and_message(e: &ApiError) -> (Code, String) {
                 Code::ResourceExhausted,
                 "etcdserver: mvcc: database space exceeded",
             ),
+            S::ClusterCorrupt => fixed(Code::DataLoss, "etcdserver: corrupt cluster"),
             S::Backend { .. } | S::Corrupt(_) => {
                 (Code::Internal, format!("cairn: storage failure: {s}"))
             }
@@ -255,6 +256,11 @@ mod tests {
                 StoreError::NoSpace.into(),
                 Code::ResourceExhausted,
                 "etcdserver: mvcc: database space exceeded",
+            ),
+            (
+                StoreError::ClusterCorrupt.into(),
+                Code::DataLoss,
+                "etcdserver: corrupt cluster",
             ),
             (
                 ApiError::NoLeader,

@@ -9,12 +9,14 @@
 //! - `http`: `/health`, `/metrics`, `/version`.
 //! - `quota`: `--quota-backend-bytes`; raises the NOSPACE alarm before a write overflows it.
 //! - `background`: lease expiry and auto-compaction on the leader.
+//! - `corruption`: HashKV compared between members at start and periodically (CORRUPT alarm).
 //! - [`errors`]: the one table from internal errors to etcd's gRPC codes and messages.
 
 mod authority;
 mod background;
 pub mod config;
 mod context;
+mod corruption;
 pub mod errors;
 mod grpc;
 mod http;

@@ -114,6 +114,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     if first_publish.is_err() {
         tokio::spawn(publish(ctx.clone()));
     }
+    if ctx.config.initial_corrupt_check {
+        crate::corruption::initial_check(&ctx).await?;
+    }
+    if let Some(every) = ctx.config.corrupt_check_every {
+        tokio::spawn(crate::corruption::periodic(ctx.clone(), every));
+    }
 
     let client_router = crate::grpc::router(&ctx).merge(crate::http::router(ctx.clone()));
     let metrics_router = crate::http::router(ctx.clone());

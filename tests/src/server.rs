@@ -168,6 +168,11 @@ impl TestServer {
         }
     }
 
+    /// The flags appended to the standard ones, to change before the next start.
+    pub fn extra_args_mut(&mut self) -> &mut Vec<String> {
+        &mut self.extra_args
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }

@@ -58,13 +58,17 @@ impl Store {
         {
             let mut tables = Tables::open(&txn)?;
             // read once per batch, and again only after an alarm command
-            let mut capped = nospace_raised(&tables)?;
+            let mut raised = raised_alarms(&tables)?;
             for cmd in batch {
                 let Some(Command { op: Some(op) }) = cmd else {
                     results.push(Ok(CommandResponse::Empty));
                     continue;
                 };
-                if capped && refused_when_capped(op) {
+                if raised.corrupt && !matches!(op, Op::Alarm(_)) {
+                    results.push(Err(StoreError::ClusterCorrupt));
+                    continue;
+                }
+                if raised.nospace && refused_when_capped(op) {
                     results.push(Err(StoreError::NoSpace));
                     continue;
                 }
@@ -81,7 +85,7 @@ impl Store {
                 }
                 results.push(result);
                 if matches!(op, Op::Alarm(_)) {
-                    capped = nospace_raised(&tables)?;
+                    raised = raised_alarms(&tables)?;
                 }
             }
             for (name, value) in meta {
@@ -101,15 +105,27 @@ impl Store {
     }
 }
 
-/// True when the alarm table holds a NOSPACE alarm of any member.
-fn nospace_raised(tables: &Tables<'_>) -> Result<bool> {
+/// Which alarms some member raised.
+#[derive(Default)]
+struct Raised {
+    /// NOSPACE: the store is capped (writes that could grow it are refused).
+    nospace: bool,
+    /// CORRUPT: members disagree on the data; every write but alarm changes is refused
+    /// (etcd's corrupt applier), reads are still served so operators can inspect and back up.
+    corrupt: bool,
+}
+
+fn raised_alarms(tables: &Tables<'_>) -> Result<Raised> {
+    let mut raised = Raised::default();
     for row in tables.alarm.iter().map_err(backend("scan alarm table"))? {
         let (k, _) = row.map_err(backend("scan alarm table"))?;
-        if alarm_from_key(k.value()).is_some_and(|(_, a)| a == AlarmType::Nospace as i32) {
-            return Ok(true);
+        match alarm_from_key(k.value()).map(|(_, a)| a) {
+            Some(a) if a == AlarmType::Nospace as i32 => raised.nospace = true,
+            Some(a) if a == AlarmType::Corrupt as i32 => raised.corrupt = true,
+            _ => {}
         }
     }
-    Ok(false)
+    Ok(raised)
 }
 
 /// What a capped store refuses: anything that could grow it (etcd: a quota cost above 0).

@@ -30,6 +30,9 @@ pub enum StoreError {
     LeaseTtlTooLarge,
     #[error("mvcc: database space exceeded")]
     NoSpace,
+    /// A CORRUPT alarm is raised: members disagree on the data.
+    #[error("corrupt cluster")]
+    ClusterCorrupt,
     #[error("storage backend failed at {context}: {message}")]
     Backend {
         context: &'static str,

@@ -132,6 +132,7 @@ fn store_tag(e: &StoreError) -> u8 {
         S::InvalidSortOption => 11,
         S::LeaseTtlTooLarge => 12,
         S::NoSpace => 13,
+        S::ClusterCorrupt => 14,
         S::Backend { .. } | S::Corrupt(_) => 0,
     }
 }
@@ -152,6 +153,7 @@ fn store_error(tag: u8, message: String) -> StoreError {
         11 => S::InvalidSortOption,
         12 => S::LeaseTtlTooLarge,
         13 => S::NoSpace,
+        14 => S::ClusterCorrupt,
         _ => S::Backend {
             context: "leader",
             message,
@@ -234,6 +236,7 @@ mod tests {
             StoreError::InvalidSortOption,
             StoreError::LeaseTtlTooLarge,
             StoreError::NoSpace,
+            StoreError::ClusterCorrupt,
         ] {
             let text = e.to_string();
             let w: WireError =

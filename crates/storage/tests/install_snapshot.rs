@@ -36,7 +36,8 @@ fn put(key: &str, value: &str, lease: i64) -> Op {
 }
 
 /// The leader: history, range deletes, a txn, leases (one revoked with its keys), a
-/// compaction, an alarm, and raft meta written with the last batch.
+/// compaction, and raft meta written with the last batch. (Alarms refuse later writes, so
+/// they have their own test.)
 fn leader(dir: &Path) -> Arc<Store> {
     let s = Store::open(&dir.join("a.redb"), StoreOptions::default()).unwrap();
     apply(&s, Op::LeaseGrant(LeaseGrantRequest { id: 42, ttl: 300 }));
@@ -90,14 +91,6 @@ fn leader(dir: &Path) -> Arc<Store> {
         Op::Compact(CompactionRequest {
             revision: 30,
             physical: true,
-        }),
-    );
-    apply(
-        &s,
-        Op::Alarm(AlarmRequest {
-            action: AlarmAction::Activate as i32,
-            member_id: 9,
-            alarm: AlarmType::None as i32,
         }),
     );
     for i in 0..10 {
@@ -171,8 +164,6 @@ fn assert_same(b: &Store, a: &Store) {
         let (la, lb) = (a.lease(id).unwrap(), b.lease(id).unwrap());
         assert_eq!((lb.ttl, lb.keys), (la.ttl, la.keys), "lease {id}");
     }
-    // (an alarm row of type NONE: NOSPACE and CORRUPT would refuse the writes after it)
-    assert_eq!(a.alarms().unwrap().len(), 1);
     assert_eq!(b.alarms().unwrap(), a.alarms().unwrap());
     for name in [APPLIED, MEMBERSHIP] {
         assert_eq!(b.meta(name).unwrap(), a.meta(name).unwrap(), "{name}");
@@ -451,4 +442,37 @@ fn an_empty_snapshot_empties_the_store() {
         .map(|e| e.kv.as_ref().unwrap().mod_revision)
         .collect();
     assert_eq!(revs, vec![7]);
+}
+
+#[test]
+fn alarms_are_installed_with_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = leader(dir.path());
+    for (member_id, alarm) in [(9, AlarmType::Nospace), (7, AlarmType::Corrupt)] {
+        apply(
+            &a,
+            Op::Alarm(AlarmRequest {
+                action: AlarmAction::Activate as i32,
+                member_id,
+                alarm: alarm as i32,
+            }),
+        );
+    }
+    let file = dir.path().join("a.snap");
+    let meta = snapshot(&a, &file);
+    let b = follower(dir.path(), 3);
+    let meta: Vec<(&str, Vec<u8>)> = meta.iter().map(|(k, v)| (*k, v.clone())).collect();
+    b.install_snapshot(&file, &meta).unwrap();
+    assert_eq!(b.alarms().unwrap().len(), 2);
+    assert_eq!(b.alarms().unwrap(), a.alarms().unwrap());
+    // and they act on the follower: CORRUPT refuses writes
+    let refused = b
+        .apply(&[Some(Command::from(put("k", "v", 0)))], &[])
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert!(
+        matches!(refused, Err(cairn_storage::StoreError::ClusterCorrupt)),
+        "{refused:?}"
+    );
 }

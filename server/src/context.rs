@@ -35,7 +35,7 @@ impl Context {
             cluster_id: self.node.cluster_id,
             member_id: self.node.member_id,
             revision,
-            raft_term: self.node.status().term,
+            raft_term: self.node.term(),
         })
     }
 

@@ -1,7 +1,8 @@
 //! The raft log, vote and committed index in their own redb file (`member/raft.redb`).
 //!
 //! Every append is one durable (fsync'd) redb commit; openraft hands over all entries that
-//! queued up meanwhile, so one fsync covers a whole batch of client writes. redb is synchronous:
+//! queued up meanwhile, so one fsync covers a whole batch of client writes. The committed
+//! index is written without fsync (see `save_committed`). redb is synchronous:
 //! each call runs on a blocking thread.
 
 use std::fmt::Debug;
@@ -11,7 +12,7 @@ use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{RaftLogReader, StorageIOError, Vote};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::types::{Entry, LogId, StorageError, TypeConfig};
 
@@ -69,8 +70,18 @@ impl LogStore {
         name: &str,
         value: &T,
     ) -> Result<(), std::io::Error> {
+        Self::put_state_with(db, name, value, Durability::Immediate)
+    }
+
+    fn put_state_with<T: serde::Serialize>(
+        db: &Database,
+        name: &str,
+        value: &T,
+        durability: Durability,
+    ) -> Result<(), std::io::Error> {
         let bytes = serde_json::to_vec(value).map_err(io_err)?;
-        let txn = db.begin_write().map_err(io_err)?;
+        let mut txn = db.begin_write().map_err(io_err)?;
+        txn.set_durability(durability).map_err(io_err)?;
         txn.open_table(STATE)
             .map_err(io_err)?
             .insert(name, bytes.as_slice())
@@ -174,8 +185,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|e| StorageIOError::read_vote(&e).into())
     }
 
+    /// Not fsync'd: openraft calls this on every commit, inline in its core loop, and a
+    /// committed index is only a lower bound used to apply sooner after a restart; it becomes
+    /// durable with the next append (a redb commit makes earlier non-durable ones durable).
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.blocking(move |db| Self::put_state(db, COMMITTED, &committed))
+        self.blocking(move |db| Self::put_state_with(db, COMMITTED, &committed, Durability::None))
             .await
             .map_err(|e| StorageIOError::write(&e).into())
     }

@@ -253,7 +253,7 @@ impl Node {
     }
 
     pub(crate) fn require_leader(&self) -> Result<(), ConsensusError> {
-        if self.status().is_leader {
+        if self.is_leader() {
             Ok(())
         } else {
             Err(ConsensusError::NotLeader)
@@ -330,7 +330,7 @@ impl Node {
     /// Proposes a command (forwarded to the leader when this member does not lead) and waits
     /// until it is applied here.
     pub async fn write(&self, cmd: Command) -> Result<CommandResponse, ConsensusError> {
-        if self.status().is_leader {
+        if self.is_leader() {
             match self.propose_here(cmd.encode_to_vec()).await {
                 Err(ConsensusError::NotLeader) => {}
                 other => return other.map(|(_, r)| r),
@@ -362,7 +362,7 @@ impl Node {
     /// Waits until this member has applied everything committed before the call (read index,
     /// asked of the leader when this member does not lead).
     pub async fn linearizable(&self) -> Result<(), ConsensusError> {
-        if self.status().is_leader {
+        if self.is_leader() {
             match self.raft.ensure_linearizable().await {
                 Ok(_) => return Ok(()),
                 Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => {}
@@ -414,8 +414,19 @@ impl Node {
         }
     }
 
+    /// Whether this member leads now (cheap: no copy of the metrics).
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().state == ServerState::Leader
+    }
+
+    /// The current raft term (cheap: no copy of the metrics).
+    pub fn term(&self) -> u64 {
+        self.raft.metrics().borrow().current_term
+    }
+
     pub fn status(&self) -> RaftStatus {
-        let m = self.raft.metrics().borrow().clone();
+        let rx = self.raft.metrics();
+        let m = rx.borrow();
         let is_learner = !m
             .membership_config
             .membership()

@@ -5,13 +5,14 @@
 //! index is written without fsync (see `save_committed`). redb is synchronous:
 //! each call runs on a blocking thread.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
-use openraft::{RaftLogReader, StorageIOError, Vote};
+use openraft::{EntryPayload, RaftLogReader, StorageIOError, Vote};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::types::{Entry, LogId, StorageError, TypeConfig};
@@ -25,6 +26,62 @@ const LAST_PURGED: &str = "last_purged";
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    recent: Arc<Mutex<Recent>>,
+}
+
+/// The most recently appended entries, kept in memory so applying and replicating them does
+/// not read them back from the file and decode them again (bounded by their payload bytes).
+#[derive(Default)]
+struct Recent {
+    entries: BTreeMap<u64, Entry>,
+    bytes: usize,
+}
+
+/// Payload bytes of recent entries kept in memory.
+const RECENT_BYTES: usize = 64 << 20;
+
+fn payload_len(e: &Entry) -> usize {
+    match &e.payload {
+        EntryPayload::Normal(r) => r.command.len() + 64,
+        _ => 256,
+    }
+}
+
+impl Recent {
+    fn push(&mut self, e: Entry) {
+        self.bytes += payload_len(&e);
+        self.entries.insert(e.log_id.index, e);
+        while self.bytes > RECENT_BYTES {
+            let Some((_, old)) = self.entries.pop_first() else {
+                break;
+            };
+            self.bytes -= payload_len(&old);
+        }
+    }
+
+    /// Drops entries at `from` and after (truncate) or up to `upto` (purge).
+    fn drop_range(&mut self, range: impl RangeBounds<u64>) {
+        let gone: Vec<u64> = self.entries.range(range).map(|(i, _)| *i).collect();
+        for i in gone {
+            if let Some(e) = self.entries.remove(&i) {
+                self.bytes -= payload_len(&e);
+            }
+        }
+    }
+
+    /// All entries of `start..end` if every one is here.
+    fn get(&self, start: u64, end: u64) -> Option<Vec<Entry>> {
+        let first = *self.entries.keys().next()?;
+        if start < first || end <= start {
+            return None;
+        }
+        let out: Vec<Entry> = self
+            .entries
+            .range(start..end)
+            .map(|(_, e)| e.clone())
+            .collect();
+        (out.len() as u64 == end - start).then_some(out)
+    }
 }
 
 fn io_err(e: impl std::fmt::Display) -> std::io::Error {
@@ -39,7 +96,10 @@ impl LogStore {
         txn.open_table(LOG).map_err(|e| e.to_string())?;
         txn.open_table(STATE).map_err(|e| e.to_string())?;
         txn.commit().map_err(|e| e.to_string())?;
-        Ok(LogStore { db: Arc::new(db) })
+        Ok(LogStore {
+            db: Arc::new(db),
+            recent: Arc::default(),
+        })
     }
 
     /// Runs a redb job on a blocking thread.
@@ -89,6 +149,10 @@ impl LogStore {
         txn.commit().map_err(io_err)
     }
 
+    fn recent(&self) -> std::sync::MutexGuard<'_, Recent> {
+        self.recent.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// A small named value kept beside the log (member and cluster IDs).
     pub fn read_meta<T: serde::de::DeserializeOwned>(
         &self,
@@ -122,6 +186,11 @@ impl RaftLogReader<TypeConfig> for LogStore {
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
         let (start, end) = bounds(&range);
+        if let Some(end) = end
+            && let Some(hit) = self.recent().get(start, end)
+        {
+            return Ok(hit);
+        }
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(io_err)?;
             let t = txn.open_table(LOG).map_err(io_err)?;
@@ -209,9 +278,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
+        let entries: Vec<Entry> = entries.into_iter().collect();
         let encoded: Vec<(u64, Vec<u8>)> = entries
-            .into_iter()
-            .map(|e| bincode::serialize(&e).map(|b| (e.log_id.index, b)))
+            .iter()
+            .map(|e| bincode::serialize(e).map(|b| (e.log_id.index, b)))
             .collect::<Result<_, _>>()
             .map_err(|e| StorageIOError::write_logs(&io_err(e)))?;
         let result = self
@@ -226,12 +296,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 txn.commit().map_err(io_err)
             })
             .await;
+        if result.is_ok() {
+            let mut recent = self.recent();
+            for e in entries {
+                recent.push(e);
+            }
+        }
         let flushed = result.as_ref().map(|_| ()).map_err(|e| io_err(e));
         callback.log_io_completed(flushed);
         result.map_err(|e| StorageIOError::write_logs(&e).into())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.recent().drop_range(log_id.index..);
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(io_err)?;
             txn.open_table(LOG)
@@ -245,6 +322,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.recent().drop_range(..=log_id.index);
         self.blocking(move |db| {
             let bytes = serde_json::to_vec(&log_id).map_err(io_err)?;
             let txn = db.begin_write().map_err(io_err)?;
@@ -260,5 +338,49 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         })
         .await
         .map_err(|e| StorageIOError::write_logs(&e).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Request;
+    use openraft::{CommittedLeaderId, LogId};
+
+    fn entry(index: u64, bytes: usize) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(Request {
+                command: vec![0; bytes],
+            }),
+        }
+    }
+
+    #[test]
+    fn recent_entries_are_served_whole_or_not_at_all() {
+        let mut r = Recent::default();
+        for i in 1..=10 {
+            r.push(entry(i, 100));
+        }
+        assert_eq!(r.get(3, 6).map(|v| v.len()), Some(3));
+        assert!(r.get(0, 4).is_none(), "index 0 was never here");
+        assert!(r.get(9, 12).is_none(), "11 is not here yet");
+        r.drop_range(8..);
+        assert!(r.get(7, 9).is_none());
+        r.drop_range(..=2);
+        assert!(r.get(2, 4).is_none());
+        assert_eq!(r.get(3, 8).map(|v| v.len()), Some(5));
+    }
+
+    #[test]
+    fn recent_entries_stay_within_their_byte_budget() {
+        let mut r = Recent::default();
+        let big = RECENT_BYTES / 4;
+        for i in 1..=10 {
+            r.push(entry(i, big));
+        }
+        assert!(r.bytes <= RECENT_BYTES);
+        assert!(r.get(1, 2).is_none(), "the oldest were evicted");
+        assert!(r.get(10, 11).is_some());
     }
 }

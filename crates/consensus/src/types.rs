@@ -30,9 +30,12 @@ impl fmt::Display for Member {
     }
 }
 
-/// A log entry's payload: a protobuf-encoded `cairn_storage::Command`.
+/// A log entry's payload: a protobuf-encoded `cairn_storage::Command`. Encoded as one byte
+/// string (bincode's encoding of a `Vec<u8>` either way, so old logs read the same), not
+/// byte by byte.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
+    #[serde(with = "serde_bytes")]
     pub command: Vec<u8>,
 }
 
@@ -80,3 +83,29 @@ pub type StorageError = openraft::StorageError<u64>;
 pub type Snapshot = openraft::Snapshot<TypeConfig>;
 pub type SnapshotMeta = openraft::SnapshotMeta<u64, Member>;
 pub type Vote = openraft::Vote<u64>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Logs written before the payload was encoded as a byte string read back the same.
+    #[test]
+    fn request_encoding_is_unchanged() {
+        #[derive(Serialize)]
+        struct Before {
+            command: Vec<u8>,
+        }
+        let command = vec![1u8, 2, 3, 250];
+        let old = bincode::serialize(&Before {
+            command: command.clone(),
+        })
+        .unwrap();
+        let new = bincode::serialize(&Request {
+            command: command.clone(),
+        })
+        .unwrap();
+        assert_eq!(old, new);
+        let back: Request = bincode::deserialize(&old).unwrap();
+        assert_eq!(back.command, command);
+    }
+}

@@ -168,6 +168,11 @@ impl TestServer {
         }
     }
 
+    /// Changes `--initial-cluster` for the next start (a member with data ignores it).
+    pub fn set_initial_cluster(&mut self, initial_cluster: &str) {
+        self.initial_cluster = Some(initial_cluster.to_string());
+    }
+
     /// The flags appended to the standard ones, to change before the next start.
     pub fn extra_args_mut(&mut self) -> &mut Vec<String> {
         &mut self.extra_args

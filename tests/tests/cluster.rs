@@ -447,6 +447,8 @@ fn every_member_restarted_finds_its_data() {
     c.members[0].stop();
     c.members[1].kill9();
     c.members[2].kill9();
+    // a member with a data dir keeps its identity and membership whatever the flags say
+    c.members[2].set_initial_cluster("m3=http://127.0.0.1:9,elsewhere=http://127.0.0.1:10");
     for m in &mut c.members {
         m.launch();
     }

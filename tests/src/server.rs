@@ -82,21 +82,9 @@ impl TestServer {
         mut prepare: impl FnMut(&Path, &str),
     ) -> Self {
         for _ in 0..PORT_ATTEMPTS {
-            let (client_port, peer_port) = ports::free_port_pair();
-            let mut server = TestServer {
-                kind,
-                dir: tempfile::Builder::new()
-                    .prefix("cairn-test-")
-                    .tempdir()
-                    .expect("tempdir"),
-                client_port,
-                peer_port,
-                name: name.to_string(),
-                initial_cluster: None,
-                extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
-                child: None,
-                log_reported: false,
-            };
+            let extra: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
+            let mut server =
+                TestServer::unstarted(kind, name, ports::free_port_pair(), None, &extra);
             prepare(&server.data_dir(), &server.peer_url());
             match server.spawn_and_wait() {
                 Ok(()) => return server,
@@ -119,6 +107,17 @@ impl TestServer {
         initial_cluster: &str,
         extra_args: &[String],
     ) -> Self {
+        let ports = (client_port, peer_port);
+        TestServer::unstarted(kind, name, ports, Some(initial_cluster), extra_args)
+    }
+
+    fn unstarted(
+        kind: Kind,
+        name: &str,
+        (client_port, peer_port): (u16, u16),
+        initial_cluster: Option<&str>,
+        extra_args: &[String],
+    ) -> Self {
         TestServer {
             kind,
             dir: tempfile::Builder::new()
@@ -128,7 +127,7 @@ impl TestServer {
             client_port,
             peer_port,
             name: name.to_string(),
-            initial_cluster: Some(initial_cluster.to_string()),
+            initial_cluster: initial_cluster.map(String::from),
             extra_args: extra_args.to_vec(),
             child: None,
             log_reported: false,

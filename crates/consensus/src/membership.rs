@@ -37,6 +37,27 @@ fn change_error(e: RaftError<u64, ClientWriteError<u64, Member>>) -> ConsensusEr
     }
 }
 
+/// Runs a membership change through raft and answers with the member it concerned.
+async fn change(
+    node: &Node,
+    change: ChangeMembers<u64, Member>,
+    retain: bool,
+    member: MemberInfo,
+) -> Result<Answer, ConsensusError> {
+    let r = node
+        .raft
+        .change_membership(change, retain)
+        .await
+        .map_err(change_error)?;
+    Ok(answer(node, r, Some(member)))
+}
+
+/// Records a member's new attributes (URLs, name).
+async fn set_node(node: &Node, m: MemberInfo) -> Result<Answer, ConsensusError> {
+    let nodes = ChangeMembers::SetNodes(BTreeMap::from([(m.id, m.member.clone())]));
+    change(node, nodes, true, m).await
+}
+
 fn answer(node: &Node, r: ClientWriteResponse<TypeConfig>, member: Option<MemberInfo>) -> Answer {
     Answer::Members {
         index: r.log_id.index,
@@ -165,7 +186,7 @@ pub(crate) async fn remove(node: &Node, id: u64) -> Result<Answer, ConsensusErro
     node.require_leader()?;
     let m = find(node, id)?;
     let ids = BTreeSet::from([id]);
-    let change = if m.is_learner {
+    let removal = if m.is_learner {
         ChangeMembers::RemoveNodes(ids)
     } else {
         if node.members().iter().filter(|m| !m.is_learner).count() <= 1 {
@@ -173,12 +194,7 @@ pub(crate) async fn remove(node: &Node, id: u64) -> Result<Answer, ConsensusErro
         }
         ChangeMembers::RemoveVoters(ids)
     };
-    let r = node
-        .raft
-        .change_membership(change, false)
-        .await
-        .map_err(change_error)?;
-    Ok(answer(node, r, Some(m)))
+    change(node, removal, false, m).await
 }
 
 pub(crate) async fn update(
@@ -193,13 +209,7 @@ pub(crate) async fn update(
         return Err(MembershipError::PeerUrlExists.into());
     }
     m.member.peer_urls = peer_urls;
-    let change = ChangeMembers::SetNodes(BTreeMap::from([(id, m.member.clone())]));
-    let r = node
-        .raft
-        .change_membership(change, true)
-        .await
-        .map_err(change_error)?;
-    Ok(answer(node, r, Some(m)))
+    set_node(node, m).await
 }
 
 pub(crate) async fn promote(node: &Node, id: u64) -> Result<Answer, ConsensusError> {
@@ -208,26 +218,14 @@ pub(crate) async fn promote(node: &Node, id: u64) -> Result<Answer, ConsensusErr
     if !m.is_learner {
         return Err(MembershipError::NotLearner.into());
     }
-    let metrics = node.raft.metrics().borrow().clone();
-    let leader_last = metrics.last_log_index.unwrap_or(0);
-    let matched = metrics
-        .replication
-        .as_ref()
-        .and_then(|r| r.get(&id).cloned().flatten())
-        .map(|l| l.index)
-        .unwrap_or(0);
-    if (matched as f64) < leader_last as f64 * PROMOTE_READY {
+    let (leader_last, matched) = node.replication_progress(id);
+    if (matched.unwrap_or(0) as f64) < leader_last.unwrap_or(0) as f64 * PROMOTE_READY {
         return Err(MembershipError::LearnerNotReady.into());
     }
-    let change = ChangeMembers::AddVoterIds(BTreeSet::from([id]));
-    let r = node
-        .raft
-        .change_membership(change, false)
-        .await
-        .map_err(change_error)?;
+    let voter = ChangeMembers::AddVoterIds(BTreeSet::from([id]));
     let mut info = m;
     info.is_learner = false;
-    Ok(answer(node, r, Some(info)))
+    change(node, voter, false, info).await
 }
 
 pub(crate) async fn publish(
@@ -243,11 +241,5 @@ pub(crate) async fn publish(
     }
     m.member.name = name;
     m.member.client_urls = client_urls;
-    let change = ChangeMembers::SetNodes(BTreeMap::from([(id, m.member.clone())]));
-    let r = node
-        .raft
-        .change_membership(change, true)
-        .await
-        .map_err(change_error)?;
-    Ok(answer(node, r, Some(m)))
+    set_node(node, m).await
 }

@@ -252,6 +252,18 @@ impl Node {
             .and_then(|m| m.member.peer_urls.first().cloned())
     }
 
+    /// On the leader: its last log index and how far member `id`'s log matches it.
+    pub(crate) fn replication_progress(&self, id: u64) -> (Option<u64>, Option<u64>) {
+        let rx = self.raft.metrics();
+        let m = rx.borrow();
+        let matched = m
+            .replication
+            .as_ref()
+            .and_then(|r| r.get(&id).cloned().flatten())
+            .map(|l| l.index);
+        (m.last_log_index, matched)
+    }
+
     pub(crate) fn require_leader(&self) -> Result<(), ConsensusError> {
         if self.is_leader() {
             Ok(())

@@ -69,15 +69,7 @@ impl Node {
         // the target must hold the whole log, or it cannot win
         let mut rx = self.raft.metrics();
         loop {
-            let (last, matched) = {
-                let m = rx.borrow();
-                let matched = m
-                    .replication
-                    .as_ref()
-                    .and_then(|r| r.get(&target).cloned().flatten())
-                    .map(|l| l.index);
-                (m.last_log_index, matched)
-            };
+            let (last, matched) = self.replication_progress(target);
             if last.is_some() && matched == last {
                 break;
             }

@@ -4,7 +4,9 @@
 //! - [`revision`]: `(main, sub)` revisions and etcd's 17/18-byte key encoding.
 //! - [`key_index`], [`index`]: the in-memory history of each key (etcd's keyIndex/treeIndex).
 //! - `backend`: the redb tables; no other crate sees redb.
-//! - [`store`]: open, reads, flush, defragment; `apply`: replicated commands in batches.
+//! - [`store`]: open, reads, flush; `apply`: replicated commands in batches.
+//! - [`defrag`]: rewriting the file to its live size while the store serves; `replace`: the
+//!   file swap it shares with a snapshot install.
 //! - `write`: one command's changes (put, delete, txn); `read`: range with every option.
 //! - [`txn`]: compare evaluation and request checks, pure.
 //! - `compact`, `hash`: compaction and etcd's HashKV.
@@ -20,6 +22,7 @@ mod apply;
 mod backend;
 pub mod command;
 mod compact;
+pub mod defrag;
 pub mod error;
 mod hash;
 pub mod index;
@@ -27,6 +30,7 @@ pub mod key_index;
 pub mod lease;
 pub mod offline;
 mod read;
+mod replace;
 pub mod revision;
 pub mod snapshot;
 pub mod store;
@@ -35,6 +39,7 @@ pub mod watch;
 mod write;
 
 pub use command::{Command, CommandResponse, Op};
+pub use defrag::{DefragStage, DefragSummary};
 pub use error::{Result, StoreError};
 pub use index::KeyRange;
 pub use store::{KvHash, Store, StoreOptions};

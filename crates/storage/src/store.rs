@@ -5,8 +5,10 @@
 //! or one apply batch; `lessor` is a separate mutex so keep-alives never wait on reads; the
 //! lock order is state, then lessor, then `db`; the watch hub's short mutex may be taken under
 //! any of them, never the other way round. A snapshot install (`snapshot/install.rs`) builds
-//! the new database and state without them and takes all three only to swap. redb calls are
-//! synchronous: callers on an async runtime run them on blocking threads.
+//! the new database and state without them and takes all three only to swap; a defragment
+//! (`defrag.rs`) copies without them and holds `state` (shared: reads go on) only to copy the
+//! tail, and `db` only to swap. redb calls are synchronous: callers on an async runtime run
+//! them on blocking threads.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -81,8 +83,9 @@ pub struct Store {
     pub(crate) state: RwLock<State>,
     pub(crate) lessor: Mutex<Lessor>,
     pub(crate) hub: Arc<WatchHub>,
-    /// Held for a whole snapshot install, so two never share the `.installing` file.
-    pub(crate) installing: Mutex<()>,
+    /// Held for a whole snapshot install or defragment: each builds a new file beside the
+    /// store's and swaps it in, so they must not overlap (or share a file).
+    pub(crate) rewrite: Mutex<()>,
 }
 
 pub(crate) fn read_lock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -99,6 +102,13 @@ impl Store {
     /// Opens (or creates) the store at `path` and rebuilds its in-memory state.
     pub fn open(path: &Path, opts: StoreOptions) -> Result<Arc<Store>> {
         let db = open_database(path)?;
+        // a defragment cut short by a crash leaves its copy behind; this process now holds
+        // the store's file lock, so no other one is still writing it
+        let stale = crate::defrag::defrag_path(path);
+        crate::replace::remove_if_present(&stale).map_err(|e| StoreError::Backend {
+            context: "remove an unfinished defragment copy",
+            message: format!("{}: {e}", stale.display()),
+        })?;
         let (state, lessor) = load(&db, opts.min_lease_ttl)?;
         let hub = Arc::new(WatchHub::new(state.current_rev, state.compact_rev));
         let store = Arc::new(Store {
@@ -107,7 +117,7 @@ impl Store {
             state: RwLock::new(state),
             lessor: Mutex::new(lessor),
             hub,
-            installing: Mutex::new(()),
+            rewrite: Mutex::new(()),
         });
         let (weak, hub) = (Arc::downgrade(&store), store.hub.clone());
         std::thread::Builder::new()
@@ -280,11 +290,7 @@ impl Store {
     /// Makes every applied batch durable (apply commits without fsync; the raft log is the
     /// durable record until this runs).
     pub fn flush(&self) -> Result<()> {
-        let db = read_lock(&self.db);
-        let mut txn = db.begin_write().map_err(backend("begin write"))?;
-        txn.set_durability(Durability::Immediate)
-            .map_err(backend("set durability"))?;
-        txn.commit().map_err(backend("flush"))
+        flush_db(&read_lock(&self.db))
     }
 
     /// Size of the database file, and the bytes its live data uses.
@@ -304,22 +310,6 @@ impl Store {
             })
             .unwrap_or(total);
         (total, in_use.min(total))
-    }
-
-    /// Rewrites the file to its live size (redb compaction). Reads and writes wait meanwhile.
-    pub fn defragment(&self) -> Result<()> {
-        let _state = write_lock(&self.state);
-        let mut db = write_lock(&self.db);
-        self.flush_locked(&db)?;
-        db.compact().map_err(backend("defragment"))?;
-        Ok(())
-    }
-
-    fn flush_locked(&self, db: &Database) -> Result<()> {
-        let mut txn = db.begin_write().map_err(backend("begin write"))?;
-        txn.set_durability(Durability::Immediate)
-            .map_err(backend("set durability"))?;
-        txn.commit().map_err(backend("flush"))
     }
 
     /// Number of keys that exist now.
@@ -357,6 +347,14 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// One durable (fsync'd) commit: every earlier `Durability::None` commit becomes durable too.
+pub(crate) fn flush_db(db: &Database) -> Result<()> {
+    let mut txn = db.begin_write().map_err(backend("begin write"))?;
+    txn.set_durability(Durability::Immediate)
+        .map_err(backend("set durability"))?;
+    txn.commit().map_err(backend("flush"))
 }
 
 /// Opens (or creates) a database file with every table present.

@@ -9,7 +9,6 @@
 //! bounds and lessor are swapped; the watch hub is reset so every watcher is replayed from the
 //! new data. A failure before the rename leaves the store as it was and no `.installing` file.
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use redb::Durability;
@@ -19,6 +18,7 @@ use super::format::SnapshotHeader;
 use super::reader::{BodySummary, read_header};
 use super::restore::{RestoreOptions, restore_kv};
 use crate::error::backend;
+use crate::replace::{NewFile, dir_of, sibling_path};
 use crate::store::{Store, Tables, load, lock, open_database, write_lock};
 
 /// What an install put in place.
@@ -33,25 +33,9 @@ pub struct InstallSummary {
     pub previous_revision: i64,
 }
 
-/// Removes a file when dropped, unless disarmed: nothing half-written survives a failure.
-struct Leftover(Option<PathBuf>);
-
-impl Drop for Leftover {
-    fn drop(&mut self) {
-        if let Some(path) = self.0.take()
-            && let Err(e) = std::fs::remove_file(&path)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(path = %path.display(), error = %e, "could not remove a failed install");
-        }
-    }
-}
-
 /// `<kv path>.installing`.
 pub fn installing_path(kv_path: &Path) -> PathBuf {
-    let mut name = OsString::from(kv_path.as_os_str());
-    name.push(".installing");
-    PathBuf::from(name)
+    sibling_path(kv_path, "installing")
 }
 
 impl Store {
@@ -70,15 +54,11 @@ impl Store {
         snapshot_file: &Path,
         meta: &[(&str, Vec<u8>)],
     ) -> Result<InstallSummary, SnapshotError> {
-        let _one_at_a_time = lock(&self.installing);
+        let _one_at_a_time = lock(&self.rewrite);
         let info = read_header(snapshot_file)?;
         let target = installing_path(self.path());
         // a crash during an earlier install can leave one behind; it was never in use
-        match std::fs::remove_file(&target) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&target)(e)),
-            _ => {}
-        }
-        let mut leftover = Leftover(Some(target.clone()));
+        let file = NewFile::claim(target.clone()).map_err(io(&target))?;
         let body = restore_kv(&info, &target, RestoreOptions::default(), &mut |_| {})?;
 
         let db = open_database(&target)?;
@@ -118,21 +98,20 @@ impl Store {
         let mut live_state = write_lock(&self.state);
         let mut live_lessor = lock(&self.lessor);
         let mut live_db = write_lock(&self.db);
-        std::fs::rename(&target, self.path()).map_err(io(self.path()))?;
-        leftover.0 = None;
+        // the rename is durable only once the directory is (fsync'd here); the data already is
+        let (old_db, synced) = file
+            .swap_in(&mut live_db, db, self.path())
+            .map_err(io(self.path()))?;
         let previous_revision = live_state.current_rev;
-        let old_db = std::mem::replace(&mut *live_db, db);
         *live_state = state;
         *live_lessor = lessor;
         self.hub
             .reset(live_state.current_rev, live_state.compact_rev);
-        // the rename is durable only once the directory is; the data already is
-        let synced = sync_dir(self.path());
         drop(live_db);
         drop(live_lessor);
         drop(live_state);
         drop(old_db);
-        synced?;
+        synced.map_err(io(dir_of(self.path())))?;
         tracing::info!(
             revision = h.revision,
             compact_revision = h.compact_revision,
@@ -145,17 +124,6 @@ impl Store {
             previous_revision,
         })
     }
-}
-
-/// Fsyncs the directory holding `file`, so a rename into it survives a crash.
-fn sync_dir(file: &Path) -> Result<(), SnapshotError> {
-    let dir = match file.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(dir))
 }
 
 #[cfg(test)]

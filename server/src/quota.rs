@@ -47,7 +47,7 @@ impl Context {
         if cost == 0 {
             return Ok(());
         }
-        let size = std::fs::metadata(self.store.path()).map_or(0, |m| m.len() as i64);
+        let size = cairn_storage::file_bytes(self.store.path());
         let quota = self.config.quota_backend_bytes;
         if size.saturating_add(cost) < quota {
             return Ok(());

@@ -42,5 +42,5 @@ pub use command::{Command, CommandResponse, Op};
 pub use defrag::{DefragStage, DefragSummary};
 pub use error::{Result, StoreError};
 pub use index::KeyRange;
-pub use store::{KvHash, Store, StoreOptions};
+pub use store::{KvHash, Store, StoreOptions, file_bytes};
 pub use watch::{WatchBatch, WatchFilters, WatchHub, WatcherId};

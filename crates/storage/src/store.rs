@@ -88,6 +88,16 @@ pub struct Store {
     pub(crate) rewrite: Mutex<()>,
 }
 
+/// The bytes a database file takes on disk: its length, or less when redb grew it with a
+/// sparse tail it has not written yet (it doubles files below 4 GiB; a fresh defragmented
+/// file would otherwise look twice its size to Status and the quota).
+pub fn file_bytes(path: &Path) -> i64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path)
+        .map(|m| m.len().min(m.blocks() * 512) as i64)
+        .unwrap_or(0)
+}
+
 pub(crate) fn read_lock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(|p| p.into_inner())
 }
@@ -293,11 +303,10 @@ impl Store {
         flush_db(&read_lock(&self.db))
     }
 
-    /// Size of the database file, and the bytes its live data uses.
+    /// Size of the database file on disk (see [`file_bytes`]), and the bytes its live data
+    /// uses.
     pub fn db_size(&self) -> (i64, i64) {
-        let total = std::fs::metadata(&self.path)
-            .map(|m| m.len() as i64)
-            .unwrap_or(0);
+        let total = file_bytes(&self.path);
         let db = read_lock(&self.db);
         let in_use = db
             .begin_write()

@@ -53,9 +53,7 @@ fn offline(dir: &Path) -> anyhow::Result<()> {
     // closing writes redb's allocator state, so measure the file once it is closed
     let file = store.path().to_path_buf();
     drop(store);
-    let after = std::fs::metadata(&file)
-        .with_context(|| format!("size of {}", file.display()))?
-        .len();
+    let after = cairn_storage::file_bytes(&file) as u64;
     println!(
         "Finished defragmenting etcd data[{}]. took {took:?}",
         dir.display()

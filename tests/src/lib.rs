@@ -28,6 +28,7 @@ pub mod etcdctl;
 pub mod grpc;
 pub mod hashkv;
 pub mod json;
+pub mod mirror;
 pub mod ports;
 pub mod prng;
 pub mod server;

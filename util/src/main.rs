@@ -72,6 +72,8 @@ enum Command {
     Hashkv(cmd::hashkv::Args),
     /// Offline: revision, compaction, keys, sizes and members of a stopped member's data dir.
     Status(cmd::status::Args),
+    /// Mirror a prefix into another cluster, continuously (etcdctl make-mirror).
+    MakeMirror(cmd::make_mirror::Args),
     /// Print the version of cairnutl.
     Version,
 }
@@ -128,6 +130,7 @@ fn main() -> ExitCode {
         Command::Watch(a) => cmd::kv::watch(a, &global),
         Command::Hashkv(a) => cmd::hashkv::run(a, &global),
         Command::Status(a) => cmd::status::run(a, &global),
+        Command::MakeMirror(a) => cmd::make_mirror::run(a, &global),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

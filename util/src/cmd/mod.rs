@@ -6,6 +6,7 @@ pub mod defrag;
 pub mod endpoint;
 pub mod hashkv;
 pub mod kv;
+pub mod make_mirror;
 pub mod member;
 pub mod move_leader;
 pub mod online;

@@ -1,0 +1,224 @@
+//! Failures the mirror must survive without skipping or repeating a revision: being killed
+//! mid-stream, the source compacting while it is down, the source member dying, and source
+//! revisions too large for one destination txn.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use cairn_proto::etcdserverpb::RangeRequest;
+use cairn_tests::mirror::Mirror;
+use cairn_tests::{Clients, Kind, TestServer, grpc, wait};
+
+use crate::{FENCE, assert_mirrored, compact_latest, count, del, put, txn_puts};
+
+fn seed(endpoint: &str, prefix: &str, n: usize) {
+    let kvs: Vec<(String, String)> = (0..n)
+        .map(|i| (format!("{prefix}k{i:04}"), format!("seed-{i}")))
+        .collect();
+    for chunk in kvs.chunks(100) {
+        txn_puts(endpoint, chunk);
+    }
+}
+
+fn events_applied(m: &Mirror) -> u64 {
+    m.events()
+        .iter()
+        .filter(|e| e["event"] == "status")
+        .filter_map(|e| e["events_total"].as_u64())
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn killed_mid_stream_resumes_from_the_checkpoint_without_copying_again() {
+    let src = TestServer::start(Kind::Cairn);
+    let dst = TestServer::start(Kind::Cairn);
+    let (s, d) = (src.endpoint(), dst.endpoint());
+    seed(&s, "/s/", 150);
+    let args = ["--prefix", "/s/", FENCE, "--max-txn-ops", "16"];
+    let mut m = Mirror::start(&s, &d, &args);
+    m.wait_event("watching", Duration::from_secs(20));
+
+    let writer = {
+        let s = s.clone();
+        std::thread::spawn(move || {
+            for i in 0..150 {
+                put(&s, &format!("/s/k{:04}", i * 7 % 150), &format!("w{i}"));
+                if i % 5 == 0 {
+                    del(&s, &format!("/s/k{:04}", i));
+                }
+            }
+        })
+    };
+    wait::until(
+        Duration::from_secs(20),
+        "the mirror to apply some events",
+        || (events_applied(&m) >= 10).then_some(()),
+    );
+    m.kill9();
+    writer.join().expect("writer");
+    // Changes while the mirror is down, deletions included.
+    for i in 100..120 {
+        del(&s, &format!("/s/k{i:04}"));
+    }
+    put(&s, "/s/after", "down");
+
+    m.restart();
+    let r = m.wait_event("resuming", Duration::from_secs(20));
+    assert_eq!(r["phase"], "watching", "{r}");
+    assert_mirrored(&s, "/s/", &d, "/s/", &[]);
+    assert_eq!(
+        count(&m.notable(), "sync_started"),
+        0,
+        "copied again: {:?}",
+        m.notable()
+    );
+    // Each key's version counts the puts since its creation: a revision applied twice (or
+    // skipped) at the destination would show there.
+    assert_eq!(versions(&s, "/s/"), versions(&d, "/s/"));
+}
+
+#[test]
+fn destination_killed_and_restarted_mid_stream() {
+    let src = TestServer::start(Kind::Cairn);
+    let mut dst = TestServer::start(Kind::Cairn);
+    let (s, d) = (src.endpoint(), dst.endpoint());
+    seed(&s, "/d/", 50);
+    let mut m = Mirror::start(&s, &d, &["--prefix", "/d/", FENCE, "--watch-idle=1s"]);
+    m.wait_event("watching", Duration::from_secs(20));
+    let writer = {
+        let s = s.clone();
+        std::thread::spawn(move || {
+            for i in 0..100 {
+                put(&s, &format!("/d/k{:04}", i % 50), &format!("w{i}"));
+            }
+        })
+    };
+    wait::until(
+        Duration::from_secs(20),
+        "the mirror to apply some events",
+        || (events_applied(&m) >= 5).then_some(()),
+    );
+    dst.kill9();
+    m.wait_event("retry", Duration::from_secs(20));
+    dst.restart();
+    writer.join().expect("writer");
+    assert_mirrored(&s, "/d/", &d, "/d/", &[]);
+    assert_eq!(versions(&s, "/d/"), versions(&d, "/d/"));
+}
+
+/// (key, version) of every key under `prefix`.
+fn versions(endpoint: &str, prefix: &str) -> Vec<(Vec<u8>, i64)> {
+    let (ep, key) = (endpoint.to_string(), prefix.as_bytes().to_vec());
+    let mut end = key.clone();
+    *end.last_mut().expect("prefix") += 1;
+    grpc::block_on(async move {
+        let mut c = Clients::connect(&ep).await?;
+        let r =
+            c.kv.range(RangeRequest {
+                key,
+                range_end: end,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        anyhow::Ok(r.kvs.into_iter().map(|kv| (kv.key, kv.version)).collect())
+    })
+    .expect("range")
+}
+
+#[test]
+fn compaction_while_the_mirror_is_down_resyncs_and_prunes() {
+    let src = TestServer::start(Kind::Cairn);
+    let dst = TestServer::start(Kind::Cairn);
+    let (s, d) = (src.endpoint(), dst.endpoint());
+    seed(&s, "/c/", 100);
+    let args = ["--prefix", "/c/", FENCE];
+    let mut m = Mirror::start(&s, &d, &args);
+    m.wait_event("watching", Duration::from_secs(20));
+    assert_mirrored(&s, "/c/", &d, "/c/", &[]);
+    m.kill9();
+
+    for i in 0..30 {
+        del(&s, &format!("/c/k{i:04}"));
+    }
+    put(&s, "/c/k0050", "rewritten");
+    put(&s, "/c/new", "added");
+    compact_latest(&s);
+
+    m.restart();
+    let started = m.wait_event("sync_started", Duration::from_secs(20));
+    let reason = started["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("compacted"), "{started}");
+    let done = m.wait_event("sync_done", Duration::from_secs(30));
+    assert_eq!(done["pruned"], 30, "{done}");
+    m.wait_event("watching", Duration::from_secs(20));
+    put(&s, "/c/after-resync", "streamed");
+    assert_mirrored(&s, "/c/", &d, "/c/", &[]);
+}
+
+#[test]
+fn source_killed_and_restarted() {
+    let mut src = TestServer::start(Kind::Cairn);
+    let dst = TestServer::start(Kind::Cairn);
+    let (s, d) = (src.endpoint(), dst.endpoint());
+    put(&s, "/r/a", "1");
+    let mut m = Mirror::start(&s, &d, &["--prefix", "/r/", FENCE, "--watch-idle=1s"]);
+    m.wait_event("watching", Duration::from_secs(20));
+    assert_mirrored(&s, "/r/", &d, "/r/", &[]);
+
+    src.kill9();
+    m.wait_event("retry", Duration::from_secs(20));
+    src.restart();
+    put(&s, "/r/b", "2");
+    del(&s, "/r/a");
+    assert_mirrored(&s, "/r/", &d, "/r/", &[]);
+    assert_eq!(count(&m.notable(), "sync_started"), 1, "{:?}", m.notable());
+}
+
+/// Destination mod revisions of the keys under `prefix`.
+fn dest_revisions(endpoint: &str, prefix: &str) -> BTreeSet<i64> {
+    let (ep, key) = (endpoint.to_string(), prefix.as_bytes().to_vec());
+    let mut end = key.clone();
+    *end.last_mut().expect("prefix") += 1;
+    grpc::block_on(async move {
+        let mut c = Clients::connect(&ep).await?;
+        let r =
+            c.kv.range(RangeRequest {
+                key,
+                range_end: end,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        anyhow::Ok(r.kvs.iter().map(|kv| kv.mod_revision).collect())
+    })
+    .expect("range")
+}
+
+#[test]
+fn txns_larger_than_max_txn_ops_are_split() {
+    let src = TestServer::start(Kind::Cairn);
+    let dst = TestServer::start(Kind::Cairn);
+    let (s, d) = (src.endpoint(), dst.endpoint());
+    seed(&s, "/t/init/", 45);
+    // 10 ops per destination txn: 9 of data and the checkpoint.
+    let mut m = Mirror::start(&s, &d, &["--prefix", "/t/", FENCE, "--max-txn-ops", "10"]);
+    m.wait_event("watching", Duration::from_secs(20));
+    let big: Vec<(String, String)> = (0..50)
+        .map(|i| (format!("/t/big/{i:03}"), format!("b{i}")))
+        .collect();
+    txn_puts(&s, &big);
+    assert_mirrored(&s, "/t/", &d, "/t/", &[]);
+    assert_eq!(
+        dest_revisions(&d, "/t/init/").len(),
+        5,
+        "45 keys in txns of 9"
+    );
+    assert_eq!(
+        dest_revisions(&d, "/t/big/").len(),
+        6,
+        "one 50-op revision in txns of 9"
+    );
+    assert_eq!(count(&m.notable(), "retry"), 0, "{:?}", m.notable());
+}

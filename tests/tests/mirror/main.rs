@@ -5,10 +5,12 @@
 //! - [`basic`]: copy then stream, prefix rewrite, `--check` finding differences, the fence.
 //! - [`faults`]: the mirror killed mid-stream, the source compacted while the mirror is
 //!   down, the source killed and restarted, txns larger than `--max-txn-ops`.
+//! - [`cluster`]: a three-member source whose leader is killed under a write load.
 //! - [`leases`]: `--with-leases`, a leased key expiring.
 //! - [`etcd`]: real etcd as the source and as the destination.
 
 mod basic;
+mod cluster;
 mod etcd;
 mod faults;
 mod leases;

@@ -50,6 +50,10 @@ impl axum::serve::Listener for AuthorityListener {
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         // axum's own accept loop: retries, and backs off on errors such as EMFILE
         let (stream, addr) = axum::serve::Listener::accept(&mut self.0).await;
+        // small gRPC replies must not wait for the client's delayed ACK (Nagle)
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(%addr, error = %e, "could not set TCP_NODELAY");
+        }
         (AuthorityStream::new(stream), addr)
     }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use axum::serve::ListenerExt;
 use cairn_consensus::{Node, NodeConfig};
 use cairn_storage::StoreOptions;
 use tokio::net::TcpListener;
@@ -81,6 +82,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             node.clone(),
         ));
         servers.push(tokio::spawn(async move {
+            let l = l.tap_io(nodelay);
             let serve =
                 axum::serve(l, routes.into_axum_router()).with_graceful_shutdown(async move {
                     let _ = stop.wait_for(|s| *s).await;
@@ -136,7 +138,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                 let serve = axum::serve(l, client_router.clone());
                 Box::pin(serve.with_graceful_shutdown(shutdown).into_future())
             } else {
-                let serve = axum::serve(l, metrics_router.clone());
+                let serve = axum::serve(l.tap_io(nodelay), metrics_router.clone());
                 Box::pin(serve.with_graceful_shutdown(shutdown).into_future())
             };
         servers.push(tokio::spawn(async move {
@@ -201,6 +203,13 @@ async fn publish(ctx: Context) {
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
+    }
+}
+
+/// Replies go out at once instead of waiting for the peer's delayed ACK (Nagle).
+fn nodelay(tcp: &mut tokio::net::TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %e, "could not set TCP_NODELAY");
     }
 }
 

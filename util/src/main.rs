@@ -74,6 +74,9 @@ enum Command {
     Status(cmd::status::Args),
     /// Mirror a prefix into another cluster, continuously (etcdctl make-mirror).
     MakeMirror(cmd::make_mirror::Args),
+    /// Benchmarks for any etcd-API endpoint (etcd's `benchmark`): put, range, watch, ...
+    #[command(subcommand)]
+    Bench(cmd::bench::Bench),
     /// Print the version of cairnutl.
     Version,
 }
@@ -130,6 +133,7 @@ fn main() -> ExitCode {
         Command::Watch(a) => cmd::kv::watch(a, &global),
         Command::Hashkv(a) => cmd::hashkv::run(a, &global),
         Command::Status(a) => cmd::status::run(a, &global),
+        Command::Bench(b) => cmd::bench::run(b, &global),
         Command::MakeMirror(a) => cmd::make_mirror::run(a, &global),
     };
     match result {

@@ -1,6 +1,7 @@
 //! One file per command; each turns flags into calls and hands rows to the printer.
 
 pub mod alarm;
+pub mod bench;
 pub mod compaction;
 pub mod defrag;
 pub mod endpoint;

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Server benchmark: the same `cairnutl bench` workloads against a fresh real etcd and a fresh
+# cairn, one server at a time (the load generator shares the machine's cores with the server),
+# data dirs under one work directory (same medium); then memory and restart time with
+# BENCH_KEYS keys of 1 KiB. Prints a table with both numbers and the ratio cairn/etcd.
+# Not a test. Usage (from the repo root):
+#   tests/bench/etcd_vs_cairn.sh                                  # the full run (1,000,000 keys)
+#   BENCH_KEYS=200000 BENCH_SECONDS=5 tests/bench/etcd_vs_cairn.sh  # a quick run
+# BENCH_SECONDS: length of each throughput workload (default 10); BENCH_KEY_SPACE: keys the
+# put/range/mixed workloads use (default 100000, written first by a txn-put fill);
+# ONLY="put-1 range-s-100": run only these workloads; SKIP_MEMORY=1 skips the memory phase.
+# KEEP=1 keeps the work directory (the JSON of every run is in it).
+# Needs Debian's etcd-server and etcd-client (etcd 3.4), python3. Writes under ${BENCH_DIR:-/tmp}.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+cd "$HERE/../.."
+BENCH_KEYS=${BENCH_KEYS:-1000000}
+SECS=${BENCH_SECONDS:-10}
+KS=${BENCH_KEY_SPACE:-100000}
+BENCH_START=none . "$HERE/common.sh"
+U=$BIN/cairnutl
+now() { date +%s.%N; }
+
+# name | cairnutl bench arguments (key size 8 and value size 256 as in etcd's benchmark docs)
+K="--key-size 8 --key-space-size $KS"; V="--val-size 256"
+WORKLOADS=(
+  "fill|txn-put $K $V --sequential-keys --txn-ops 100 --total $((KS / 100)) --clients 16 --conns 4"
+  "put-1|put $K $V --clients 1 --conns 1 --duration ${SECS}s"
+  "put-100|put $K $V --clients 100 --conns 10 --duration ${SECS}s"
+  "put-500|put $K $V --clients 500 --conns 50 --duration ${SECS}s"
+  "txn-put-100|txn-put $K $V --txn-ops 4 --clients 100 --conns 10 --duration ${SECS}s"
+  "range-s-1|range $K --consistency s --clients 1 --conns 1 --duration ${SECS}s"
+  "range-s-100|range $K --consistency s --clients 100 --conns 10 --duration ${SECS}s"
+  "range-l-100|range $K --consistency l --clients 100 --conns 10 --duration ${SECS}s"
+  "mixed-100|mixed $K $V --read-ratio 0.9 --consistency l --clients 100 --conns 10 --duration ${SECS}s"
+  "lease-100|lease-keepalive --clients 100 --conns 10 --duration ${SECS}s"
+  "watch|watch --watchers 100 --watched-keys 1 --streams 10 --clients 1 --total 1000 --rate 100"
+  "watch-busy|watch --watchers 1000 --watched-keys 100 --streams 10 --clients 10 --conns 10 --total 10000 --rate 2000"
+)
+
+# stop PID: SIGTERM, then wait for the process to be gone.
+stop() { kill "$1" 2>/dev/null || true; while kill -0 "$1" 2>/dev/null; do sleep 0.05; done; }
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+anon_kb() { awk '/^RssAnon/ {print $2}' "/proc/$1/status"; }
+# wait_status ENDPOINT [SECONDS]: polls until Status answers (every 20 ms); fails after
+# SECONDS (default 120).
+wait_status() {
+  local end=$(( $(date +%s) + ${2:-120} ))
+  while [ "$(date +%s)" -lt "$end" ]; do
+    $U --endpoints "$1" --command-timeout 1s endpoint status >/dev/null 2>&1 && return 0; sleep 0.02
+  done; echo "server at $1 did not answer Status within ${2:-120} s" >&2; return 1
+}
+RESTART_TIMEOUT=${RESTART_TIMEOUT:-300}
+# timed_restart KIND NAME DIR CPORT PPORT FILE: starts the server, writes the seconds until
+# Status answers to FILE ("timeout" after RESTART_TIMEOUT, and the server is killed).
+timed_restart() {
+  local s; s=$(now); start "$1" "$2" "$3" "$4" "$5"; pid=$LAST_PID
+  if wait_status "127.0.0.1:$4" "$RESTART_TIMEOUT"; then echo "$(now) - $s" | bc >"$6"
+  else echo timeout >"$6"; grep -E "VmRSS|RssAnon" "/proc/$pid/status" >&2 || true; kill -9 "$pid"; fi
+}
+# start KIND NAME DIR CPORT PPORT
+start() { if [ "$1" = etcd ]; then start_etcd "${@:2}"; else start_cairn "${@:2}"; fi; }
+
+R="$W/results"; mkdir -p "$R"
+run_workloads() { # KIND
+  local kind=$1 port pport pid
+  port=$(free_port); pport=$(free_port)
+  start "$kind" "$kind" "$W/$kind" "$port" "$pport"; pid=$LAST_PID
+  wait_status "127.0.0.1:$port" || exit 1
+  echo "$(rss_kb "$pid")" >"$R/$kind-rss-fresh"
+  for w in "${WORKLOADS[@]}"; do
+    local name=${w%%|*} args=${w#*|}
+    if [ -n "${ONLY:-}" ] && [ "$name" != fill ] && [[ " $ONLY " != *" $name "* ]]; then continue; fi
+    echo "$kind: $name ($args)"
+    # shellcheck disable=SC2086
+    $U --endpoints "127.0.0.1:$port" --command-timeout 30s -w json bench $args >"$R/$kind-$name.json" || true
+  done
+  echo "$(rss_kb "$pid")" >"$R/$kind-rss-after-workloads"
+  stop "$pid"; rm -rf "${W:?}/$kind"
+}
+
+memory_and_restart() { # KIND
+  local kind=$1 port pport pid s dir
+  dir="$W/$kind-mem"
+  port=$(free_port); pport=$(free_port)
+  start "$kind" "$kind" "$dir" "$port" "$pport"; pid=$LAST_PID
+  wait_status "127.0.0.1:$port" || exit 1
+  echo "$(rss_kb "$pid")" >"$R/$kind-mem-rss0"
+  echo "$kind: loading $BENCH_KEYS keys of 1 KiB"
+  $BIN/cairn-fill --endpoints "127.0.0.1:$port" --keys "$BENCH_KEYS" --value-size 1024 | tee "$R/$kind-mem-fill"
+  sleep 2
+  echo "$(rss_kb "$pid") $(anon_kb "$pid")" >"$R/$kind-mem-rss1"
+  du -sb "$dir" | cut -f1 >"$R/$kind-mem-disk"
+  # clean restart: SIGTERM, start, time until Status answers
+  stop "$pid"
+  timed_restart "$kind" "$kind" "$dir" "$port" "$pport" "$R/$kind-mem-restart"
+  sleep 2
+  echo "$(rss_kb "$pid" || echo 0) $(anon_kb "$pid" || echo 0)" >"$R/$kind-mem-rss2"
+  # crash restart: SIGKILL, start, time until Status answers
+  kill -9 "$pid" 2>/dev/null || true; while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+  timed_restart "$kind" "$kind" "$dir" "$port" "$pport" "$R/$kind-mem-crash-restart"
+  kill -9 "$pid" 2>/dev/null || true; while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+  rm -rf "$dir"
+}
+
+echo "etcd: $(etcd --version | head -1); cairn: $($BIN/cairn --version 2>&1 | head -1)"
+echo "machine: $(nproc) cores; load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+run_workloads etcd
+run_workloads cairn
+if [ -z "${SKIP_MEMORY:-}" ]; then memory_and_restart etcd; memory_and_restart cairn; fi
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+python3 "$HERE/etcd_vs_cairn_table.py" "$R" "$BENCH_KEYS"

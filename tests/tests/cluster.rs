@@ -265,7 +265,7 @@ fn a_learner_catches_up_from_a_snapshot_and_is_promoted() {
     );
 
     let out = etcdctl_ok(&all, &["member", "promote", &id]);
-    assert!(out.contains(&format!("Member {id} promoted")), "{out}");
+    assert!(out.contains(&format!("Member {id:>16} promoted")), "{out}");
     let status = cairn_tests::grpc::status_blocking(&c.members[d].endpoint(), CONVERGE).unwrap();
     assert!(!status.is_learner);
     put(&c.members[d].endpoint(), "after", "promote").expect("writes through the new voter");
@@ -289,7 +289,7 @@ fn a_removed_member_stops_and_its_data_dir_is_refused() {
     let err = etcdctl_err(&others, &["member", "remove", "1234"]);
     assert!(err.contains("etcdserver: member not found"), "{err}");
     let out = etcdctl_ok(&others, &["member", "remove", &id]);
-    assert!(out.contains(&format!("Member {id} removed")), "{out}");
+    assert!(out.contains(&format!("Member {id:>16} removed")), "{out}");
 
     let status = c.members[victim]
         .wait_exit(Duration::from_secs(30))

@@ -30,6 +30,20 @@ pub struct LeaseRecord {
     pub ttl: i64,
 }
 
+/// The fields of a stored `mvccpb.KeyValue` the index needs: the same tags without the
+/// value, so rebuilding the index at open does not copy every value (prost skips tag 5).
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct KeyValueHead {
+    #[prost(bytes = "vec", tag = "1")]
+    pub key: Vec<u8>,
+    #[prost(int64, tag = "2")]
+    pub create_revision: i64,
+    #[prost(int64, tag = "4")]
+    pub version: i64,
+    #[prost(int64, tag = "6")]
+    pub lease: i64,
+}
+
 /// Reads a revision stored under a meta key, if any.
 pub(crate) fn meta_revision<T: ReadableTable<&'static str, &'static [u8]>>(
     meta: &T,

@@ -7,7 +7,7 @@ use redb::ReadableTable;
 use crate::backend::{FINISHED_COMPACT_REV, SCHEDULED_COMPACT_REV};
 use crate::error::{Result, StoreError, backend};
 use crate::revision::Revision;
-use crate::store::{State, Tables};
+use crate::store::{State, Tables, row_bytes};
 
 /// Checks a compaction request against the current bounds (etcd's `updateCompactRev`).
 pub(crate) fn check(state: &State, rev: i64) -> Result<()> {
@@ -29,7 +29,8 @@ pub(crate) fn compact(state: &mut State, tables: &mut Tables<'_>, rev: i64) -> R
         .insert(SCHEDULED_COMPACT_REV, mark.as_slice())
         .map_err(backend("write meta"))?;
     let keep = state.index.compact(rev);
-    let removed = delete_unkept(tables, rev, &keep)?;
+    let (removed, freed) = delete_unkept(tables, rev, &keep)?;
+    state.data_bytes -= freed;
     tables
         .meta
         .insert(FINISHED_COMPACT_REV, mark.as_slice())
@@ -38,7 +39,13 @@ pub(crate) fn compact(state: &mut State, tables: &mut Tables<'_>, rev: i64) -> R
     Ok(removed)
 }
 
-fn delete_unkept(tables: &mut Tables<'_>, rev: i64, keep: &HashSet<Revision>) -> Result<usize> {
+/// Deletes the rows at or below `rev` that `keep` does not name; returns how many and their
+/// bytes.
+fn delete_unkept(
+    tables: &mut Tables<'_>,
+    rev: i64,
+    keep: &HashSet<Revision>,
+) -> Result<(usize, i64)> {
     let end = Revision::scan_start(rev + 1);
     let mut doomed = Vec::new();
     for row in tables
@@ -55,11 +62,15 @@ fn delete_unkept(tables: &mut Tables<'_>, rev: i64, keep: &HashSet<Revision>) ->
             doomed.push(k.to_vec());
         }
     }
+    let mut freed = 0;
     for k in &doomed {
-        tables
+        if let Some(v) = tables
             .key
             .remove(k.as_slice())
-            .map_err(backend("compact key table"))?;
+            .map_err(backend("compact key table"))?
+        {
+            freed += row_bytes(k, v.value());
+        }
     }
-    Ok(doomed.len())
+    Ok((doomed.len(), freed))
 }

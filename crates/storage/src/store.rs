@@ -21,8 +21,8 @@ use prost::Message;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable};
 
 use crate::backend::{
-    ALARM, FINISHED_COMPACT_REV, KEY, LEASE, LeaseRecord, META, SCHEDULED_COMPACT_REV,
-    alarm_from_key, meta_revision,
+    ALARM, FINISHED_COMPACT_REV, KEY, KeyValueHead, LEASE, LeaseRecord, META,
+    SCHEDULED_COMPACT_REV, alarm_from_key, meta_revision,
 };
 use crate::error::{Result, StoreError, backend};
 use crate::index::{KeyRange, TreeIndex};
@@ -35,6 +35,14 @@ pub(crate) struct State {
     pub index: TreeIndex,
     pub current_rev: i64,
     pub compact_rev: i64,
+    /// Bytes of the key table's rows (revision keys plus encoded KeyValues): what the
+    /// revisions kept take, counted as they are written and compacted away.
+    pub data_bytes: i64,
+}
+
+/// What one key table row counts toward [`State::data_bytes`].
+pub(crate) fn row_bytes(key: &[u8], value: &[u8]) -> i64 {
+    (key.len() + value.len()) as i64
 }
 
 /// The tables one write transaction works on.
@@ -303,21 +311,12 @@ impl Store {
         flush_db(&read_lock(&self.db))
     }
 
-    /// Size of the database file on disk (see [`file_bytes`]), and the bytes its live data
-    /// uses.
+    /// Size of the database file on disk (see [`file_bytes`]), and the bytes in use: the
+    /// key table's rows, counted as they are written and compacted (constant time; redb's
+    /// own statistics walk every page of the file while holding its write lock).
     pub fn db_size(&self) -> (i64, i64) {
         let total = file_bytes(&self.path);
-        let db = read_lock(&self.db);
-        let in_use = db
-            .begin_write()
-            .ok()
-            .and_then(|txn| {
-                let stats = txn.stats().ok()?;
-                let used = stats.stored_bytes() + stats.metadata_bytes() + stats.fragmented_bytes();
-                txn.abort().ok()?;
-                Some(used as i64)
-            })
-            .unwrap_or(total);
+        let in_use = read_lock(&self.state).data_bytes;
         (total, in_use.min(total))
     }
 
@@ -418,11 +417,13 @@ fn rebuild(db: &Database) -> Result<(State, HashMap<Vec<u8>, i64>)> {
     let mut index = TreeIndex::default();
     let mut leased: HashMap<Vec<u8>, i64> = HashMap::new();
     let mut last = 0;
+    let mut data_bytes = 0;
     for row in table.iter().map_err(backend("scan key table"))? {
         let (k, v) = row.map_err(backend("scan key table"))?;
+        data_bytes += row_bytes(k.value(), v.value());
         let (rev, tombstone) = Revision::from_bytes(k.value())
             .ok_or_else(|| StoreError::Corrupt("a key table row has no revision key".into()))?;
-        let kv = KeyValue::decode(v.value())
+        let kv = KeyValueHead::decode(v.value())
             .map_err(|e| StoreError::Corrupt(format!("KeyValue at revision {}: {e}", rev.main)))?;
         index.restore(&kv.key, kv.create_revision, rev, kv.version, tombstone);
         if tombstone || kv.lease == 0 {
@@ -438,6 +439,7 @@ fn rebuild(db: &Database) -> Result<(State, HashMap<Vec<u8>, i64>)> {
             index,
             current_rev,
             compact_rev: finished,
+            data_bytes,
         },
         leased,
     ))

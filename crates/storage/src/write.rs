@@ -18,7 +18,7 @@ use crate::index::KeyRange;
 use crate::lease::Lessor;
 use crate::read::View;
 use crate::revision::Revision;
-use crate::store::{State, Tables};
+use crate::store::{State, Tables, row_bytes};
 use crate::txn::{branch, compare_holds, compare_range};
 
 pub(crate) struct WriteTxn<'a, 't> {
@@ -61,6 +61,16 @@ impl<'a, 't> WriteTxn<'a, 't> {
         }
     }
 
+    /// Writes one key table row and counts its bytes.
+    fn insert_row(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.tables
+            .key
+            .insert(key, value)
+            .map_err(backend("write key table"))?;
+        self.state.data_bytes += row_bytes(key, value);
+        Ok(())
+    }
+
     /// The revision reads inside this command see.
     fn read_rev(&self) -> i64 {
         if self.changes.is_empty() {
@@ -96,13 +106,7 @@ impl<'a, 't> WriteTxn<'a, 't> {
             value,
             lease,
         };
-        self.tables
-            .key
-            .insert(
-                idx_rev.to_bytes(false).as_slice(),
-                kv.encode_to_vec().as_slice(),
-            )
-            .map_err(backend("write key table"))?;
+        self.insert_row(&idx_rev.to_bytes(false), &kv.encode_to_vec())?;
         self.state.index.put(key, idx_rev);
         self.lessor.move_key(key, lease);
         self.changes.push(kv);
@@ -116,13 +120,7 @@ impl<'a, 't> WriteTxn<'a, 't> {
             key: key.to_vec(),
             ..Default::default()
         };
-        self.tables
-            .key
-            .insert(
-                idx_rev.to_bytes(true).as_slice(),
-                kv.encode_to_vec().as_slice(),
-            )
-            .map_err(backend("write key table"))?;
+        self.insert_row(&idx_rev.to_bytes(true), &kv.encode_to_vec())?;
         self.state.index.tombstone(key, idx_rev);
         self.lessor.move_key(key, 0);
         self.changes.push(kv);

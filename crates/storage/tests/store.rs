@@ -464,6 +464,42 @@ fn state_survives_reopen_after_flush() {
     assert_eq!(put(&s, "c", "y"), 5);
 }
 
+/// In-use bytes follow the rows written and compacted away, and a reopened store counts the
+/// same from its file.
+#[test]
+fn in_use_bytes_follow_writes_and_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let (_, empty) = s.db_size();
+    assert_eq!(empty, 0);
+    let value = "v".repeat(1000);
+    for i in 0..50 {
+        put(&s, "k", &format!("{i}{value}"));
+    }
+    s.flush().unwrap();
+    let (total, written) = s.db_size();
+    assert!(written >= 50 * 1000, "50 values of 1000+ bytes: {written}");
+    assert!(written <= total, "in use {written} > file {total}");
+    let rev = s.current_revision();
+    apply(
+        &s,
+        Op::Compact(CompactionRequest {
+            revision: rev,
+            physical: true,
+        }),
+    )
+    .unwrap();
+    let (_, compacted) = s.db_size();
+    assert!(
+        compacted < 2 * 1000 + 200 && compacted >= 1000,
+        "one version of one key is left: {compacted}"
+    );
+    s.flush().unwrap();
+    drop(s);
+    let s = open(&dir);
+    assert_eq!(s.db_size().1, compacted, "counted again at open");
+}
+
 #[test]
 fn watch_live_replay_and_compacted() {
     let dir = tempfile::tempdir().unwrap();

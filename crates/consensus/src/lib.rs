@@ -17,6 +17,8 @@
 //! - [`offline`]: a stopped member's IDs and membership, for `cairnutl --data-dir`.
 
 pub mod bootstrap;
+#[cfg(test)]
+mod conformance;
 pub mod error;
 pub mod ids;
 mod join;
@@ -25,6 +27,7 @@ mod log_store;
 mod membership;
 pub mod node;
 pub mod offline;
+mod proposer;
 mod removal;
 mod state_machine;
 mod transfer;

@@ -1,87 +1,48 @@
 //! The raft log, vote and committed index in their own redb file (`member/raft.redb`).
 //!
-//! Every append is one durable (fsync'd) redb commit; openraft hands over all entries that
-//! queued up meanwhile, so one fsync covers a whole batch of client writes. The committed
-//! index is written without fsync (see `save_committed`). redb is synchronous:
-//! each call runs on a blocking thread.
+//! Appends are group-committed: `append` queues the entries for the writer thread
+//! (`log_store/writer.rs`) and returns; the writer makes everything queued meanwhile durable
+//! with one fsync and then tells openraft the entries are flushed. Recent entries, flushed or
+//! not, are also kept in memory (`log_store/recent.rs`) and read from there. The vote is
+//! written durably on its own; the committed index rides along with the next log commit
+//! without an fsync of its own. redb is synchronous: reads run on blocking threads.
 
-use std::collections::BTreeMap;
+mod recent;
+mod writer;
+
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
+use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
-use openraft::{EntryPayload, RaftLogReader, StorageIOError, Vote};
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use openraft::{RaftLogReader, StorageIOError, Vote};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::oneshot;
 
 use crate::types::{Entry, LogId, StorageError, TypeConfig};
+use recent::Recent;
+use writer::Job;
 
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
 const LAST_PURGED: &str = "last_purged";
+/// redb's page cache for the log file (its default is 1 GiB): recent entries are read from
+/// `Recent`, older ones only by a lagging follower's catch-up.
+const LOG_CACHE_BYTES: usize = 32 << 20;
 
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
     recent: Arc<Mutex<Recent>>,
+    writer: Sender<Job>,
 }
 
-/// The most recently appended entries, kept in memory so applying and replicating them does
-/// not read them back from the file and decode them again (bounded by their payload bytes).
-#[derive(Default)]
-struct Recent {
-    entries: BTreeMap<u64, Entry>,
-    bytes: usize,
-}
-
-/// Payload bytes of recent entries kept in memory.
-const RECENT_BYTES: usize = 64 << 20;
-
-fn payload_len(e: &Entry) -> usize {
-    match &e.payload {
-        EntryPayload::Normal(r) => r.command.len() + 64,
-        _ => 256,
-    }
-}
-
-impl Recent {
-    fn push(&mut self, e: Entry) {
-        self.bytes += payload_len(&e);
-        self.entries.insert(e.log_id.index, e);
-        while self.bytes > RECENT_BYTES {
-            let Some((_, old)) = self.entries.pop_first() else {
-                break;
-            };
-            self.bytes -= payload_len(&old);
-        }
-    }
-
-    /// Drops entries at `from` and after (truncate) or up to `upto` (purge).
-    fn drop_range(&mut self, range: impl RangeBounds<u64>) {
-        let gone: Vec<u64> = self.entries.range(range).map(|(i, _)| *i).collect();
-        for i in gone {
-            if let Some(e) = self.entries.remove(&i) {
-                self.bytes -= payload_len(&e);
-            }
-        }
-    }
-
-    /// All entries of `start..end` if every one is here.
-    fn get(&self, start: u64, end: u64) -> Option<Vec<Entry>> {
-        let first = *self.entries.keys().next()?;
-        if start < first || end <= start {
-            return None;
-        }
-        let out: Vec<Entry> = self
-            .entries
-            .range(start..end)
-            .map(|(_, e)| e.clone())
-            .collect();
-        (out.len() as u64 == end - start).then_some(out)
-    }
+fn lock(recent: &Mutex<Recent>) -> std::sync::MutexGuard<'_, Recent> {
+    recent.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn io_err(e: impl std::fmt::Display) -> std::io::Error {
@@ -90,16 +51,52 @@ fn io_err(e: impl std::fmt::Display) -> std::io::Error {
 
 impl LogStore {
     pub fn open(path: &Path) -> Result<Self, String> {
-        let db =
-            Database::create(path).map_err(|e| format!("open raft log {}: {e}", path.display()))?;
+        let db = redb::Builder::new()
+            .set_cache_size(LOG_CACHE_BYTES)
+            .create(path)
+            .map_err(|e| format!("open raft log {}: {e}", path.display()))?;
         let txn = db.begin_write().map_err(|e| e.to_string())?;
         txn.open_table(LOG).map_err(|e| e.to_string())?;
         txn.open_table(STATE).map_err(|e| e.to_string())?;
         txn.commit().map_err(|e| e.to_string())?;
-        Ok(LogStore {
-            db: Arc::new(db),
-            recent: Arc::default(),
+        let db = Arc::new(db);
+        let last = Self::last_in_file(&db).map_err(|e| e.to_string())?;
+        let recent = Arc::new(Mutex::new(Recent::default()));
+        lock(&recent).set_flushed(last.map(|l| l.index));
+        let writer = writer::start(db.clone(), recent.clone(), last.map(|l| l.index))
+            .map_err(|e| format!("start the raft log writer: {e}"))?;
+        Ok(LogStore { db, recent, writer })
+    }
+
+    /// The id of the last entry in the file.
+    fn last_in_file(db: &Database) -> Result<Option<LogId>, std::io::Error> {
+        let txn = db.begin_read().map_err(io_err)?;
+        let t = txn.open_table(LOG).map_err(io_err)?;
+        let last = t.last().map_err(io_err)?;
+        last.map(|(_, v)| {
+            bincode::deserialize::<Entry>(v.value())
+                .map(|e| e.log_id)
+                .map_err(io_err)
         })
+        .transpose()
+    }
+
+    /// Hands a job to the writer thread.
+    fn queue(&self, job: Job) -> Result<(), std::io::Error> {
+        self.writer
+            .send(job)
+            .map_err(|_| io_err("the raft log writer has stopped"))
+    }
+
+    /// Queues a job that answers when it is durable, and waits for it.
+    async fn queue_and_wait(
+        &self,
+        job: impl FnOnce(oneshot::Sender<std::io::Result<()>>) -> Job,
+    ) -> Result<(), std::io::Error> {
+        let (done, wait) = oneshot::channel();
+        self.queue(job(done))?;
+        wait.await
+            .map_err(|_| io_err("the raft log writer has stopped"))?
     }
 
     /// Runs a redb job on a blocking thread.
@@ -130,18 +127,8 @@ impl LogStore {
         name: &str,
         value: &T,
     ) -> Result<(), std::io::Error> {
-        Self::put_state_with(db, name, value, Durability::Immediate)
-    }
-
-    fn put_state_with<T: serde::Serialize>(
-        db: &Database,
-        name: &str,
-        value: &T,
-        durability: Durability,
-    ) -> Result<(), std::io::Error> {
         let bytes = serde_json::to_vec(value).map_err(io_err)?;
-        let mut txn = db.begin_write().map_err(io_err)?;
-        txn.set_durability(durability).map_err(io_err)?;
+        let txn = db.begin_write().map_err(io_err)?;
         txn.open_table(STATE)
             .map_err(io_err)?
             .insert(name, bytes.as_slice())
@@ -150,7 +137,7 @@ impl LogStore {
     }
 
     fn recent(&self) -> std::sync::MutexGuard<'_, Recent> {
-        self.recent.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.recent)
     }
 
     /// A small named value kept beside the log (member and cluster IDs).
@@ -186,29 +173,34 @@ impl RaftLogReader<TypeConfig> for LogStore {
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
         let (start, end) = bounds(&range);
-        if let Some(end) = end
-            && let Some(hit) = self.recent().get(start, end)
-        {
-            return Ok(hit);
+        let end = match end {
+            Some(e) => e,
+            None => self.recent().last_index().map_or(u64::MAX, |l| l + 1),
+        };
+        if end <= start {
+            return Ok(Vec::new());
         }
-        self.blocking(move |db| {
-            let txn = db.begin_read().map_err(io_err)?;
-            let t = txn.open_table(LOG).map_err(io_err)?;
-            let iter = match end {
-                Some(e) if e <= start => return Ok(Vec::new()),
-                Some(e) => t.range(start..e),
-                None => t.range(start..),
-            }
-            .map_err(io_err)?;
-            let mut out = Vec::new();
-            for row in iter {
-                let (_, v) = row.map_err(io_err)?;
-                out.push(bincode::deserialize::<Entry>(v.value()).map_err(io_err)?);
-            }
-            Ok(out)
-        })
-        .await
-        .map_err(|e| StorageIOError::read_logs(&e).into())
+        // what is in memory first: an entry missing there was flushed before this look, so
+        // the file read below has it (unless raft purged it meanwhile)
+        let (file_end, tail) = self.recent().tail(start, end);
+        if file_end == start {
+            return Ok(tail);
+        }
+        let mut out = self
+            .blocking(move |db| {
+                let txn = db.begin_read().map_err(io_err)?;
+                let t = txn.open_table(LOG).map_err(io_err)?;
+                let mut out = Vec::new();
+                for row in t.range(start..file_end).map_err(io_err)? {
+                    let (_, v) = row.map_err(io_err)?;
+                    out.push(bincode::deserialize::<Entry>(v.value()).map_err(io_err)?);
+                }
+                Ok(out)
+            })
+            .await
+            .map_err(|e| StorageError::from(StorageIOError::read_logs(&e)))?;
+        out.extend(tail);
+        Ok(out)
     }
 }
 
@@ -216,17 +208,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-        self.blocking(|db| {
+        let queued = self.recent().last().map(|e| e.log_id);
+        self.blocking(move |db| {
             let last_purged: Option<LogId> = Self::get_state(db, LAST_PURGED)?;
-            let txn = db.begin_read().map_err(io_err)?;
-            let t = txn.open_table(LOG).map_err(io_err)?;
-            let last = match t.last().map_err(io_err)? {
-                Some((_, v)) => Some(
-                    bincode::deserialize::<Entry>(v.value())
-                        .map_err(io_err)?
-                        .log_id,
-                ),
-                None => last_purged,
+            let last = match queued {
+                Some(q) => Some(q),
+                None => Self::last_in_file(db)?.or(last_purged),
             };
             Ok(LogState {
                 last_purged_log_id: last_purged,
@@ -255,11 +242,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     /// Not fsync'd: openraft calls this on every commit, inline in its core loop, and a
-    /// committed index is only a lower bound used to apply sooner after a restart; it becomes
-    /// durable with the next append (a redb commit makes earlier non-durable ones durable).
+    /// committed index is only a lower bound used to apply sooner after a restart. It is
+    /// written with the writer's next commit.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.blocking(move |db| Self::put_state_with(db, COMMITTED, &committed, Durability::None))
-            .await
+        let bytes = serde_json::to_vec(&committed).map_err(|e| StorageIOError::write(&e))?;
+        self.queue(Job::Committed(bytes))
             .map_err(|e| StorageIOError::write(&e).into())
     }
 
@@ -269,53 +256,38 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|e| StorageIOError::read(&e).into())
     }
 
+    /// Queues the entries for the writer and returns; `flushed` is called once they are
+    /// durable. They are readable from memory at once.
     async fn append<I>(
         &mut self,
         entries: I,
-        callback: LogFlushed<TypeConfig>,
+        flushed: LogFlushed<TypeConfig>,
     ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        let encoded: Vec<(u64, Vec<u8>)> = entries
+        let rows: Vec<(u64, Vec<u8>)> = entries
             .iter()
             .map(|e| bincode::serialize(e).map(|b| (e.log_id.index, b)))
             .collect::<Result<_, _>>()
             .map_err(|e| StorageIOError::write_logs(&io_err(e)))?;
-        let result = self
-            .blocking(move |db| {
-                let txn = db.begin_write().map_err(io_err)?;
-                {
-                    let mut t = txn.open_table(LOG).map_err(io_err)?;
-                    for (index, bytes) in &encoded {
-                        t.insert(*index, bytes.as_slice()).map_err(io_err)?;
-                    }
-                }
-                txn.commit().map_err(io_err)
-            })
-            .await;
-        if result.is_ok() {
+        {
             let mut recent = self.recent();
             for e in entries {
                 recent.push(e);
             }
         }
-        let flushed = result.as_ref().map(|_| ()).map_err(|e| io_err(e));
-        callback.log_io_completed(flushed);
-        result.map_err(|e| StorageIOError::write_logs(&e).into())
+        self.queue(Job::Append { rows, flushed })
+            .map_err(|e| StorageIOError::write_logs(&e).into())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         self.recent().drop_range(log_id.index..);
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(io_err)?;
-            txn.open_table(LOG)
-                .map_err(io_err)?
-                .retain_in(log_id.index.., |_, _| false)
-                .map_err(io_err)?;
-            txn.commit().map_err(io_err)
+        self.queue_and_wait(|done| Job::Truncate {
+            from: log_id.index,
+            done,
         })
         .await
         .map_err(|e| StorageIOError::write_logs(&e).into())
@@ -323,64 +295,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         self.recent().drop_range(..=log_id.index);
-        self.blocking(move |db| {
-            let bytes = serde_json::to_vec(&log_id).map_err(io_err)?;
-            let txn = db.begin_write().map_err(io_err)?;
-            txn.open_table(STATE)
-                .map_err(io_err)?
-                .insert(LAST_PURGED, bytes.as_slice())
-                .map_err(io_err)?;
-            txn.open_table(LOG)
-                .map_err(io_err)?
-                .retain_in(..=log_id.index, |_, _| false)
-                .map_err(io_err)?;
-            txn.commit().map_err(io_err)
-        })
-        .await
-        .map_err(|e| StorageIOError::write_logs(&e).into())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::types::Request;
-    use openraft::{CommittedLeaderId, LogId};
-
-    fn entry(index: u64, bytes: usize) -> Entry {
-        Entry {
-            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-            payload: EntryPayload::Normal(Request {
-                command: vec![0; bytes],
-            }),
-        }
-    }
-
-    #[test]
-    fn recent_entries_are_served_whole_or_not_at_all() {
-        let mut r = Recent::default();
-        for i in 1..=10 {
-            r.push(entry(i, 100));
-        }
-        assert_eq!(r.get(3, 6).map(|v| v.len()), Some(3));
-        assert!(r.get(0, 4).is_none(), "index 0 was never here");
-        assert!(r.get(9, 12).is_none(), "11 is not here yet");
-        r.drop_range(8..);
-        assert!(r.get(7, 9).is_none());
-        r.drop_range(..=2);
-        assert!(r.get(2, 4).is_none());
-        assert_eq!(r.get(3, 8).map(|v| v.len()), Some(5));
-    }
-
-    #[test]
-    fn recent_entries_stay_within_their_byte_budget() {
-        let mut r = Recent::default();
-        let big = RECENT_BYTES / 4;
-        for i in 1..=10 {
-            r.push(entry(i, big));
-        }
-        assert!(r.bytes <= RECENT_BYTES);
-        assert!(r.get(1, 2).is_none(), "the oldest were evicted");
-        assert!(r.get(10, 11).is_some());
+        self.queue_and_wait(|done| Job::Purge { upto: log_id, done })
+            .await
+            .map_err(|e| StorageIOError::write_logs(&e).into())
     }
 }

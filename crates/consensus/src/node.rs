@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_storage::{Command, CommandResponse, Store, StoreOptions};
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::error::{CheckIsLeaderError, RaftError};
 use openraft::{Config, ServerState, SnapshotPolicy};
 use prost::Message;
 use tokio::sync::watch;
@@ -18,12 +18,13 @@ use tokio::sync::watch;
 use crate::bootstrap::{Bootstrap, META_BOOTSTRAP, META_CLUSTER_ID, META_MEMBER_ID, plan};
 use crate::error::ConsensusError;
 use crate::log_store::LogStore;
+use crate::proposer::Proposer;
 use crate::removal::Removal;
 use crate::state_machine::StateMachine;
 use crate::transport::client::{PeerClients, PeerError};
 use crate::transport::network::Network;
 use crate::transport::wire::{Answer, Forward, decode_reply};
-use crate::types::{Member, MemberInfo, Raft, Request};
+use crate::types::{Member, MemberInfo, Raft};
 
 /// Set in the raft log's meta once this member learned it was removed.
 const META_REMOVED_SELF: &str = "removed";
@@ -69,6 +70,7 @@ pub struct Node {
     removal: Removal,
     snap_dir: PathBuf,
     transferring: watch::Sender<bool>,
+    proposer: Proposer,
     /// Tells this member's own tasks to end (they hold the raft log open).
     closing: watch::Sender<bool>,
     remember_removal: tokio::task::JoinHandle<()>,
@@ -195,6 +197,7 @@ impl Node {
             })
         };
         let node = Node {
+            proposer: Proposer::start(raft.clone()),
             raft,
             store,
             member_id,
@@ -324,19 +327,7 @@ impl Node {
             let _ = tokio::time::timeout(self.leader_wait(), rx.wait_for(|t| !*t)).await;
             return Err(ConsensusError::NotLeader);
         }
-        match self.raft.client_write(Request { command }).await {
-            Ok(resp) => match resp.data.result {
-                Some(Ok(r)) => Ok((resp.log_id.index, r)),
-                Some(Err(e)) => Err(ConsensusError::Command(e)),
-                None => Err(ConsensusError::Stopped(
-                    "applied entry returned no result".into(),
-                )),
-            },
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                Err(ConsensusError::NotLeader)
-            }
-            Err(e) => Err(stopped(e)),
-        }
+        self.proposer.propose(command).await
     }
 
     /// Proposes a command (forwarded to the leader when this member does not lead) and waits

@@ -15,11 +15,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_storage::{Command, Store};
+use cairn_storage::Store;
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
-use prost::Message;
 
+use crate::proposer::commands_of;
 use crate::removal::Removal;
 use crate::types::{
     Applied, Entry, LogId, Snapshot, SnapshotData, SnapshotMeta, StorageError, StoredMembership,
@@ -131,6 +131,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let done = self.applied.map(|l| l.index);
         let mut commands = Vec::new();
+        // commands per applied entry, to hand each entry its own results
+        let mut counts = Vec::new();
         let mut skipped = 0usize;
         let mut last: Option<LogId> = None;
         let mut membership_changed = false;
@@ -141,10 +143,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 continue;
             }
             last = Some(e.log_id);
-            commands.push(match e.payload {
-                EntryPayload::Normal(req) => Some(
-                    Command::decode(req.command.as_slice())
-                        .map_err(|err| StorageIOError::apply(e.log_id, &err))?,
+            let first = commands.len();
+            match e.payload {
+                EntryPayload::Normal(req) => commands.extend(
+                    commands_of(&req.command)
+                        .map_err(|err| StorageIOError::apply(e.log_id, &err))?
+                        .into_iter()
+                        .map(Some),
                 ),
                 EntryPayload::Membership(m) => {
                     let before: BTreeSet<u64> = self
@@ -157,10 +162,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     self.removed.extend(before.difference(&after));
                     self.membership = StoredMembership::new(Some(e.log_id), m);
                     membership_changed = true;
-                    None
+                    commands.push(None);
                 }
-                EntryPayload::Blank => None,
-            });
+                EntryPayload::Blank => commands.push(None),
+            }
+            counts.push(commands.len() - first);
         }
         let mut out: Vec<Applied> = (0..skipped).map(|_| Applied::default()).collect();
         let Some(last) = last else {
@@ -191,7 +197,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if membership_changed {
             self.removal.set(self.removed.clone());
         }
-        out.extend(results.into_iter().map(|r| Applied { result: Some(r) }));
+        let mut results = results.into_iter();
+        for n in counts {
+            out.push(Applied {
+                results: results.by_ref().take(n).collect(),
+            });
+        }
         Ok(out)
     }
 

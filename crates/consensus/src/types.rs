@@ -30,7 +30,8 @@ impl fmt::Display for Member {
     }
 }
 
-/// A log entry's payload: a protobuf-encoded `cairn_storage::Command`. Encoded as one byte
+/// A log entry's payload: a protobuf-encoded `cairn_storage::Command`, or a batch of them
+/// (`proposer::Batch`). Encoded as one byte
 /// string (bincode's encoding of a `Vec<u8>` either way, so old logs read the same), not
 /// byte by byte.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,12 +46,13 @@ impl fmt::Display for Request {
     }
 }
 
-/// What applying an entry returned, handed back to the proposer in memory. openraft wants it
-/// serializable but never ships it between members, so the payload is not serialized.
+/// What applying an entry returned, handed back to the proposer in memory: one result per
+/// command it carried (see `proposer.rs`), none for an entry without commands. openraft wants
+/// it serializable but never ships it between members, so the payload is not serialized.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Applied {
     #[serde(skip)]
-    pub result: Option<Result<CommandResponse, StoreError>>,
+    pub results: Vec<Result<CommandResponse, StoreError>>,
 }
 
 /// What a raft snapshot carries on this member.

@@ -1,0 +1,172 @@
+//! Batches concurrent writes into raft entries.
+//!
+//! openraft 0.9 appends one proposal at a time and waits for its fsync before it takes the
+//! next, so one entry per client write would cap writes at one fsync each. The proposer keeps
+//! at most `IN_FLIGHT` proposals open; writes that arrive meanwhile queue up and go out
+//! together as one entry (a [`Batch`]) applied in one store transaction, each write keeping
+//! its own revision and result. One write alone is proposed at once, as a plain command.
+
+use std::sync::Arc;
+
+use cairn_storage::{Command, CommandResponse};
+use openraft::error::{ClientWriteError, RaftError};
+use prost::Message;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::error::ConsensusError;
+use crate::types::{Raft, Request};
+
+/// Proposals open at once: one being made durable while the one before it is applied.
+const IN_FLIGHT: usize = 2;
+/// Most writes in one entry.
+const MAX_BATCH: usize = 1000;
+/// Most command bytes in one entry (beyond the first write).
+const MAX_BATCH_BYTES: usize = 4 << 20;
+
+/// An entry carrying several encoded `cairn_storage::Command`s. Tag 8 is one `Command` does
+/// not use, so a batch and a plain command never read as each other: a plain command decodes
+/// as a batch with no commands.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct Batch {
+    #[prost(bytes = "vec", repeated, tag = "8")]
+    pub commands: Vec<Vec<u8>>,
+}
+
+/// What one write gets back: the entry's index and its own result.
+pub(crate) type Outcome = Result<(u64, CommandResponse), ConsensusError>;
+
+struct Pending {
+    command: Vec<u8>,
+    reply: oneshot::Sender<Outcome>,
+}
+
+#[derive(Clone)]
+pub(crate) struct Proposer {
+    queue: mpsc::UnboundedSender<Pending>,
+}
+
+impl Proposer {
+    /// Starts the batching task; it ends when the last `Proposer` is dropped.
+    pub fn start(raft: Raft) -> Proposer {
+        let (queue, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(raft, rx));
+        Proposer { queue }
+    }
+
+    /// Proposes one encoded command; returns when it is applied on this member.
+    pub async fn propose(&self, command: Vec<u8>) -> Outcome {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Pending { command, reply })
+            .map_err(|_| ConsensusError::Stopped("the proposer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| ConsensusError::Stopped("the proposer has stopped".into()))?
+    }
+}
+
+async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Pending>) {
+    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    while let Some(first) = rx.recv().await {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        // everything that queued while waiting for a slot goes out with `first`
+        let mut batch = vec![first];
+        let mut bytes = 0;
+        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(p) => {
+                    bytes += p.command.len();
+                    batch.push(p);
+                }
+                Err(_) => break,
+            }
+        }
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            propose(&raft, batch).await;
+            drop(slot);
+        });
+    }
+}
+
+async fn propose(raft: &Raft, mut batch: Vec<Pending>) {
+    let command = if batch.len() == 1 {
+        std::mem::take(&mut batch[0].command)
+    } else {
+        let commands = batch.iter_mut().map(|p| std::mem::take(&mut p.command));
+        Batch {
+            commands: commands.collect(),
+        }
+        .encode_to_vec()
+    };
+    match raft.client_write(Request { command }).await {
+        Ok(resp) => {
+            let index = resp.log_id.index;
+            let mut results = resp.data.results.into_iter();
+            for p in batch {
+                let outcome = match results.next() {
+                    Some(Ok(r)) => Ok((index, r)),
+                    Some(Err(e)) => Err(ConsensusError::Command(e)),
+                    None => Err(ConsensusError::Stopped(
+                        "applied entry returned no result".into(),
+                    )),
+                };
+                let _ = p.reply.send(outcome); // the caller may have given up
+            }
+        }
+        Err(e) => {
+            for p in batch {
+                let _ = p.reply.send(Err(write_error(&e)));
+            }
+        }
+    }
+}
+
+fn write_error(e: &RaftError<u64, ClientWriteError<u64, crate::types::Member>>) -> ConsensusError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => ConsensusError::NotLeader,
+        e => ConsensusError::Stopped(e.to_string()),
+    }
+}
+
+/// The commands an entry's payload carries: a batch's, or the payload itself as one command.
+pub(crate) fn commands_of(payload: &[u8]) -> Result<Vec<Command>, prost::DecodeError> {
+    let batch = Batch::decode(payload)?;
+    if batch.commands.is_empty() {
+        return Ok(vec![Command::decode(payload)?]);
+    }
+    batch
+        .commands
+        .iter()
+        .map(|c| Command::decode(c.as_slice()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_proto::etcdserverpb::PutRequest;
+    use cairn_storage::Op;
+
+    fn put(k: &str) -> Command {
+        Command::from(Op::Put(PutRequest {
+            key: k.into(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        }))
+    }
+
+    #[test]
+    fn a_plain_command_and_a_batch_read_back_as_written() {
+        let one = put("a").encode_to_vec();
+        assert_eq!(commands_of(&one).unwrap(), [put("a")]);
+        let batch = Batch {
+            commands: vec![put("a").encode_to_vec(), put("b").encode_to_vec()],
+        }
+        .encode_to_vec();
+        assert_eq!(commands_of(&batch).unwrap(), [put("a"), put("b")]);
+        assert!(commands_of(&[0xff, 0xff]).is_err());
+    }
+}

@@ -249,10 +249,10 @@ impl Node {
 
     /// The first peer URL of member `id`.
     pub(crate) fn peer_url(&self, id: u64) -> Option<String> {
-        self.members()
-            .into_iter()
-            .find(|m| m.id == id)
-            .and_then(|m| m.member.peer_urls.first().cloned())
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let member = m.membership_config.membership().get_node(&id)?;
+        member.peer_urls.first().cloned()
     }
 
     /// On the leader: its last log index and how far member `id`'s log matches it.

@@ -4,10 +4,13 @@
 //! (`log_store/writer.rs`) and returns; the writer makes everything queued meanwhile durable
 //! with one fsync and then tells openraft the entries are flushed. Recent entries, flushed or
 //! not, are also kept in memory (`log_store/recent.rs`) and read from there. The vote is
-//! written durably on its own; the committed index rides along with the next log commit
-//! without an fsync of its own. redb is synchronous: reads run on blocking threads.
+//! written durably on its own. The committed index is not stored (openraft's default): the
+//! state machine records what it applied, and the leader tells a restarted member the rest;
+//! writing it made every log commit rewrite one more table. redb is synchronous: reads run
+//! on blocking threads.
 
 mod recent;
+mod wal;
 mod writer;
 
 use std::fmt::Debug;
@@ -23,26 +26,58 @@ use tokio::sync::oneshot;
 
 use crate::types::{Entry, LogId, StorageError, TypeConfig};
 use recent::Recent;
+use wal::Wal;
 use writer::Job;
 
+/// Where entries were kept before the write-ahead log (moved out at open).
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
 const VOTE: &str = "vote";
-const COMMITTED: &str = "committed";
 const LAST_PURGED: &str = "last_purged";
 /// redb's page cache for the log file (its default is 1 GiB): recent entries are read from
 /// `Recent`, older ones only by a lagging follower's catch-up.
 const LOG_CACHE_BYTES: usize = 32 << 20;
 
+/// Entries an older Cairn kept in `raft.redb` move to the write-ahead log once.
+fn move_entries_out_of_redb(db: &Database, wal: &mut Wal) -> Result<(), std::io::Error> {
+    let txn = db.begin_read().map_err(io_err)?;
+    let t = txn.open_table(LOG).map_err(io_err)?;
+    let last = match t.last().map_err(io_err)? {
+        Some((_, v)) => {
+            bincode::deserialize::<Entry>(v.value())
+                .map_err(io_err)?
+                .log_id
+        }
+        None => return Ok(()),
+    };
+    if wal.is_empty() {
+        let mut rows = Vec::new();
+        for row in t.iter().map_err(io_err)? {
+            let (k, v) = row.map_err(io_err)?;
+            rows.push((k.value(), v.value().to_vec()));
+        }
+        wal.append(&rows, last)?;
+    }
+    drop(t);
+    drop(txn);
+    let txn = db.begin_write().map_err(io_err)?;
+    txn.open_table(LOG)
+        .map_err(io_err)?
+        .retain(|_, _| false)
+        .map_err(io_err)?;
+    txn.commit().map_err(io_err)
+}
+
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    wal: Arc<Mutex<Wal>>,
     recent: Arc<Mutex<Recent>>,
     writer: Sender<Job>,
 }
 
-fn lock(recent: &Mutex<Recent>) -> std::sync::MutexGuard<'_, Recent> {
-    recent.lock().unwrap_or_else(|p| p.into_inner())
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn io_err(e: impl std::fmt::Display) -> std::io::Error {
@@ -50,6 +85,8 @@ fn io_err(e: impl std::fmt::Display) -> std::io::Error {
 }
 
 impl LogStore {
+    /// Opens the raft state in `path` (`member/raft.redb`) and the log entries in the `wal`
+    /// directory beside it.
     pub fn open(path: &Path) -> Result<Self, String> {
         let db = redb::Builder::new()
             .set_cache_size(LOG_CACHE_BYTES)
@@ -59,26 +96,27 @@ impl LogStore {
         txn.open_table(LOG).map_err(|e| e.to_string())?;
         txn.open_table(STATE).map_err(|e| e.to_string())?;
         txn.commit().map_err(|e| e.to_string())?;
-        let db = Arc::new(db);
-        let last = Self::last_in_file(&db).map_err(|e| e.to_string())?;
+        let purged: Option<LogId> = Self::get_state(&db, LAST_PURGED).map_err(|e| e.to_string())?;
+        let mut wal = Wal::open(&path.with_file_name("wal"), purged.map(|p| p.index))
+            .map_err(|e| e.to_string())?;
+        move_entries_out_of_redb(&db, &mut wal).map_err(|e| {
+            format!(
+                "move the raft log of {} to its write-ahead log: {e}",
+                path.display()
+            )
+        })?;
+        let last = wal.last();
+        let wal = Arc::new(Mutex::new(wal));
         let recent = Arc::new(Mutex::new(Recent::default()));
         lock(&recent).set_flushed(last.map(|l| l.index));
-        let writer = writer::start(db.clone(), recent.clone(), last.map(|l| l.index))
+        let (db, writer) = writer::start(db, wal.clone(), recent.clone())
             .map_err(|e| format!("start the raft log writer: {e}"))?;
-        Ok(LogStore { db, recent, writer })
-    }
-
-    /// The id of the last entry in the file.
-    fn last_in_file(db: &Database) -> Result<Option<LogId>, std::io::Error> {
-        let txn = db.begin_read().map_err(io_err)?;
-        let t = txn.open_table(LOG).map_err(io_err)?;
-        let last = t.last().map_err(io_err)?;
-        last.map(|(_, v)| {
-            bincode::deserialize::<Entry>(v.value())
-                .map(|e| e.log_id)
-                .map_err(io_err)
+        Ok(LogStore {
+            db,
+            wal,
+            recent,
+            writer,
         })
-        .transpose()
     }
 
     /// Hands a job to the writer thread.
@@ -186,19 +224,17 @@ impl RaftLogReader<TypeConfig> for LogStore {
         if file_end == start {
             return Ok(tail);
         }
-        let mut out = self
-            .blocking(move |db| {
-                let txn = db.begin_read().map_err(io_err)?;
-                let t = txn.open_table(LOG).map_err(io_err)?;
-                let mut out = Vec::new();
-                for row in t.range(start..file_end).map_err(io_err)? {
-                    let (_, v) = row.map_err(io_err)?;
-                    out.push(bincode::deserialize::<Entry>(v.value()).map_err(io_err)?);
-                }
-                Ok(out)
-            })
-            .await
-            .map_err(|e| StorageError::from(StorageIOError::read_logs(&e)))?;
+        let places = lock(&self.wal).locate(start, file_end);
+        let mut out = tokio::task::spawn_blocking(move || {
+            places
+                .into_iter()
+                .map(|(index, file, path, loc)| wal::read_entry(&file, &path, index, loc))
+                .collect::<Result<Vec<Entry>, std::io::Error>>()
+        })
+        .await
+        .map_err(io_err)
+        .and_then(|r| r)
+        .map_err(|e| StorageError::from(StorageIOError::read_logs(&e)))?;
         out.extend(tail);
         Ok(out)
     }
@@ -209,15 +245,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let queued = self.recent().last().map(|e| e.log_id);
+        let written = lock(&self.wal).last();
         self.blocking(move |db| {
             let last_purged: Option<LogId> = Self::get_state(db, LAST_PURGED)?;
-            let last = match queued {
-                Some(q) => Some(q),
-                None => Self::last_in_file(db)?.or(last_purged),
-            };
             Ok(LogState {
                 last_purged_log_id: last_purged,
-                last_log_id: last,
+                last_log_id: queued.or(written).or(last_purged),
             })
         })
         .await
@@ -241,21 +274,6 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|e| StorageIOError::read_vote(&e).into())
     }
 
-    /// Not fsync'd: openraft calls this on every commit, inline in its core loop, and a
-    /// committed index is only a lower bound used to apply sooner after a restart. It is
-    /// written with the writer's next commit.
-    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        let bytes = serde_json::to_vec(&committed).map_err(|e| StorageIOError::write(&e))?;
-        self.queue(Job::Committed(bytes))
-            .map_err(|e| StorageIOError::write(&e).into())
-    }
-
-    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        self.blocking(|db| Ok(Self::get_state::<Option<LogId>>(db, COMMITTED)?.flatten()))
-            .await
-            .map_err(|e| StorageIOError::read(&e).into())
-    }
-
     /// Queues the entries for the writer and returns; `flushed` is called once they are
     /// durable. They are readable from memory at once.
     async fn append<I>(
@@ -268,6 +286,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: Send,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
+        let Some(last) = entries.last().map(|e| e.log_id) else {
+            flushed.log_io_completed(Ok(()));
+            return Ok(());
+        };
         let rows: Vec<(u64, Vec<u8>)> = entries
             .iter()
             .map(|e| bincode::serialize(e).map(|b| (e.log_id.index, b)))
@@ -279,8 +301,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 recent.push(e);
             }
         }
-        self.queue(Job::Append { rows, flushed })
-            .map_err(|e| StorageIOError::write_logs(&e).into())
+        self.queue(Job::Append {
+            rows,
+            last,
+            flushed,
+        })
+        .map_err(|e| StorageIOError::write_logs(&e).into())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {

@@ -1,26 +1,27 @@
-//! Group commit for the raft log: one thread owns every change to the log file.
+//! Group commit for the raft log: one thread owns every change to it.
 //!
-//! openraft hands `append` one client write at a time; waiting for an fsync on each would
-//! serialize all writes behind the disk. Instead `append` queues the encoded entries and
-//! returns, and this thread commits everything queued while the previous commit was syncing
-//! in one durable redb transaction, then reports each append flushed. Truncate and purge go
-//! through the same queue, so every change reaches the file in the order raft made it.
+//! `append` queues the encoded entries and returns; this thread writes everything queued
+//! while the previous write was syncing with one fdatasync of the write-ahead log, then
+//! reports each append flushed. Truncate and purge go through the same queue, so every change
+//! reaches the disk in the order raft made it.
 
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 
 use openraft::storage::LogFlushed;
-use redb::{Database, Durability};
+use redb::Database;
 use tokio::sync::oneshot;
 
 use super::recent::Recent;
-use super::{LAST_PURGED, LOG, STATE, io_err};
+use super::wal::Wal;
+use super::{LAST_PURGED, STATE, io_err, lock};
 use crate::types::{LogId, TypeConfig};
 
 pub(super) enum Job {
-    /// Entries as (index, encoded bytes), in order.
+    /// Entries as (index, encoded bytes), in order; `last` is the last one's id.
     Append {
         rows: Vec<(u64, Vec<u8>)>,
+        last: LogId,
         flushed: LogFlushed<TypeConfig>,
     },
     /// Delete entries at `from` and after.
@@ -33,94 +34,89 @@ pub(super) enum Job {
         upto: LogId,
         done: oneshot::Sender<std::io::Result<()>>,
     },
-    /// The committed index: written with the next commit, never synced for its own sake.
-    Committed(Vec<u8>),
 }
 
 /// Starts the writer thread; it ends when every sender is dropped.
 pub(super) fn start(
-    db: Arc<Database>,
+    db: Database,
+    wal: Arc<Mutex<Wal>>,
     recent: Arc<Mutex<Recent>>,
-    flushed: Option<u64>,
-) -> std::io::Result<Sender<Job>> {
+) -> std::io::Result<(Arc<Database>, Sender<Job>)> {
+    let db = Arc::new(db);
     let (tx, rx) = channel();
+    let shared = db.clone();
     std::thread::Builder::new()
         .name("raft-log-writer".into())
-        .spawn(move || run(&db, &recent, flushed, &rx))?;
-    Ok(tx)
+        .spawn(move || run(&shared, &wal, &recent, &rx))?;
+    Ok((db, tx))
 }
 
-fn run(db: &Database, recent: &Mutex<Recent>, mut flushed: Option<u64>, rx: &Receiver<Job>) {
+fn run(db: &Database, wal: &Mutex<Wal>, recent: &Mutex<Recent>, rx: &Receiver<Job>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         batch.extend(rx.try_iter());
-        let end = log_end_after(flushed, &batch);
-        let started = std::time::Instant::now();
-        let result = commit(db, &batch);
-        tracing::trace!(jobs = batch.len(), took = ?started.elapsed(), "raft log commit");
-        if result.is_ok() {
-            flushed = end;
-            super::lock(recent).set_flushed(flushed);
-        }
+        let mut appends: Vec<Job> = Vec::new();
         for job in batch {
-            let outcome = result.as_ref().map(|_| ()).map_err(|e| io_err(e));
             match job {
-                Job::Append { flushed, .. } => flushed.log_io_completed(outcome),
-                Job::Truncate { done, .. } | Job::Purge { done, .. } => {
+                Job::Append { .. } => appends.push(job),
+                other => {
+                    // what was queued before it goes first
+                    write_appends(wal, recent, std::mem::take(&mut appends));
+                    let (outcome, done) = match other {
+                        Job::Truncate { from, done } => (lock(wal).truncate(from), done),
+                        Job::Purge { upto, done } => (purge(db, wal, upto), done),
+                        Job::Append { .. } => unreachable!("appends are collected above"),
+                    };
+                    if outcome.is_ok() {
+                        lock(recent).set_flushed(lock(wal).last().map(|l| l.index));
+                    }
                     let _ = done.send(outcome); // the caller may be gone (shutdown)
                 }
-                Job::Committed(_) => {}
             }
         }
+        write_appends(wal, recent, appends);
     }
 }
 
-/// The last index in the file once `batch` is committed.
-fn log_end_after(mut end: Option<u64>, batch: &[Job]) -> Option<u64> {
-    for job in batch {
-        match job {
-            Job::Append { rows, .. } => end = rows.last().map(|(i, _)| *i).or(end),
-            Job::Truncate { from, .. } => end = end.filter(|e| e < from),
-            Job::Purge { .. } | Job::Committed(_) => {}
+/// Writes queued appends with one sync and tells each of them how it went.
+fn write_appends(wal: &Mutex<Wal>, recent: &Mutex<Recent>, appends: Vec<Job>) {
+    let mut rows: Vec<(u64, Vec<u8>)> = Vec::new();
+    let mut callbacks = Vec::with_capacity(appends.len());
+    let mut last = None;
+    for job in appends {
+        if let Job::Append {
+            rows: r,
+            last: l,
+            flushed,
+        } = job
+        {
+            rows.extend(r);
+            last = Some(l);
+            callbacks.push(flushed);
         }
     }
-    end
+    let Some(last) = last else {
+        return;
+    };
+    let started = std::time::Instant::now();
+    let result = lock(wal).append(&rows, last);
+    tracing::trace!(appends = callbacks.len(), entries = rows.len(), took = ?started.elapsed(), "raft log write");
+    if result.is_ok() {
+        lock(recent).set_flushed(Some(last.index));
+    }
+    for flushed in callbacks {
+        flushed.log_io_completed(result.as_ref().map(|_| ()).map_err(io_err));
+    }
 }
 
-/// Applies `batch` in order in one transaction: durable unless it only moves the committed
-/// index.
-fn commit(db: &Database, batch: &[Job]) -> std::io::Result<()> {
-    let mut txn = db.begin_write().map_err(io_err)?;
-    if batch.iter().all(|j| matches!(j, Job::Committed(_))) {
-        txn.set_durability(Durability::None).map_err(io_err)?;
-    }
-    {
-        let mut log = txn.open_table(LOG).map_err(io_err)?;
-        let mut state = txn.open_table(STATE).map_err(io_err)?;
-        let mut committed: Option<&[u8]> = None;
-        for job in batch {
-            match job {
-                Job::Append { rows, .. } => {
-                    for (index, bytes) in rows {
-                        log.insert(*index, bytes.as_slice()).map_err(io_err)?;
-                    }
-                }
-                Job::Truncate { from, .. } => {
-                    log.retain_in(*from.., |_, _| false).map_err(io_err)?;
-                }
-                Job::Purge { upto, .. } => {
-                    let bytes = serde_json::to_vec(upto).map_err(io_err)?;
-                    state
-                        .insert(LAST_PURGED, bytes.as_slice())
-                        .map_err(io_err)?;
-                    log.retain_in(..=upto.index, |_, _| false).map_err(io_err)?;
-                }
-                Job::Committed(bytes) => committed = Some(bytes),
-            }
-        }
-        if let Some(bytes) = committed {
-            state.insert(super::COMMITTED, bytes).map_err(io_err)?;
-        }
-    }
-    txn.commit().map_err(io_err)
+/// Records `upto` as purged (durably, before anything is deleted), then drops the entries.
+fn purge(db: &Database, wal: &Mutex<Wal>, upto: LogId) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec(&upto).map_err(io_err)?;
+    let txn = db.begin_write().map_err(io_err)?;
+    txn.open_table(STATE)
+        .map_err(io_err)?
+        .insert(LAST_PURGED, bytes.as_slice())
+        .map_err(io_err)?;
+    txn.commit().map_err(io_err)?;
+    lock(wal).purge(upto.index)
 }

@@ -22,7 +22,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Bui
             Store::open(&dir.path().join("kv.redb"), StoreOptions::default()).expect("open store");
         let snap = dir.path().join("snap");
         std::fs::create_dir_all(&snap).expect("snap dir");
-        let sm = StateMachine::new(store, snap, Removal::new(1))?;
+        let sm = StateMachine::new(store, snap, Removal::new(1), Default::default())?;
         Ok((dir, log, sm))
     }
 }

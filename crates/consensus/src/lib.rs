@@ -29,6 +29,7 @@ pub mod node;
 pub mod offline;
 mod proposer;
 mod removal;
+mod snapshot_trigger;
 mod state_machine;
 mod transfer;
 pub mod transport;

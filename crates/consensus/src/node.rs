@@ -20,6 +20,7 @@ use crate::error::ConsensusError;
 use crate::log_store::LogStore;
 use crate::proposer::Proposer;
 use crate::removal::Removal;
+use crate::snapshot_trigger::{self, AppliedCount};
 use crate::state_machine::StateMachine;
 use crate::transport::client::{PeerClients, PeerError};
 use crate::transport::network::Network;
@@ -74,6 +75,7 @@ pub struct Node {
     /// Tells this member's own tasks to end (they hold the raft log open).
     closing: watch::Sender<bool>,
     remember_removal: tokio::task::JoinHandle<()>,
+    snapshots: tokio::task::JoinHandle<()>,
 }
 
 fn stopped(e: impl std::fmt::Display) -> ConsensusError {
@@ -151,15 +153,22 @@ impl Node {
             heartbeat_interval: cfg.heartbeat_interval.as_millis() as u64,
             election_timeout_min: cfg.election_timeout.as_millis() as u64,
             election_timeout_max: cfg.election_timeout.as_millis() as u64 * 2,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_count),
+            // taken by `snapshot_trigger` after --snapshot-count applied writes
+            snapshot_policy: SnapshotPolicy::Never,
             max_in_snapshot_log_to_keep: cfg.snapshot_catchup_entries,
             ..Default::default()
         }
         .validate()
         .map_err(|e| ConsensusError::Config(e.to_string()))?;
         let removal = Removal::new(member_id);
-        let sm = StateMachine::new(store.clone(), snap_dir.clone(), removal.clone())
-            .map_err(|e| ConsensusError::Storage(e.to_string()))?;
+        let applied = AppliedCount::default();
+        let sm = StateMachine::new(
+            store.clone(),
+            snap_dir.clone(),
+            removal.clone(),
+            applied.clone(),
+        )
+        .map_err(|e| ConsensusError::Storage(e.to_string()))?;
         if removal.me_removed() {
             return Err(refuse_removed());
         }
@@ -196,7 +205,14 @@ impl Node {
                 }
             })
         };
+        let snapshots = snapshot_trigger::start(
+            raft.clone(),
+            applied,
+            cfg.snapshot_count,
+            closing.subscribe(),
+        );
         let node = Node {
+            snapshots,
             proposer: Proposer::start(raft.clone()),
             raft,
             store,
@@ -581,6 +597,7 @@ impl Node {
         }
         self.closing.send_replace(true);
         let _ = self.remember_removal.await;
+        let _ = self.snapshots.await;
         if flush && let Err(e) = self.store.flush() {
             tracing::error!(error = %e, "final flush of the store failed; the raft log will be replayed at start");
         }

@@ -20,8 +20,10 @@ use crate::types::{Raft, Request};
 const IN_FLIGHT: usize = 2;
 /// Most writes in one entry.
 const MAX_BATCH: usize = 1000;
-/// Most command bytes in one entry (beyond the first write).
-const MAX_BATCH_BYTES: usize = 4 << 20;
+/// Most command bytes in one entry (one write alone may be larger): etcd's default request limit,
+/// so an entry is never larger than etcd's largest, and the log kept for slow followers
+/// (`--experimental-snapshot-catchup-entries` entries) stays within what etcd's could be.
+const MAX_BATCH_BYTES: usize = 1_572_864;
 
 /// An entry carrying several encoded `cairn_storage::Command`s. Tag 8 is one `Command` does
 /// not use, so a batch and a plain command never read as each other: a plain command decodes
@@ -67,21 +69,30 @@ impl Proposer {
 
 async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Pending>) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
-    while let Some(first) = rx.recv().await {
+    // a write that did not fit the last batch opens the next one
+    let mut carry: Option<Pending> = None;
+    loop {
+        let first = match carry.take() {
+            Some(p) => p,
+            None => match rx.recv().await {
+                Some(p) => p,
+                None => return,
+            },
+        };
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
         // everything that queued while waiting for a slot goes out with `first`
+        let mut bytes = first.command.len();
         let mut batch = vec![first];
-        let mut bytes = 0;
-        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
-            match rx.try_recv() {
-                Ok(p) => {
-                    bytes += p.command.len();
-                    batch.push(p);
-                }
-                Err(_) => break,
+        while batch.len() < MAX_BATCH {
+            let Ok(p) = rx.try_recv() else { break };
+            if bytes + p.command.len() > MAX_BATCH_BYTES {
+                carry = Some(p);
+                break;
             }
+            bytes += p.command.len();
+            batch.push(p);
         }
         let raft = raft.clone();
         tokio::spawn(async move {

@@ -21,6 +21,7 @@ use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
 
 use crate::proposer::commands_of;
 use crate::removal::Removal;
+use crate::snapshot_trigger::AppliedCount;
 use crate::types::{
     Applied, Entry, LogId, Snapshot, SnapshotData, SnapshotMeta, StorageError, StoredMembership,
     TypeConfig,
@@ -38,6 +39,8 @@ pub struct StateMachine {
     store: Arc<Store>,
     snap_dir: PathBuf,
     removal: Removal,
+    /// Commands applied, counted for `snapshot_trigger`.
+    applied_commands: AppliedCount,
     last_flush: Instant,
     /// What the store holds (cached; the store is the truth).
     applied: Option<LogId>,
@@ -63,11 +66,13 @@ impl StateMachine {
         store: Arc<Store>,
         snap_dir: PathBuf,
         removal: Removal,
+        applied_commands: AppliedCount,
     ) -> Result<Self, StorageError> {
         let mut sm = StateMachine {
             store,
             snap_dir,
             removal,
+            applied_commands,
             last_flush: Instant::now(),
             applied: None,
             membership: StoredMembership::default(),
@@ -194,6 +199,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         .map_err(|e| StorageIOError::apply(last, &e))?
         .map_err(|e| StorageIOError::apply(last, &e))?;
         self.applied = Some(last);
+        self.applied_commands.add(results.len());
         if membership_changed {
             self.removal.set(self.removed.clone());
         }

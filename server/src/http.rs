@@ -51,7 +51,7 @@ async fn version(ctx: Context) -> impl IntoResponse {
 async fn metrics(ctx: Context) -> impl IntoResponse {
     let store = ctx.store.clone();
     let (db_total, db_used, keys) = tokio::task::spawn_blocking(move || {
-        let (t, u) = store.db_size();
+        let (t, u) = store.db_size().unwrap_or((0, 0));
         (t, u, store.key_count())
     })
     .await

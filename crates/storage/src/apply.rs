@@ -96,6 +96,8 @@ impl Store {
             }
         }
         txn.commit().map_err(backend("commit apply"))?;
+        self.unflushed
+            .store(true, std::sync::atomic::Ordering::Release);
         let (current, compact) = (state.current_rev, state.compact_rev);
         drop(db);
         drop(lessor);

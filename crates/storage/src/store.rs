@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -96,6 +97,8 @@ pub struct Store {
     pub(crate) rewrite: Mutex<()>,
     /// The file's size as last measured, and when (see [`Store::file_size`]).
     size: Mutex<(Instant, i64)>,
+    /// An applied batch is not durable yet (`apply` commits without fsync).
+    pub(crate) unflushed: AtomicBool,
 }
 
 /// How old a measured file size [`Store::file_size`] may return.
@@ -142,6 +145,7 @@ impl Store {
             hub,
             rewrite: Mutex::new(()),
             size: Mutex::new((Instant::now(), file_bytes(path))),
+            unflushed: AtomicBool::new(false),
         });
         let (weak, hub) = (Arc::downgrade(&store), store.hub.clone());
         std::thread::Builder::new()
@@ -314,6 +318,7 @@ impl Store {
     /// Makes every applied batch durable (apply commits without fsync; the raft log is the
     /// durable record until this runs).
     pub fn flush(&self) -> Result<()> {
+        self.unflushed.store(false, Ordering::Release);
         flush_db(&read_lock(&self.db))
     }
 
@@ -331,10 +336,16 @@ impl Store {
     /// Size of the database file on disk (see [`file_bytes`]), and the bytes in use: the
     /// key table's rows, counted as they are written and compacted (constant time; redb's
     /// own statistics walk every page of the file while holding its write lock).
-    pub fn db_size(&self) -> (i64, i64) {
+    ///
+    /// Writes applied since the last flush are flushed first (one durable commit): until then
+    /// redb keeps their pages in memory and the file would not show them.
+    pub fn db_size(&self) -> Result<(i64, i64)> {
+        if self.unflushed.load(Ordering::Acquire) {
+            self.flush()?;
+        }
         let total = file_bytes(&self.path);
         let in_use = read_lock(&self.state).data_bytes;
-        (total, in_use.min(total))
+        Ok((total, in_use.min(total)))
     }
 
     /// Number of keys that exist now.
@@ -393,9 +404,9 @@ pub(crate) fn open_database(path: &Path) -> Result<Database> {
         .set_cache_size(STORE_CACHE_BYTES)
         .create(path)
         .map_err(|e| StoreError::Backend {
-        context: "open database",
-        message: format!("{}: {e}", path.display()),
-    })?;
+            context: "open database",
+            message: format!("{}: {e}", path.display()),
+        })?;
     let txn = db.begin_write().map_err(backend("begin write"))?;
     Tables::open(&txn)?;
     txn.commit().map_err(backend("commit"))?;

@@ -59,11 +59,12 @@ impl Maintenance for MaintenanceService {
         let raft = ctx.node.status();
         let store = ctx.store.clone();
         let (db_size, in_use, alarms) = tokio::task::spawn_blocking(move || {
-            let (total, used) = store.db_size();
-            (total, used, store.alarms().unwrap_or_default())
+            let (total, used) = store.db_size()?;
+            Ok::<_, cairn_storage::StoreError>((total, used, store.alarms().unwrap_or_default()))
         })
         .await
-        .map_err(|e| Status::internal(e.to_string()))?;
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(ApiError::from)?;
         Ok(Response::new(StatusResponse {
             header: ctx.header(ctx.store.current_revision()),
             version: ctx.config.etcd_version.clone(),

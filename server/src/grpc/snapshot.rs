@@ -100,7 +100,7 @@ fn write(ctx: &Context, tx: Tx) {
         version: ctx.config.etcd_version.clone(),
         // The backend's in-use size: what etcd would send, and more than the compressed
         // snapshot in practice (see `Chunks::remaining`).
-        estimate: ctx.store.db_size().1.max(0) as u64,
+        estimate: ctx.store.db_size().map_or(0, |(_, used)| used.max(0)) as u64,
         sent: 0,
     };
     let result = ctx

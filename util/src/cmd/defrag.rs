@@ -43,7 +43,7 @@ fn spinner(what: String) -> indicatif::ProgressBar {
 
 fn offline(dir: &Path) -> anyhow::Result<()> {
     let store = cairn_storage::offline::open_store(dir)?;
-    let (before, _) = store.db_size();
+    let (before, _) = store.db_size()?;
     let bar = spinner(format!("defragmenting {}", dir.display()));
     let start = Instant::now();
     let done = store.defragment();

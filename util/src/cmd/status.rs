@@ -17,7 +17,7 @@ pub struct Args {
 pub fn run(a: Args, g: &super::Global) -> anyhow::Result<()> {
     let store = cairn_storage::offline::open_store(&a.data_dir)?;
     let info = cairn_consensus::offline::read_member_info(&a.data_dir, &store)?;
-    let (db_size, in_use) = store.db_size();
+    let (db_size, in_use) = store.db_size()?;
     let (revision, compact, keys) = (
         store.current_revision(),
         store.compact_revision(),

@@ -248,7 +248,7 @@ fn defragment_shrinks_the_file_and_changes_nothing_else() {
     }));
     p.a.flush().unwrap();
     let before = file_size(p.path());
-    let (_, in_use_before) = p.a.db_size();
+    let (_, in_use_before) = p.a.db_size().unwrap();
 
     let summary = p.a.defragment().unwrap();
     assert_eq!(summary.revision, p.reference.current_revision());

@@ -10,6 +10,9 @@
 //! from the leader safe to install even though its data is newer than the raft snapshot's log
 //! id (see `transport::snapshot`): raft replays the entries in between and they are no-ops.
 
+// openraft's `StorageError` is the error type its storage traits require, large or not.
+#![allow(clippy::result_large_err)]
+
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;

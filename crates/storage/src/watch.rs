@@ -51,10 +51,12 @@ struct Watcher {
 impl Watcher {
     fn wants(&self, ev: &Event) -> bool {
         let Some(kv) = &ev.kv else { return false };
-        let is_put = ev.r#type == EventType::Put as i32;
-        self.range.contains(&kv.key)
-            && !(is_put && self.filters.no_put)
-            && !(!is_put && self.filters.no_delete)
+        let filtered = if ev.r#type == EventType::Put as i32 {
+            self.filters.no_put
+        } else {
+            self.filters.no_delete
+        };
+        self.range.contains(&kv.key) && !filtered
     }
 }
 

@@ -20,6 +20,7 @@ pub mod bootstrap;
 #[cfg(test)]
 mod conformance;
 pub mod error;
+mod flusher;
 pub mod ids;
 mod join;
 mod leader;

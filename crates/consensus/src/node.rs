@@ -17,6 +17,7 @@ use tokio::sync::watch;
 
 use crate::bootstrap::{Bootstrap, META_BOOTSTRAP, META_CLUSTER_ID, META_MEMBER_ID, plan};
 use crate::error::ConsensusError;
+use crate::flusher;
 use crate::log_store::LogStore;
 use crate::proposer::Proposer;
 use crate::removal::Removal;
@@ -76,6 +77,7 @@ pub struct Node {
     closing: watch::Sender<bool>,
     remember_removal: tokio::task::JoinHandle<()>,
     snapshots: tokio::task::JoinHandle<()>,
+    flusher: tokio::task::JoinHandle<()>,
 }
 
 fn stopped(e: impl std::fmt::Display) -> ConsensusError {
@@ -211,7 +213,9 @@ impl Node {
             cfg.snapshot_count,
             closing.subscribe(),
         );
+        let flusher = flusher::start(store.clone(), closing.subscribe());
         let node = Node {
+            flusher,
             snapshots,
             proposer: Proposer::start(raft.clone()),
             raft,
@@ -598,6 +602,7 @@ impl Node {
         self.closing.send_replace(true);
         let _ = self.remember_removal.await;
         let _ = self.snapshots.await;
+        let _ = self.flusher.await;
         if flush && let Err(e) = self.store.flush() {
             tracing::error!(error = %e, "final flush of the store failed; the raft log will be replayed at start");
         }

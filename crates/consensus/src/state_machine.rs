@@ -3,7 +3,7 @@
 //! Applying a batch is one redb transaction that also records the last applied log id and the
 //! membership (etcd's consistent_index idea), committed without fsync: after a crash the store
 //! is back at its last durable commit and raft replays the log from there. A durable commit is
-//! forced at least every `FLUSH_INTERVAL` and before every raft snapshot, which is what lets
+//! made about once a second (`flusher.rs`) and before every raft snapshot, which is what lets
 //! raft purge the log behind it.
 //!
 //! Entries at or below the stored applied index are skipped. That is what makes a snapshot
@@ -16,7 +16,6 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use cairn_storage::Store;
 use openraft::storage::RaftStateMachine;
@@ -36,7 +35,6 @@ pub(crate) const META_MEMBERSHIP: &str = "raft_membership";
 pub(crate) const META_REMOVED: &str = "raft_removed";
 /// The raft meta entries a snapshot carries along with the data.
 pub(crate) const REPLICATED_META: &[&str] = &[META_APPLIED, META_MEMBERSHIP, META_REMOVED];
-const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
 pub struct StateMachine {
     store: Arc<Store>,
@@ -44,7 +42,6 @@ pub struct StateMachine {
     removal: Removal,
     /// Commands applied, counted for `snapshot_trigger`.
     applied_commands: AppliedCount,
-    last_flush: Instant,
     /// What the store holds (cached; the store is the truth).
     applied: Option<LogId>,
     membership: StoredMembership,
@@ -76,7 +73,6 @@ impl StateMachine {
             snap_dir,
             removal,
             applied_commands,
-            last_flush: Instant::now(),
             applied: None,
             membership: StoredMembership::default(),
             removed: BTreeSet::new(),
@@ -185,18 +181,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta.push((META_MEMBERSHIP, json(&self.membership)?));
             meta.push((META_REMOVED, json(&self.removed)?));
         }
-        let flush = self.last_flush.elapsed() >= FLUSH_INTERVAL;
-        if flush {
-            self.last_flush = Instant::now();
-        }
         let store = self.store.clone();
         let results = tokio::task::spawn_blocking(move || {
             let meta: Vec<(&str, Vec<u8>)> = meta;
-            let r = store.apply(&commands, &meta)?;
-            if flush {
-                store.flush()?;
-            }
-            Ok::<_, cairn_storage::StoreError>(r)
+            store.apply(&commands, &meta)
         })
         .await
         .map_err(|e| StorageIOError::apply(last, &e))?

@@ -317,6 +317,11 @@ impl Store {
 
     /// Makes every applied batch durable (apply commits without fsync; the raft log is the
     /// durable record until this runs).
+    /// Whether writes were applied since the last [`Store::flush`].
+    pub fn has_unflushed(&self) -> bool {
+        self.unflushed.load(Ordering::Acquire)
+    }
+
     pub fn flush(&self) -> Result<()> {
         self.unflushed.store(false, Ordering::Release);
         flush_db(&read_lock(&self.db))

@@ -3,6 +3,9 @@
 # run; prints times, sizes and ratios. Not a test. Usage (from the repo root):
 #   KEYS=300000 VALUE=1024 tests/bench/snapshot.sh
 # KEEP=1 keeps the work directory (its path is printed) for experiments.
+# RUNS=n (default 3) restores n times each, etcd and cairn in alternation, and prints medians
+# (the machine is shared: single runs are noisy). BEFORE=path/to/cairnutl adds another cairnutl
+# (e.g. built from the previous commit) to the alternation, to compare before/after in one run.
 # Needs Debian's etcd-server and etcd-client (etcd 3.4), bc and python3. Writes under ${BENCH_DIR:-/tmp}.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -24,10 +27,29 @@ seconds cairn_save $BIN/cairnutl --endpoints "$CP" snapshot save "$W/cairn.snap"
 seconds etcd_status etcdctl snapshot status "$W/etcd.snap" -w json
 seconds cairn_status $BIN/cairnutl snapshot status "$W/cairn.snap" -w json
 seconds cairn_verify $BIN/cairnutl snapshot verify "$W/cairn.snap"
-seconds etcd_restore etcdctl snapshot restore "$W/etcd.snap" --data-dir "$W/etcd-restored" --name r1 \
-    --initial-cluster r1=http://127.0.0.1:1 --initial-advertise-peer-urls http://127.0.0.1:1
-seconds cairn_restore $BIN/cairnutl snapshot restore "$W/cairn.snap" --data-dir "$W/cairn-restored" --name r1 \
-    --initial-cluster r1=http://127.0.0.1:1 --initial-advertise-peer-urls http://127.0.0.1:1
+RUNS=${RUNS:-3}
+restorers=(etcd cairn); [ -n "${BEFORE:-}" ] && restorers+=(before)
+restore() { # restore WHO DIR
+  local member=(--name r1 --initial-cluster r1=http://127.0.0.1:1 --initial-advertise-peer-urls http://127.0.0.1:1)
+  case $1 in
+    etcd) etcdctl snapshot restore "$W/etcd.snap" --data-dir "$2" "${member[@]}" ;;
+    cairn) $BIN/cairnutl snapshot restore "$W/cairn.snap" --data-dir "$2" "${member[@]}" ;;
+    before) "$BEFORE" snapshot restore "$W/cairn.snap" --data-dir "$2" "${member[@]}" ;;
+  esac
+}
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
+declare -A RT
+for run in $(seq 1 "$RUNS"); do
+  for who in "${restorers[@]}"; do
+    rm -rf "$W/$who-restored"
+    seconds "${who}_restore_$run" restore "$who" "$W/$who-restored"
+    RT[$who]+="${T[${who}_restore_$run]} "
+  done
+done
+for who in "${restorers[@]}"; do
+  T[${who}_restore]=$(median ${RT[$who]})
+  echo "$who restore, $RUNS runs: ${RT[$who]}(median ${T[${who}_restore]} s)"
+done
 
 size() { stat -c %s "$1"; }
 dirsize() { du -sb "$1" | cut -f1; }
@@ -38,6 +60,7 @@ printf '\n%-28s %12s %12s %10s\n' "step ($KEYS x ${VALUE} B)" etcd cairn "etcd/c
 for step in save status restore; do
   printf '%-28s %11.2fs %11.2fs %9sx\n' "snapshot $step" "${T[etcd_$step]}" "${T[cairn_$step]}" "$(ratio "${T[etcd_$step]}" "${T[cairn_$step]}")"
 done
+[ -n "${BEFORE:-}" ] && printf '%-28s %11.2fs %11.2fs %9sx\n' "snapshot restore (BEFORE)" "${T[etcd_restore]}" "${T[before_restore]}" "$(ratio "${T[etcd_restore]}" "${T[before_restore]}")"
 printf '%-28s %12s %11.2fs\n' "snapshot verify (full check)" "(none)" "${T[cairn_verify]}"
 printf '%-28s %11sMB %11sMB %9sx\n' "snapshot file size" "$(mb "$es")" "$(mb "$cs")" "$(ratio "$es" "$cs")"
 printf '%-28s %11sMB %11sMB\n' "data dir before (live)" "$(mb "$(dirsize "$W/etcd")")" "$(mb "$(dirsize "$W/cairn")")"

@@ -1,6 +1,8 @@
 //! The snapshot file's pieces: magic, header, records, padding rule. See
 //! `docs/snapshot-format.md`; this file is that document in code.
 
+use prost::bytes::Bytes;
+
 /// "CAIRNSN" and the format's major version.
 pub const MAGIC: [u8; 8] = *b"CAIRNSN\x01";
 pub const FORMAT_VERSION: u32 = 1;
@@ -72,12 +74,13 @@ pub enum RecordKind {
     End(EndRow),
 }
 
+/// Decoded from a `Bytes` record, both fields are slices of the reader's buffer, not copies.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct KvRow {
-    #[prost(bytes = "vec", tag = "1")]
-    pub rev_key: Vec<u8>,
-    #[prost(bytes = "vec", tag = "2")]
-    pub value: Vec<u8>,
+    #[prost(bytes = "bytes", tag = "1")]
+    pub rev_key: Bytes,
+    #[prost(bytes = "bytes", tag = "2")]
+    pub value: Bytes,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

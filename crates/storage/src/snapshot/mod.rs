@@ -6,6 +6,7 @@ pub mod error;
 pub mod format;
 pub mod install;
 pub mod reader;
+mod records;
 pub mod restore;
 pub mod writer;
 

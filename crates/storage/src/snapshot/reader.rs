@@ -3,15 +3,16 @@
 //! (the index needed to recompute HashKV), never by the file size.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::io::{BufRead, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use cairn_proto::mvccpb::KeyValue;
 use prost::Message;
+use prost::bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use super::error::{SnapshotError, io};
 use super::format::*;
+use super::records::{Cut, Records};
 use crate::index::TreeIndex;
 use crate::revision::Revision;
 
@@ -141,6 +142,25 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
+/// etcd's `mvccpb.KeyValue` with its byte fields as slices of the record rather than copies;
+/// same name, fields and numbers as the generated type, so it checks (and words a decode
+/// error) the same.
+#[derive(Clone, PartialEq, prost::Message)]
+struct KeyValue {
+    #[prost(bytes = "bytes", tag = "1")]
+    key: Bytes,
+    #[prost(int64, tag = "2")]
+    create_revision: i64,
+    #[prost(int64, tag = "3")]
+    mod_revision: i64,
+    #[prost(int64, tag = "4")]
+    version: i64,
+    #[prost(bytes = "bytes", tag = "5")]
+    value: Bytes,
+    #[prost(int64, tag = "6")]
+    lease: i64,
+}
+
 /// Recomputes HashKV from rows in revision order, in one pass: rows above the compact
 /// revision always count; rows at or below it count only if a compaction at the snapshot
 /// revision keeps them, which is known at the end, so their CRCs wait and are combined then.
@@ -159,9 +179,9 @@ impl HashRebuild {
         rev: Revision,
         tombstone: bool,
         key: &[u8],
-        value: &[u8],
+        value: &Bytes,
     ) -> Result<(), String> {
-        let kv = KeyValue::decode(value)
+        let kv = KeyValue::decode(value.clone())
             .map_err(|e| format!("KeyValue at revision {}: {e}", rev.main))?;
         self.index
             .restore(&kv.key, kv.create_revision, rev, kv.version, tombstone);
@@ -185,7 +205,12 @@ impl HashRebuild {
 
     /// The HashKV and the number of live keys at the snapshot revision.
     fn finish(self) -> (u32, i64) {
-        let keep = self.index.keep(self.revision);
+        // only rows at or below the compact revision need the set (one entry per key)
+        let keep = if self.low.is_empty() {
+            Default::default()
+        } else {
+            self.index.keep(self.revision)
+        };
         let live = self
             .index
             .count(&crate::index::KeyRange::all(), self.revision) as i64;
@@ -230,7 +255,7 @@ pub fn read_body(
     let z = zstd::stream::read::Decoder::new(src)
         .map_err(|e| body_err(0, e.to_string()))?
         .single_frame();
-    let mut z = BufReader::with_capacity(64 * 1024, z);
+    let mut z = Records::new(z);
     let h = &info.header;
     let mut rebuild = HashRebuild {
         revision: h.revision,
@@ -248,14 +273,11 @@ pub fn read_body(
         hash: 0,
     };
     let mut end: Option<EndRow> = None;
-    let mut buf = Vec::new();
     let mut last_progress = 0u64;
-    loop {
-        let Some(len) =
-            read_varint(&mut z).map_err(|e| body_err(summary.records, e.to_string()))?
-        else {
-            break;
-        };
+    while let Some(len) = z
+        .next_len()
+        .map_err(|e| body_err(summary.records, e.to_string()))?
+    {
         if end.is_some() {
             return Err(body_err(
                 summary.records,
@@ -265,20 +287,15 @@ pub fn read_body(
         if len > MAX_RECORD_LEN {
             return Err(body_err(summary.records, format!("claims {len} bytes")));
         }
-        // read what is there rather than trusting the length: a lying length cannot make us
-        // allocate more than the stream really holds
-        buf.clear();
-        (&mut z)
-            .take(len)
-            .read_to_end(&mut buf)
-            .map_err(|e| body_err(summary.records, e.to_string()))?;
-        if buf.len() as u64 != len {
-            return Err(body_err(
+        // a lying length cannot make us allocate more than the stream really holds
+        let buf = z.take(len).map_err(|e| match e {
+            Cut::Read(e) => body_err(summary.records, e.to_string()),
+            Cut::Short(found) => body_err(
                 summary.records,
-                format!("claims {len} bytes but the body ends after {}", buf.len()),
-            ));
-        }
-        let rec = Record::decode(buf.as_slice())
+                format!("claims {len} bytes but the body ends after {found}"),
+            ),
+        })?;
+        let rec = Record::decode(buf)
             .map_err(|e| body_err(summary.records, format!("does not decode: {e}")))?;
         match &rec.kind {
             Some(RecordKind::Kv(row)) => {
@@ -370,29 +387,6 @@ pub fn read_body(
         });
     }
     Ok(summary)
-}
-
-/// A protobuf varint, or `None` at a clean end of stream.
-fn read_varint(r: &mut impl Read) -> std::io::Result<Option<u64>> {
-    let mut value = 0u64;
-    for i in 0..10 {
-        let mut b = [0u8; 1];
-        if r.read(&mut b)? == 0 {
-            return if i == 0 {
-                Ok(None)
-            } else {
-                Err(std::io::ErrorKind::UnexpectedEof.into())
-            };
-        }
-        value |= ((b[0] & 0x7f) as u64) << (7 * i);
-        if b[0] & 0x80 == 0 {
-            return Ok(Some(value));
-        }
-    }
-    Err(std::io::Error::new(
-        std::io::ErrorKind::InvalidData,
-        "record length is not a varint",
-    ))
 }
 
 fn hex(b: &[u8]) -> String {

@@ -4,6 +4,7 @@
 use std::io::Write;
 
 use prost::Message;
+use prost::bytes::Bytes;
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use sha2::{Digest, Sha256};
 
@@ -41,6 +42,9 @@ impl Write for Sink<'_> {
     }
 }
 
+/// The values of the requested `meta` entries, in the order asked (`None` if absent).
+pub type MetaValues = Vec<Option<Vec<u8>>>;
+
 impl Store {
     /// Streams a snapshot of the current revision to `out`; returns its header, which
     /// `on_header` also sees before the body is written (the server puts its revision in the
@@ -67,7 +71,7 @@ impl Store {
         out: &mut dyn Write,
         on_header: &mut dyn FnMut(&SnapshotHeader),
         meta_names: &[&str],
-    ) -> Result<(SnapshotHeader, Vec<Option<Vec<u8>>>), SnapshotError> {
+    ) -> Result<(SnapshotHeader, MetaValues), SnapshotError> {
         // one consistent point: revision bounds, index facts and the read transaction together
         let (txn, revision, compact_revision, keep, key_count) = {
             let state = read_lock(&self.state);
@@ -143,8 +147,8 @@ impl Store {
         for row in keys.iter().map_err(backend("scan key table"))? {
             let (k, v) = row.map_err(backend("scan key table"))?;
             put(RecordKind::Kv(KvRow {
-                rev_key: k.value().to_vec(),
-                value: v.value().to_vec(),
+                rev_key: Bytes::copy_from_slice(k.value()),
+                value: Bytes::copy_from_slice(v.value()),
             }))?;
         }
         for row in leases.iter().map_err(backend("scan lease table"))? {
@@ -166,7 +170,6 @@ impl Store {
             record_count: header.record_count,
             hash,
         }))?;
-        drop(put);
         z.finish().map_err(SnapshotError::Write)?;
 
         let pad = padding_for(sink.written);

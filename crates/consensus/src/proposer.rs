@@ -16,8 +16,10 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use crate::error::ConsensusError;
 use crate::types::{Raft, Request};
 
-/// Proposals open at once: one being made durable while the one before it is applied.
-const IN_FLIGHT: usize = 2;
+/// Proposals open at once. One measured best (put, 100 clients: 23.1k/s against 22.3k/s with
+/// two and 21.0k/s with three): writes queue while it is made durable and applied, and the
+/// next entry carries them all.
+const IN_FLIGHT: usize = 1;
 /// Most writes in one entry.
 const MAX_BATCH: usize = 1000;
 /// Most command bytes in one entry (one write alone may be larger): etcd's default request limit,

@@ -8,6 +8,7 @@
 //! revocation, alarms) still applies. Every member decides this from its replicated alarm
 //! table, so all of them refuse the same entries.
 
+use std::sync::{MutexGuard, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
 use cairn_proto::etcdserverpb::alarm_request::AlarmAction;
@@ -23,8 +24,9 @@ use crate::backend::{LeaseRecord, alarm_from_key, alarm_key};
 use crate::command::{Command, CommandResponse, Op};
 use crate::error::{Result, StoreError, backend};
 use crate::index::KeyRange;
+use crate::lease::Lessor;
 use crate::lease::MAX_LEASE_TTL;
-use crate::store::{Store, Tables, lock, read_lock, write_lock};
+use crate::store::{State, Store, Tables, lock, read_lock, write_lock};
 use crate::watch::event_of;
 use crate::write::WriteTxn;
 
@@ -43,13 +45,45 @@ impl Store {
         batch: &[Option<Command>],
         meta: &[(&str, Vec<u8>)],
     ) -> Result<Vec<Result<CommandResponse>>> {
-        let mut state = write_lock(&self.state);
-        let mut lessor = lock(&self.lessor);
+        let state = write_lock(&self.state);
+        let lessor = lock(&self.lessor);
         let db = read_lock(&self.db);
+        let txn = db.begin_write().map_err(backend("begin write"))?;
+        self.apply_holding(state, lessor, db, txn, batch, meta)
+    }
+
+    /// [`Store::apply`] if it can run without waiting for anything (a read or keep-alive
+    /// holding a lock, a flush or defragment holding redb's writer): `None` when it would wait.
+    /// Lets a caller on an async runtime apply a small batch in place and hand only the rest
+    /// to a blocking thread.
+    pub fn try_apply(
+        &self,
+        batch: &[Option<Command>],
+        meta: &[(&str, Vec<u8>)],
+    ) -> Option<Result<Vec<Result<CommandResponse>>>> {
+        let state = self.state.try_write().ok()?;
+        let lessor = self.lessor.try_lock().ok()?;
+        let db = self.db.try_read().ok()?;
+        let txn = match db.try_begin_write() {
+            Ok(txn) => txn,
+            Err(redb::TransactionError::WouldBlock) => return None,
+            Err(e) => return Some(Err(backend("begin write")(e))),
+        };
+        Some(self.apply_holding(state, lessor, db, txn, batch, meta))
+    }
+
+    fn apply_holding(
+        &self,
+        mut state: RwLockWriteGuard<'_, State>,
+        mut lessor: MutexGuard<'_, Lessor>,
+        db: RwLockReadGuard<'_, redb::Database>,
+        mut txn: redb::WriteTransaction,
+        batch: &[Option<Command>],
+        meta: &[(&str, Vec<u8>)],
+    ) -> Result<Vec<Result<CommandResponse>>> {
         // the hub's epoch of the data this batch writes to (an install replaces data and
         // epoch together under the state lock); a late notification of replaced data is dropped
         let epoch = self.hub.epoch();
-        let mut txn = db.begin_write().map_err(backend("begin write"))?;
         txn.set_durability(Durability::None)
             .map_err(backend("set durability"))?;
         let mut results = Vec::with_capacity(batch.len());
@@ -244,4 +278,41 @@ fn alarm(w: &mut WriteTxn<'_, '_>, a: &AlarmRequest) -> Result<AlarmResponse> {
         header: header(w.state.current_rev),
         alarms,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use cairn_proto::etcdserverpb::PutRequest;
+
+    use super::*;
+    use crate::StoreOptions;
+
+    #[test]
+    fn try_apply_never_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("kv.redb"), StoreOptions::default()).unwrap();
+        let put = [Some(Command::from(Op::Put(PutRequest {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        })))];
+        {
+            let _reading = read_lock(&store.state);
+            assert!(
+                store.try_apply(&put, &[]).is_none(),
+                "a reader holds the state"
+            );
+        }
+        {
+            let db = read_lock(&store.db);
+            let _writing = db.begin_write().unwrap();
+            assert!(
+                store.try_apply(&put, &[]).is_none(),
+                "redb's writer is taken"
+            );
+        }
+        let applied = store.try_apply(&put, &[]).expect("nothing to wait for");
+        assert!(matches!(applied.unwrap()[0], Ok(CommandResponse::Put(_))));
+        assert_eq!(store.current_revision(), 2);
+    }
 }

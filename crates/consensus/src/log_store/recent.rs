@@ -1,10 +1,9 @@
 //! The most recently appended raft entries, kept in memory.
 //!
 //! Applying and replicating an entry right after it was appended then neither reads it back
-//! from the file nor decodes it again, and an entry appended but not yet flushed by the writer
-//! (`writer.rs`) is readable at once. The entries held are always one contiguous run of
-//! indexes. Eviction keeps the payload bytes under a budget but never drops an entry the
-//! writer has not made durable yet.
+//! from the file nor decodes it again. The entries held are always one contiguous run of
+//! indexes. Eviction keeps the payload bytes under a budget but never drops an entry the log
+//! has not made durable yet.
 
 use std::collections::BTreeMap;
 use std::ops::RangeBounds;
@@ -58,7 +57,7 @@ impl Recent {
         }
     }
 
-    /// The writer made every entry up to `index` durable (`None`: none is).
+    /// Every entry up to `index` is durable (`None`: none is).
     pub fn set_flushed(&mut self, index: Option<u64>) {
         self.flushed = index;
         self.evict();

@@ -14,9 +14,8 @@
 //! interrupted append left in the last segment, and is zeroed (never acknowledged: the append
 //! reported success only after its fdatasync). The same damage anywhere else is corruption and
 //! the open fails. Truncation zeroes the bytes it drops, so no stale record can reappear behind
-//! newer ones; purge deletes whole segments behind the purged index. One writer thread makes
-//! every change (`writer.rs`); readers take the entries' locations under the lock and read
-//! outside it.
+//! newer ones; purge deletes whole segments behind the purged index. Changes are made under
+//! the log store's lock; readers take the entries' locations under it and read outside it.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::{File, OpenOptions};

@@ -5,38 +5,36 @@
 //! restart replays at most about a second of the log. It used to run inside an apply, which
 //! made the one write per second that triggered it wait for the store's fsync.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_storage::Store;
 use tokio::sync::watch;
 
-pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+use crate::periodic;
+
+const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Runs until `closing` turns true.
 pub(crate) fn start(
     store: Arc<Store>,
-    mut closing: watch::Receiver<bool>,
+    closing: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(FLUSH_INTERVAL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = closing.wait_for(|c| *c) => return,
-            }
-            if !store.has_unflushed() {
-                continue;
-            }
-            let s = store.clone();
-            match tokio::task::spawn_blocking(move || s.flush()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "flushing the store failed; the raft log still holds the writes")
+    periodic::every(FLUSH_INTERVAL, closing, move || {
+        let store = store.clone();
+        async move {
+            if store.has_unflushed() {
+                let s = store.clone();
+                match tokio::task::spawn_blocking(move || s.flush()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "flushing the store failed; the raft log still holds the writes")
+                    }
+                    Err(e) => tracing::error!(error = %e, "the store flush task failed"),
                 }
-                Err(e) => tracing::error!(error = %e, "the store flush task failed"),
             }
+            ControlFlow::Continue(())
         }
     })
 }

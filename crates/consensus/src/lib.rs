@@ -28,6 +28,7 @@ mod log_store;
 mod membership;
 pub mod node;
 pub mod offline;
+mod periodic;
 mod proposer;
 mod removal;
 mod snapshot_trigger;

@@ -6,12 +6,14 @@
 //! for a snapshot each time `every` more have been applied. Raft then purges the log behind
 //! the snapshot, keeping `--experimental-snapshot-catchup-entries` entries.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::periodic;
 use crate::types::Raft;
 
 /// How often the count is looked at.
@@ -32,23 +34,21 @@ pub(crate) fn start(
     raft: Raft,
     count: AppliedCount,
     every: u64,
-    mut closing: watch::Receiver<bool>,
+    closing: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(CHECK_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = closing.wait_for(|c| *c) => return,
-            }
+    periodic::every(CHECK_EVERY, closing, move || {
+        let (raft, count) = (raft.clone(), count.clone());
+        async move {
             if count.0.load(Ordering::Relaxed) < every.max(1) {
-                continue;
+                return ControlFlow::Continue(());
             }
             count.0.store(0, Ordering::Relaxed);
-            if let Err(e) = raft.trigger().snapshot().await {
-                tracing::warn!(error = %e, "could not start a raft snapshot");
-                return;
+            match raft.trigger().snapshot().await {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not start a raft snapshot");
+                    ControlFlow::Break(())
+                }
             }
         }
     })

@@ -191,6 +191,17 @@ impl Wal {
                 std::fs::remove_file(&path)?; // a segment being prepared when the process died
             }
         }
+        // segments wholly behind the purge point: a purge whose deletions a crash cut short
+        // may have left any of them, not necessarily the oldest
+        if let Some(p) = purged {
+            let firsts: Vec<u64> = names.keys().copied().collect();
+            for pair in firsts.windows(2) {
+                if pair[1] <= p + 1 {
+                    let path = names.remove(&pair[0]).expect("listed");
+                    std::fs::remove_file(&path)?;
+                }
+            }
+        }
         let count = names.len();
         let mut expected: Option<u64> = None;
         for (n, (first, path)) in names.into_iter().enumerate() {
@@ -391,6 +402,9 @@ impl Wal {
             let seg = self.segments.remove(&k).expect("listed");
             std::fs::remove_file(&seg.path)?;
         }
+        // the deletions are durable before the cut: a crash in between leaves the log a
+        // prefix of what it was, never a segment after a gap
+        sync_dir(&self.dir)?;
         let seg = &self.segments[&cut.segment];
         let written = if cut.segment == *self.segments.keys().next_back().expect("a segment") {
             self.write_off.max(cut.offset)
@@ -399,7 +413,6 @@ impl Wal {
         };
         zero(&seg.file, cut.offset, written)?;
         seg.file.sync_data()?;
-        sync_dir(&self.dir)?;
         self.write_off = cut.offset;
         self.locs.truncate(keep);
         self.last = match self.locs.back().copied() {

@@ -198,3 +198,22 @@ fn an_append_out_of_sequence_is_refused() {
     let err = wal.append(&rows, entry(1, 3, 10).log_id).unwrap_err();
     assert!(err.to_string().contains("entry 3 where 2 is next"), "{err}");
 }
+
+#[test]
+fn segments_a_purge_left_behind_are_dropped_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = Wal::open_with(dir.path(), None, SMALL).unwrap();
+    let written: Vec<Entry> = (1..=30).map(|i| entry(1, i, 300)).collect();
+    append(&mut wal, &written);
+    let names = segments(dir.path());
+    assert_eq!(names.len(), 3, "entries 1-11, 12-22, 23-30: {names:?}");
+    drop(wal);
+    // a crash during a purge up to 22 deleted the second segment but not the first
+    std::fs::remove_file(dir.path().join(&names[1])).unwrap();
+    let wal = Wal::open_with(dir.path(), Some(22), SMALL).unwrap();
+    assert_eq!(indexes(&read(&wal, 0, 100)), (23..=30).collect::<Vec<_>>());
+    assert!(
+        !dir.path().join(&names[0]).exists(),
+        "the stale segment is gone"
+    );
+}

@@ -16,9 +16,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use cairn_proto::etcdserverpb::*;
+use cairn_storage::snapshot::format::reseal;
 use cairn_storage::snapshot::{SnapshotSource, read_header, verify};
 use cairn_storage::{Command, Op, Store, StoreOptions};
-use sha2::{Digest, Sha256};
 
 /// SplitMix64: a seeded, reproducible sequence.
 struct Rng(u64);
@@ -153,21 +153,6 @@ fn mutate(rng: &mut Rng, good: &[u8], prefix: usize) -> (String, Vec<u8>) {
         }
     };
     (what, b)
-}
-
-/// Fixes the header CRC (when the length field still fits) and the trailing digest.
-fn reseal(b: &mut [u8]) {
-    if b.len() < 48 {
-        return;
-    }
-    let head_len = u32::from_be_bytes(b[8..12].try_into().unwrap()) as usize;
-    if 16 + head_len + 32 <= b.len() {
-        let crc = crc32c::crc32c(&b[12..12 + head_len]);
-        b[12 + head_len..16 + head_len].copy_from_slice(&crc.to_be_bytes());
-    }
-    let end = b.len() - 32;
-    let digest = Sha256::digest(&b[..end]);
-    b[end..].copy_from_slice(&digest);
 }
 
 #[test]

@@ -112,6 +112,25 @@ pub fn padding_for(len: u64) -> u64 {
     (ALIGN - len % ALIGN) % ALIGN
 }
 
+/// Recomputes the header CRC and the trailing digest of a snapshot file image, as the writer
+/// would have: lets tests and the fuzz target (`fuzz/`) hand damaged bytes to the checks behind
+/// the digest (header, zstd frame, records, counts, HashKV). Images too short to hold a header
+/// and a digest are left as they are.
+pub fn reseal(image: &mut [u8]) {
+    use sha2::{Digest, Sha256};
+    if image.len() < MAGIC.len() + 8 + DIGEST_LEN {
+        return;
+    }
+    let head_len = u32::from_be_bytes(image[8..12].try_into().expect("4 bytes")) as usize;
+    if 16 + head_len + DIGEST_LEN <= image.len() {
+        let crc = crc32c::crc32c(&image[12..12 + head_len]);
+        image[12 + head_len..16 + head_len].copy_from_slice(&crc.to_be_bytes());
+    }
+    let end = image.len() - DIGEST_LEN;
+    let digest = Sha256::digest(&image[..end]);
+    image[end..].copy_from_slice(&digest);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,8 @@
 //! revisions too large for one destination txn.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use cairn_proto::etcdserverpb::RangeRequest;
@@ -86,11 +88,16 @@ fn destination_killed_and_restarted_mid_stream() {
     seed(&s, "/d/", 50);
     let mut m = Mirror::start(&s, &d, &["--prefix", "/d/", FENCE, "--watch-idle=1s"]);
     m.wait_event("watching", Duration::from_secs(20));
+    // writes go on until the destination is back, so the mirror always has something to
+    // send to the dead one (a fixed count could all be mirrored before the kill)
+    let stop = Arc::new(AtomicBool::new(false));
     let writer = {
-        let s = s.clone();
+        let (s, stop) = (s.clone(), stop.clone());
         std::thread::spawn(move || {
-            for i in 0..100 {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
                 put(&s, &format!("/d/k{:04}", i % 50), &format!("w{i}"));
+                i += 1;
             }
         })
     };
@@ -102,6 +109,7 @@ fn destination_killed_and_restarted_mid_stream() {
     dst.kill9();
     m.wait_event("retry", Duration::from_secs(20));
     dst.restart();
+    stop.store(true, Ordering::Relaxed);
     writer.join().expect("writer");
     assert_mirrored(&s, "/d/", &d, "/d/", &[]);
     assert_eq!(versions(&s, "/d/"), versions(&d, "/d/"));

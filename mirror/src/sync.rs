@@ -54,18 +54,7 @@ pub async fn full_sync(
             })
             .await?;
         let rev = r.header.map(|h| h.revision).unwrap_or(0);
-        let state = SyncState {
-            copied_below: None,
-            copy_done: false,
-            prune: plan.prune,
-        };
-        commit(
-            dst,
-            fence,
-            Vec::new(),
-            Some((&ctx.checkpoint_key, &ctx.checkpoint(rev, Some(state), None))),
-        )
-        .await?;
+        save_checkpoint(ctx, dst, fence, rev, Some(copy_state(false, plan.prune))).await?;
         rev
     } else {
         plan.revision
@@ -79,28 +68,12 @@ pub async fn full_sync(
     if !plan.copy_done {
         let from = plan.copied_below.unwrap_or(start);
         keys = copy(ctx, src, dst, fence, rev, from, end, plan.prune).await?;
-        let state = SyncState {
-            copied_below: None,
-            copy_done: true,
-            prune: plan.prune,
-        };
-        commit(
-            dst,
-            fence,
-            Vec::new(),
-            Some((&ctx.checkpoint_key, &ctx.checkpoint(rev, Some(state), None))),
-        )
-        .await?;
+        save_checkpoint(ctx, dst, fence, rev, Some(copy_state(true, plan.prune))).await?;
     }
     ctx.stats.set_phase(Phase::Pruning);
     let (pruned, kept_extra) = prune(ctx, src, dst, fence, rev, plan.prune).await?;
-    commit(
-        dst,
-        fence,
-        Vec::new(),
-        Some((&ctx.checkpoint_key, &ctx.checkpoint(rev, None, None))),
-    )
-    .await?;
+    // The sync is over: the watch continues after `rev`.
+    save_checkpoint(ctx, dst, fence, rev, None).await?;
     ctx.stats.mirrored(rev);
     ctx.progress_made();
     (ctx.report)(Event::SyncDone {
@@ -118,6 +91,34 @@ pub async fn full_sync(
         });
     }
     Ok(rev)
+}
+
+/// The full copy's state without a watermark: about to start, or done (`copy_done`).
+fn copy_state(copy_done: bool, prune: bool) -> SyncState {
+    SyncState {
+        copied_below: None,
+        copy_done,
+        prune,
+    }
+}
+
+/// Commits the checkpoint at `rev`, with `sync` as the full copy's state, in a txn of its own.
+async fn save_checkpoint(
+    ctx: &Ctx,
+    dst: &Client,
+    fence: &Fence,
+    rev: i64,
+    sync: Option<SyncState>,
+) -> Result<(), Error> {
+    let checkpoint = ctx.checkpoint(rev, sync, None);
+    commit(
+        dst,
+        fence,
+        Vec::new(),
+        Some((&ctx.checkpoint_key, &checkpoint)),
+    )
+    .await?;
+    Ok(())
 }
 
 /// One destination txn of the copy, done: its sequence number and the source key below

@@ -20,7 +20,7 @@ use cairn_proto::etcdserverpb::request_op::Request;
 use cairn_proto::etcdserverpb::*;
 use cairn_storage::defrag::{SMALL_TAIL, defrag_path};
 use cairn_storage::{Command, DefragStage, KeyRange, Op, Store, StoreOptions, WatchFilters};
-use common::assert_same;
+use common::{assert_same, compact, put};
 
 const APPLIED: &str = "raft_applied";
 
@@ -59,22 +59,6 @@ impl Pair {
     }
 }
 
-fn put(key: &str, value: &[u8], lease: i64) -> Op {
-    Op::Put(PutRequest {
-        key: key.into(),
-        value: value.to_vec(),
-        lease,
-        ..Default::default()
-    })
-}
-
-fn compact(revision: i64) -> Op {
-    Op::Compact(CompactionRequest {
-        revision,
-        physical: true,
-    })
-}
-
 /// History with garbage: overwrites of 2 KiB values, leases (one revoked with its keys),
 /// range deletes, txns, then a compaction that keeps the last few revisions.
 fn churn(p: &Pair, puts: usize) {
@@ -85,7 +69,7 @@ fn churn(p: &Pair, puts: usize) {
         let lease = [0, 1, 2, 3][i % 4];
         p.apply(put(
             &format!("key/{:02}", i % 50),
-            &vec![i as u8; 2048],
+            vec![i as u8; 2048],
             lease,
         ));
         if i % 97 == 0 {
@@ -346,7 +330,7 @@ fn concurrent_writers_and_readers_see_every_write_and_no_error() {
             // keeps writing until the defragment is over, then a little more on the new file
             let mut after = 0;
             while after < 50 {
-                p.apply(put(&format!("w/{}", i % 100), &[b'w'; 100], [0, 1][i % 2]));
+                p.apply(put(&format!("w/{}", i % 100), [b'w'; 100], [0, 1][i % 2]));
                 if i % 250 == 0 {
                     p.apply(txn(&format!("w/{}", i % 7)));
                 }

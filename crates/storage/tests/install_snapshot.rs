@@ -14,29 +14,12 @@ use cairn_proto::etcdserverpb::*;
 use cairn_proto::mvccpb::Event;
 use cairn_storage::snapshot::{SnapshotError, SnapshotSource, installing_path};
 use cairn_storage::{Command, KeyRange, Op, Store, StoreOptions, WatchBatch, WatchFilters};
-use common::{all, assert_same};
+use common::{all, apply, assert_same, compact, put};
 use tokio::sync::mpsc::Receiver;
 use tokio::sync::mpsc::error::TryRecvError;
 
 const APPLIED: &str = "raft_applied";
 const MEMBERSHIP: &str = "raft_membership";
-
-fn apply(s: &Store, op: Op) {
-    s.apply(&[Some(Command::from(op))], &[])
-        .unwrap()
-        .pop()
-        .unwrap()
-        .unwrap();
-}
-
-fn put(key: &str, value: &str, lease: i64) -> Op {
-    Op::Put(PutRequest {
-        key: key.into(),
-        value: value.into(),
-        lease,
-        ..Default::default()
-    })
-}
 
 /// The leader: history, range deletes, a txn, leases (one revoked with its keys), a
 /// compaction, and raft meta written with the last batch. (Alarms refuse later writes, so
@@ -50,10 +33,7 @@ fn leader(dir: &Path) -> Arc<Store> {
             .iter()
             .find(|(m, _)| i % m == 0)
             .map_or(0, |(_, id)| *id);
-        apply(
-            &s,
-            put(&format!("key/{:03}", i % 15), &"v".repeat(i), lease),
-        );
+        apply(&s, put(&format!("key/{:03}", i % 15), "v".repeat(i), lease));
     }
     apply(
         &s,
@@ -89,13 +69,7 @@ fn leader(dir: &Path) -> Arc<Store> {
         failure: vec![],
     };
     apply(&s, Op::Txn(txn));
-    apply(
-        &s,
-        Op::Compact(CompactionRequest {
-            revision: 30,
-            physical: true,
-        }),
-    );
+    apply(&s, compact(30));
     for i in 0..10 {
         apply(&s, put(&format!("late/{i}"), "x", 0));
     }
@@ -195,10 +169,7 @@ fn install_replaces_everything_and_survives_a_reopen() {
     for op in [
         put("key/new", "n", 42),
         Op::LeaseRevoke(LeaseRevokeRequest { id: 42 }),
-        Op::Compact(CompactionRequest {
-            revision: a.current_revision(),
-            physical: true,
-        }),
+        compact(a.current_revision()),
         put("after", "compaction", 0),
     ] {
         let cmd = [Some(Command::from(op))];

@@ -1,5 +1,7 @@
 //! Snapshot round trips and a table of corruptions, on real files.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -7,15 +9,8 @@ use cairn_proto::etcdserverpb::*;
 use cairn_storage::snapshot::{
     RestoreOptions, SnapshotError, SnapshotSource, read_header, restore_kv, verify,
 };
-use cairn_storage::{Command, Op, Store, StoreOptions};
-
-fn apply(s: &Store, op: Op) {
-    s.apply(&[Some(Command::from(op))], &[])
-        .unwrap()
-        .pop()
-        .unwrap()
-        .unwrap();
-}
+use cairn_storage::{Op, Store, StoreOptions};
+use common::{all, apply, compact, put};
 
 /// A store with history, a compaction, a tombstone, leases and leased keys.
 fn filled(dir: &Path) -> Arc<Store> {
@@ -23,15 +18,8 @@ fn filled(dir: &Path) -> Arc<Store> {
     apply(&s, Op::LeaseGrant(LeaseGrantRequest { id: 42, ttl: 300 }));
     for i in 0..300 {
         let key = format!("key/{:03}", i % 120);
-        apply(
-            &s,
-            Op::Put(PutRequest {
-                key: key.into(),
-                value: vec![b'v'; i % 50],
-                lease: if i % 7 == 0 { 42 } else { 0 },
-                ..Default::default()
-            }),
-        );
+        let lease = if i % 7 == 0 { 42 } else { 0 };
+        apply(&s, put(&key, vec![b'v'; i % 50], lease));
     }
     apply(
         &s,
@@ -41,22 +29,9 @@ fn filled(dir: &Path) -> Arc<Store> {
             ..Default::default()
         }),
     );
-    apply(
-        &s,
-        Op::Compact(CompactionRequest {
-            revision: 150,
-            physical: true,
-        }),
-    );
+    apply(&s, compact(150));
     for i in 0..20 {
-        apply(
-            &s,
-            Op::Put(PutRequest {
-                key: format!("late/{i}").into(),
-                value: b"x".to_vec(),
-                ..Default::default()
-            }),
-        );
+        apply(&s, put(&format!("late/{i}"), b"x", 0));
     }
     s
 }
@@ -72,15 +47,6 @@ fn source() -> SnapshotSource {
 fn save(s: &Store, path: &Path) {
     let mut f = std::fs::File::create(path).unwrap();
     s.write_snapshot(&source(), 3, &mut f, &mut |_| {}).unwrap();
-}
-
-fn all(s: &Store) -> RangeResponse {
-    s.range(&RangeRequest {
-        key: vec![0],
-        range_end: vec![0],
-        ..Default::default()
-    })
-    .unwrap()
 }
 
 #[test]
@@ -116,7 +82,7 @@ fn round_trip_keeps_keys_revisions_leases_and_hash() {
         (r.current_revision(), r.compact_revision()),
         (s.current_revision(), s.compact_revision())
     );
-    assert_eq!(all(&r), all(&s));
+    assert_eq!(all(&r, 0), all(&s, 0));
     assert_eq!(r.hash_kv(0).unwrap(), s.hash_kv(0).unwrap());
     let old = |st: &Store| {
         st.range(&RangeRequest {
@@ -157,13 +123,7 @@ fn bump_revision_marks_old_revisions_compacted() {
         ..Default::default()
     });
     assert!(matches!(stale, Err(cairn_storage::StoreError::Compacted)));
-    apply(
-        &r,
-        Op::Put(PutRequest {
-            key: "after".into(),
-            ..Default::default()
-        }),
-    );
+    apply(&r, put("after", b"", 0));
     assert_eq!(r.current_revision(), rev + 1001);
 }
 

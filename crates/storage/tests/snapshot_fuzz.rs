@@ -11,6 +11,8 @@
 //! Failures print the seed and case number; `SNAPSHOT_FUZZ_SEED=<n>` and
 //! `SNAPSHOT_FUZZ_CASES=<n>` rerun or widen the search.
 
+mod common;
+
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -18,7 +20,8 @@ use std::time::{Duration, Instant};
 use cairn_proto::etcdserverpb::*;
 use cairn_storage::snapshot::format::reseal;
 use cairn_storage::snapshot::{SnapshotSource, read_header, verify};
-use cairn_storage::{Command, Op, Store, StoreOptions};
+use cairn_storage::{Op, Store, StoreOptions};
+use common::{apply, compact, put};
 
 /// SplitMix64: a seeded, reproducible sequence.
 struct Rng(u64);
@@ -47,28 +50,14 @@ impl Rng {
     }
 }
 
-fn apply(s: &Store, op: Op) {
-    s.apply(&[Some(Command::from(op))], &[])
-        .unwrap()
-        .pop()
-        .unwrap()
-        .unwrap();
-}
-
 /// A small snapshot with every kind of content: history, a tombstone, a compaction, a lease.
 fn small_snapshot(dir: &Path) -> Vec<u8> {
     let s = Store::open(&dir.join("kv.redb"), StoreOptions::default()).unwrap();
     apply(&s, Op::LeaseGrant(LeaseGrantRequest { id: 7, ttl: 60 }));
     for i in 0..40 {
-        apply(
-            &s,
-            Op::Put(PutRequest {
-                key: format!("k/{:02}", i % 15).into(),
-                value: format!("value {i}").into(),
-                lease: if i % 6 == 0 { 7 } else { 0 },
-                ..Default::default()
-            }),
-        );
+        let key = format!("k/{:02}", i % 15);
+        let lease = if i % 6 == 0 { 7 } else { 0 };
+        apply(&s, put(&key, format!("value {i}"), lease));
     }
     apply(
         &s,
@@ -78,13 +67,7 @@ fn small_snapshot(dir: &Path) -> Vec<u8> {
             ..Default::default()
         }),
     );
-    apply(
-        &s,
-        Op::Compact(CompactionRequest {
-            revision: 20,
-            physical: true,
-        }),
-    );
+    apply(&s, compact(20));
     let source = SnapshotSource {
         cluster_id: 1,
         members: vec![],

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use cairn_proto::etcdserverpb::RangeRequest;
+use cairn_proto::mvccpb::KeyValue;
 use cairn_tests::mirror::Mirror;
 use cairn_tests::{Clients, Kind, TestServer, grpc, wait};
 
@@ -22,6 +23,17 @@ fn seed(endpoint: &str, prefix: &str, n: usize) {
     }
 }
 
+/// A source and a destination server, the source filled by `fill`, and a mirror started with
+/// `args` that has done its first copy and is watching.
+fn mirror_watching(args: &[&str], fill: impl FnOnce(&str)) -> (TestServer, TestServer, Mirror) {
+    let src = TestServer::start(Kind::Cairn);
+    let dst = TestServer::start(Kind::Cairn);
+    fill(&src.endpoint());
+    let mut m = Mirror::start(&src.endpoint(), &dst.endpoint(), args);
+    m.wait_event("watching", Duration::from_secs(20));
+    (src, dst, m)
+}
+
 fn events_applied(m: &Mirror) -> u64 {
     m.events()
         .iter()
@@ -33,13 +45,9 @@ fn events_applied(m: &Mirror) -> u64 {
 
 #[test]
 fn killed_mid_stream_resumes_from_the_checkpoint_without_copying_again() {
-    let src = TestServer::start(Kind::Cairn);
-    let dst = TestServer::start(Kind::Cairn);
-    let (s, d) = (src.endpoint(), dst.endpoint());
-    seed(&s, "/s/", 150);
     let args = ["--prefix", "/s/", FENCE, "--max-txn-ops", "16"];
-    let mut m = Mirror::start(&s, &d, &args);
-    m.wait_event("watching", Duration::from_secs(20));
+    let (src, dst, mut m) = mirror_watching(&args, |s| seed(s, "/s/", 150));
+    let (s, d) = (src.endpoint(), dst.endpoint());
 
     let writer = {
         let s = s.clone();
@@ -82,12 +90,9 @@ fn killed_mid_stream_resumes_from_the_checkpoint_without_copying_again() {
 
 #[test]
 fn destination_killed_and_restarted_mid_stream() {
-    let src = TestServer::start(Kind::Cairn);
-    let mut dst = TestServer::start(Kind::Cairn);
+    let args = ["--prefix", "/d/", FENCE, "--watch-idle=1s"];
+    let (src, mut dst, mut m) = mirror_watching(&args, |s| seed(s, "/d/", 50));
     let (s, d) = (src.endpoint(), dst.endpoint());
-    seed(&s, "/d/", 50);
-    let mut m = Mirror::start(&s, &d, &["--prefix", "/d/", FENCE, "--watch-idle=1s"]);
-    m.wait_event("watching", Duration::from_secs(20));
     // writes go on until the destination is back, so the mirror always has something to
     // send to the dead one (a fixed count could all be mirrored before the kill)
     let stop = Arc::new(AtomicBool::new(false));
@@ -115,8 +120,8 @@ fn destination_killed_and_restarted_mid_stream() {
     assert_eq!(versions(&s, "/d/"), versions(&d, "/d/"));
 }
 
-/// (key, version) of every key under `prefix`.
-fn versions(endpoint: &str, prefix: &str) -> Vec<(Vec<u8>, i64)> {
+/// Every key under `prefix`.
+fn under(endpoint: &str, prefix: &str) -> Vec<KeyValue> {
     let (ep, key) = (endpoint.to_string(), prefix.as_bytes().to_vec());
     let mut end = key.clone();
     *end.last_mut().expect("prefix") += 1;
@@ -130,20 +135,22 @@ fn versions(endpoint: &str, prefix: &str) -> Vec<(Vec<u8>, i64)> {
             })
             .await?
             .into_inner();
-        anyhow::Ok(r.kvs.into_iter().map(|kv| (kv.key, kv.version)).collect())
+        anyhow::Ok(r.kvs)
     })
     .expect("range")
 }
 
+/// (key, version) of every key under `prefix`.
+fn versions(endpoint: &str, prefix: &str) -> Vec<(Vec<u8>, i64)> {
+    let kvs = under(endpoint, prefix);
+    kvs.into_iter().map(|kv| (kv.key, kv.version)).collect()
+}
+
 #[test]
 fn compaction_while_the_mirror_is_down_resyncs_and_prunes() {
-    let src = TestServer::start(Kind::Cairn);
-    let dst = TestServer::start(Kind::Cairn);
-    let (s, d) = (src.endpoint(), dst.endpoint());
-    seed(&s, "/c/", 100);
     let args = ["--prefix", "/c/", FENCE];
-    let mut m = Mirror::start(&s, &d, &args);
-    m.wait_event("watching", Duration::from_secs(20));
+    let (src, dst, mut m) = mirror_watching(&args, |s| seed(s, "/c/", 100));
+    let (s, d) = (src.endpoint(), dst.endpoint());
     assert_mirrored(&s, "/c/", &d, "/c/", &[]);
     m.kill9();
 
@@ -167,12 +174,9 @@ fn compaction_while_the_mirror_is_down_resyncs_and_prunes() {
 
 #[test]
 fn source_killed_and_restarted() {
-    let mut src = TestServer::start(Kind::Cairn);
-    let dst = TestServer::start(Kind::Cairn);
+    let args = ["--prefix", "/r/", FENCE, "--watch-idle=1s"];
+    let (mut src, dst, mut m) = mirror_watching(&args, |s| put(s, "/r/a", "1"));
     let (s, d) = (src.endpoint(), dst.endpoint());
-    put(&s, "/r/a", "1");
-    let mut m = Mirror::start(&s, &d, &["--prefix", "/r/", FENCE, "--watch-idle=1s"]);
-    m.wait_event("watching", Duration::from_secs(20));
     assert_mirrored(&s, "/r/", &d, "/r/", &[]);
 
     src.kill9();
@@ -186,33 +190,18 @@ fn source_killed_and_restarted() {
 
 /// Destination mod revisions of the keys under `prefix`.
 fn dest_revisions(endpoint: &str, prefix: &str) -> BTreeSet<i64> {
-    let (ep, key) = (endpoint.to_string(), prefix.as_bytes().to_vec());
-    let mut end = key.clone();
-    *end.last_mut().expect("prefix") += 1;
-    grpc::block_on(async move {
-        let mut c = Clients::connect(&ep).await?;
-        let r =
-            c.kv.range(RangeRequest {
-                key,
-                range_end: end,
-                ..Default::default()
-            })
-            .await?
-            .into_inner();
-        anyhow::Ok(r.kvs.iter().map(|kv| kv.mod_revision).collect())
-    })
-    .expect("range")
+    under(endpoint, prefix)
+        .iter()
+        .map(|kv| kv.mod_revision)
+        .collect()
 }
 
 #[test]
 fn txns_larger_than_max_txn_ops_are_split() {
-    let src = TestServer::start(Kind::Cairn);
-    let dst = TestServer::start(Kind::Cairn);
-    let (s, d) = (src.endpoint(), dst.endpoint());
-    seed(&s, "/t/init/", 45);
     // 10 ops per destination txn: 9 of data and the checkpoint.
-    let mut m = Mirror::start(&s, &d, &["--prefix", "/t/", FENCE, "--max-txn-ops", "10"]);
-    m.wait_event("watching", Duration::from_secs(20));
+    let args = ["--prefix", "/t/", FENCE, "--max-txn-ops", "10"];
+    let (src, dst, m) = mirror_watching(&args, |s| seed(s, "/t/init/", 45));
+    let (s, d) = (src.endpoint(), dst.endpoint());
     let big: Vec<(String, String)> = (0..50)
         .map(|i| (format!("/t/big/{i:03}"), format!("b{i}")))
         .collect();

@@ -12,6 +12,7 @@ use cairn_proto::etcdserverpb::{
 };
 use cairn_proto::mvccpb::{self, KeyValue};
 use serde_json::{Map, Value, json};
+use tonic::transport::Channel;
 
 use cairn_storage::index::prefix_end;
 
@@ -101,26 +102,22 @@ pub fn get(a: GetArgs, g: &super::Global) -> anyhow::Result<()> {
         keys_only: a.keys_only,
         ..Default::default()
     };
-    let r = block_on(async {
-        let mut c = KvClient::new(first_channel(g).await?);
-        c.range(req).await.map_err(rpc_error)
-    })?
-    .into_inner();
-    let mut out = String::new();
-    match simple_or_json(g.format, "get")? {
-        Format::Json => {
-            let mut o = header_obj(r.header.as_ref());
-            put_list(&mut o, "kvs", r.kvs.iter().map(kv_json).collect());
-            put_bool(&mut o, "more", r.more);
-            put_int(&mut o, "count", r.count);
-            out = format!("{}\n", Value::Object(o));
-        }
-        _ => r
-            .kvs
-            .iter()
-            .for_each(|kv| push_kv(&mut out, kv, a.print_value_only)),
-    }
-    print_out(&out)
+    let r = call(g, async |c| c.range(req).await)?;
+    print_answer(
+        g.format,
+        "get",
+        r.header.as_ref(),
+        |o| {
+            put_list(o, "kvs", r.kvs.iter().map(kv_json).collect());
+            put_bool(o, "more", r.more);
+            put_int(o, "count", r.count);
+        },
+        |out| {
+            for kv in &r.kvs {
+                push_kv(out, kv, a.print_value_only);
+            }
+        },
+    )
 }
 
 pub fn put(a: PutArgs, g: &super::Global) -> anyhow::Result<()> {
@@ -137,28 +134,23 @@ pub fn put(a: PutArgs, g: &super::Global) -> anyhow::Result<()> {
         prev_kv: a.prev_kv,
         ..Default::default()
     };
-    let r = block_on(async {
-        let mut c = KvClient::new(first_channel(g).await?);
-        c.put(req).await.map_err(rpc_error)
-    })?
-    .into_inner();
-    let mut out = String::new();
-    match simple_or_json(g.format, "put")? {
-        Format::Json => {
-            let mut o = header_obj(r.header.as_ref());
+    let r = call(g, async |c| c.put(req).await)?;
+    print_answer(
+        g.format,
+        "put",
+        r.header.as_ref(),
+        |o| {
             if let Some(kv) = &r.prev_kv {
                 o.insert("prev_kv".into(), kv_json(kv));
             }
-            out = format!("{}\n", Value::Object(o));
-        }
-        _ => {
+        },
+        |out| {
             out.push_str("OK\n");
             if let Some(kv) = &r.prev_kv {
-                push_kv(&mut out, kv, false);
+                push_kv(out, kv, false);
             }
-        }
-    }
-    print_out(&out)
+        },
+    )
 }
 
 pub fn del(a: DelArgs, g: &super::Global) -> anyhow::Result<()> {
@@ -168,27 +160,20 @@ pub fn del(a: DelArgs, g: &super::Global) -> anyhow::Result<()> {
         range_end,
         prev_kv: a.prev_kv,
     };
-    let r = block_on(async {
-        let mut c = KvClient::new(first_channel(g).await?);
-        c.delete_range(req).await.map_err(rpc_error)
-    })?
-    .into_inner();
-    let mut out = String::new();
-    match simple_or_json(g.format, "del")? {
-        Format::Json => {
-            let mut o = header_obj(r.header.as_ref());
-            put_int(&mut o, "deleted", r.deleted);
-            put_list(&mut o, "prev_kvs", r.prev_kvs.iter().map(kv_json).collect());
-            out = format!("{}\n", Value::Object(o));
-        }
-        _ => {
+    let r = call(g, async |c| c.delete_range(req).await)?;
+    print_answer(
+        g.format,
+        "del",
+        r.header.as_ref(),
+        |o| {
+            put_int(o, "deleted", r.deleted);
+            put_list(o, "prev_kvs", r.prev_kvs.iter().map(kv_json).collect());
+        },
+        |out| {
             out.push_str(&format!("{}\n", r.deleted));
-            r.prev_kvs
-                .iter()
-                .for_each(|kv| push_kv(&mut out, kv, false));
-        }
-    }
-    print_out(&out)
+            r.prev_kvs.iter().for_each(|kv| push_kv(out, kv, false));
+        },
+    )
 }
 
 pub fn watch(a: WatchArgs, g: &super::Global) -> anyhow::Result<()> {
@@ -288,6 +273,40 @@ pub fn watch(a: WatchArgs, g: &super::Global) -> anyhow::Result<()> {
             }
         }
     })
+}
+
+/// One unary KV call on the first endpoint.
+fn call<R>(
+    g: &super::Global,
+    rpc: impl AsyncFnOnce(&mut KvClient<Channel>) -> Result<tonic::Response<R>, tonic::Status>,
+) -> anyhow::Result<R> {
+    let r = block_on(async {
+        let mut c = KvClient::new(first_channel(g).await?);
+        rpc(&mut c).await.map_err(rpc_error)
+    })?;
+    Ok(r.into_inner())
+}
+
+/// Prints an answer as etcdctl does for `what`: `-w json` is the header plus the fields `json`
+/// adds, simple output the lines `simple` writes. The format is checked only now, after the
+/// call, as etcdctl does.
+fn print_answer(
+    format: Format,
+    what: &str,
+    header: Option<&ResponseHeader>,
+    json: impl FnOnce(&mut Map<String, Value>),
+    simple: impl FnOnce(&mut String),
+) -> anyhow::Result<()> {
+    let mut out = String::new();
+    match simple_or_json(format, what)? {
+        Format::Json => {
+            let mut o = header_obj(header);
+            json(&mut o);
+            out = format!("{}\n", Value::Object(o));
+        }
+        _ => simple(&mut out),
+    }
+    print_out(&out)
 }
 
 /// Resolves when stdin is a pipe or socket and its writer closes it; never otherwise (a

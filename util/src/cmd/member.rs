@@ -45,16 +45,17 @@ pub enum Member {
 pub fn run(m: Member, g: &super::Global) -> anyhow::Result<()> {
     let out = block_on(async {
         let mut c = ClusterClient::new(first_channel(g).await?);
-        match m {
+        // The changes to one member print alike; list and add have their own output.
+        let (id, what, header, members) = match m {
             Member::List => {
                 let req = MemberListRequest {
                     linearizable: false,
                 };
                 let r = c.member_list(req).await.map_err(rpc_error)?.into_inner();
-                anyhow::Ok(render(
+                return anyhow::Ok(render(
                     &list_report(r.header.as_ref(), &r.members),
                     g.format,
-                ))
+                ));
             }
             Member::Add {
                 name,
@@ -80,22 +81,13 @@ pub fn run(m: Member, g: &super::Global) -> anyhow::Result<()> {
                 }
                 let mut out = changed_line(new.id, "added to", r.header.as_ref());
                 out.push_str(&env_lines(&name, &new, &r.members));
-                Ok(out)
+                return Ok(out);
             }
             Member::Remove { id } => {
                 let id = member_id(&id)?;
-                let r = c
-                    .member_remove(MemberRemoveRequest { id })
-                    .await
-                    .map_err(rpc_error)?;
-                let r = r.into_inner();
-                Ok(changed(
-                    g.format,
-                    id,
-                    "removed from",
-                    r.header.as_ref(),
-                    &r.members,
-                ))
+                let req = MemberRemoveRequest { id };
+                let r = c.member_remove(req).await.map_err(rpc_error)?.into_inner();
+                (id, "removed from", r.header, r.members)
             }
             Member::Update { id, peer_urls } => {
                 let id = member_id(&id)?;
@@ -104,30 +96,16 @@ pub fn run(m: Member, g: &super::Global) -> anyhow::Result<()> {
                     peer_ur_ls: urls(&peer_urls)?,
                 };
                 let r = c.member_update(req).await.map_err(rpc_error)?.into_inner();
-                Ok(changed(
-                    g.format,
-                    id,
-                    "updated in",
-                    r.header.as_ref(),
-                    &r.members,
-                ))
+                (id, "updated in", r.header, r.members)
             }
             Member::Promote { id } => {
                 let id = member_id(&id)?;
-                let r = c
-                    .member_promote(MemberPromoteRequest { id })
-                    .await
-                    .map_err(rpc_error)?;
-                let r = r.into_inner();
-                Ok(changed(
-                    g.format,
-                    id,
-                    "promoted in",
-                    r.header.as_ref(),
-                    &r.members,
-                ))
+                let req = MemberPromoteRequest { id };
+                let r = c.member_promote(req).await.map_err(rpc_error)?.into_inner();
+                (id, "promoted in", r.header, r.members)
             }
-        }
+        };
+        Ok(changed(g.format, id, what, header.as_ref(), &members))
     })?;
     print_out(&out)
 }

@@ -1,7 +1,37 @@
 //! Helpers shared by the storage integration tests.
 
-use cairn_proto::etcdserverpb::{RangeRequest, RangeResponse};
-use cairn_storage::Store;
+// Each test binary compiles this module and uses only some of it.
+#![allow(dead_code)]
+
+use cairn_proto::etcdserverpb::{CompactionRequest, PutRequest, RangeRequest, RangeResponse};
+use cairn_storage::{Command, Op, Store};
+
+/// Applies one command, which must succeed.
+pub fn apply(s: &Store, op: Op) {
+    s.apply(&[Some(Command::from(op))], &[])
+        .unwrap()
+        .pop()
+        .unwrap()
+        .unwrap();
+}
+
+/// A put of `value` at `key`, attached to `lease` (0: none).
+pub fn put(key: &str, value: impl AsRef<[u8]>, lease: i64) -> Op {
+    Op::Put(PutRequest {
+        key: key.into(),
+        value: value.as_ref().to_vec(),
+        lease,
+        ..Default::default()
+    })
+}
+
+/// A physical compaction at `revision`.
+pub fn compact(revision: i64) -> Op {
+    Op::Compact(CompactionRequest {
+        revision,
+        physical: true,
+    })
+}
 
 /// Every key as of `revision` (0: the current one).
 pub fn all(s: &Store, revision: i64) -> RangeResponse {

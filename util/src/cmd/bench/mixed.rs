@@ -7,23 +7,17 @@ use tonic::transport::Channel;
 
 use super::driver::{Plan, Worker, drive};
 use super::report::Summary;
-use super::{Keys, Load};
+use super::{Keys, Puts, Reads};
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    pub load: Load,
-    #[command(flatten)]
-    pub keys: Keys,
-    /// Value size in bytes.
-    #[arg(long, default_value_t = 8)]
-    pub val_size: u64,
+    pub puts: Puts,
     /// Share of requests that are reads, 0.0 to 1.0.
     #[arg(long, default_value_t = 0.5)]
     pub read_ratio: f64,
-    /// Linearizable (l) or serializable (s) reads.
-    #[arg(long, default_value = "l", value_parser = ["l", "s"])]
-    pub consistency: String,
+    #[command(flatten)]
+    pub reads: Reads,
 }
 
 const READ: usize = 0;
@@ -69,22 +63,21 @@ impl Worker for Mixed {
 }
 
 pub async fn run(a: Args, g: &crate::cmd::Global) -> anyhow::Result<Summary> {
-    a.keys.validate()?;
+    let p = &a.puts;
+    p.keys.validate()?;
     if !(0.0..=1.0).contains(&a.read_ratio) {
         anyhow::bail!("--read-ratio {} is not between 0.0 and 1.0", a.read_ratio);
     }
-    let channels = super::connect(g, a.load.conns, true).await?;
-    let value = super::value(a.val_size);
-    let workers = (0..a.load.clients)
-        .map(|c| Mixed {
-            kv: KvClient::new(super::channel_for(&channels, c)),
-            keys: a.keys.clone(),
-            value: value.clone(),
-            reads_per_10k: (a.read_ratio * 10_000.0).round() as u64,
-            serializable: a.consistency == "s",
-        })
-        .collect();
-    let (elapsed, mut series) = drive(&Plan::new(&a.load, "mixed"), workers, 2).await;
+    let value = super::value(p.val_size);
+    let workers = super::kv_workers(g, &p.load, |kv| Mixed {
+        kv,
+        keys: p.keys.clone(),
+        value: value.clone(),
+        reads_per_10k: (a.read_ratio * 10_000.0).round() as u64,
+        serializable: a.reads.serializable(),
+    })
+    .await?;
+    let (elapsed, mut series) = drive(&Plan::new(&p.load, "mixed"), workers, 2).await;
     // The headline is every request together; then reads and writes apart.
     let mut all = series[READ].clone();
     all.merge(&series[WRITE]);

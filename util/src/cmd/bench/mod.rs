@@ -24,12 +24,16 @@ mod watch;
 
 use std::time::Duration;
 
+use cairn_proto::etcdserverpb::kv_client::KvClient;
 use tonic::transport::Channel;
+
+use driver::{Plan, Worker, drive};
+use report::Summary;
 
 #[derive(clap::Subcommand)]
 pub enum Bench {
     /// Put keys from the key space (etcd `benchmark put`).
-    Put(put::Args),
+    Put(Puts),
     /// Read one key from the key space per request (etcd `benchmark range`).
     Range(range::Args),
     /// Txns of --txn-ops puts (etcd `benchmark txn-put`).
@@ -116,6 +120,32 @@ impl Keys {
     }
 }
 
+/// The flags of the workloads that put values into the key space (put, txn-put, mixed).
+#[derive(clap::Args, Debug, Clone)]
+pub struct Puts {
+    #[command(flatten)]
+    pub load: Load,
+    #[command(flatten)]
+    pub keys: Keys,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 8)]
+    pub val_size: u64,
+}
+
+/// How the workloads that read (range, mixed) ask for their reads.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Reads {
+    /// Linearizable (l) or serializable (s) reads.
+    #[arg(long, default_value = "l", value_parser = ["l", "s"])]
+    pub consistency: String,
+}
+
+impl Reads {
+    pub fn serializable(&self) -> bool {
+        self.consistency == "s"
+    }
+}
+
 /// splitmix64: a cheap, well-spread hash of the request number.
 pub fn mix(n: u64) -> u64 {
     let mut z = n.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -185,6 +215,37 @@ pub fn channel_for(channels: &[Channel], client: u64) -> Channel {
     channels[client as usize % channels.len()].clone()
 }
 
+/// One worker per --clients client, built by `make` around a KV client on the client's channel
+/// (unary calls, bounded by --command-timeout).
+pub async fn kv_workers<W>(
+    g: &super::Global,
+    load: &Load,
+    mut make: impl FnMut(KvClient<Channel>) -> W,
+) -> anyhow::Result<Vec<W>> {
+    let channels = connect(g, load.conns, true).await?;
+    Ok((0..load.clients)
+        .map(|c| make(KvClient::new(channel_for(&channels, c))))
+        .collect())
+}
+
+/// Runs a workload of one kind of request through --total or --duration; its latencies are
+/// the series `series`.
+pub async fn drive_one<W: Worker>(
+    load: &Load,
+    workload: &'static str,
+    series: &'static str,
+    workers: Vec<W>,
+    notes: Vec<(&'static str, serde_json::Value)>,
+) -> Summary {
+    let (elapsed, mut all) = drive(&Plan::new(load, workload), workers, 1).await;
+    Summary {
+        workload,
+        elapsed,
+        series: vec![(series, all.swap_remove(0))],
+        notes,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -252,8 +313,8 @@ mod tests {
         let Ok(Bench::Range(a)) = parse("range --consistency s --clients 100") else {
             panic!("range parses")
         };
-        assert!(a.serializable());
-        assert!(matches!(parse("range"), Ok(Bench::Range(a)) if !a.serializable()));
+        assert!(a.reads.serializable());
+        assert!(matches!(parse("range"), Ok(Bench::Range(a)) if !a.reads.serializable()));
         assert!(matches!(parse("txn-put --txn-ops 4"), Ok(Bench::TxnPut(a)) if a.txn_ops == 4));
         assert!(matches!(
             parse("watch --watchers 100 --watched-keys 10 --streams 4"),

@@ -5,9 +5,9 @@ use cairn_proto::etcdserverpb::RangeRequest;
 use cairn_proto::etcdserverpb::kv_client::KvClient;
 use tonic::transport::Channel;
 
-use super::driver::{Plan, Worker, drive};
+use super::driver::Worker;
 use super::report::Summary;
-use super::{Keys, Load};
+use super::{Keys, Load, Reads};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -15,15 +15,8 @@ pub struct Args {
     pub load: Load,
     #[command(flatten)]
     pub keys: Keys,
-    /// Linearizable (l) or serializable (s) reads.
-    #[arg(long, default_value = "l", value_parser = ["l", "s"])]
-    pub consistency: String,
-}
-
-impl Args {
-    pub fn serializable(&self) -> bool {
-        self.consistency == "s"
-    }
+    #[command(flatten)]
+    pub reads: Reads,
 }
 
 struct Range {
@@ -45,24 +38,18 @@ impl Worker for Range {
 
 pub async fn run(a: Args, g: &crate::cmd::Global) -> anyhow::Result<Summary> {
     a.keys.validate()?;
-    let channels = super::connect(g, a.load.conns, true).await?;
-    let workers = (0..a.load.clients)
-        .map(|c| Range {
-            kv: KvClient::new(super::channel_for(&channels, c)),
-            keys: a.keys.clone(),
-            serializable: a.serializable(),
-        })
-        .collect();
-    let (elapsed, series) = drive(&Plan::new(&a.load, "range"), workers, 1).await;
-    let consistency = if a.serializable() {
+    let serializable = a.reads.serializable();
+    let workers = super::kv_workers(g, &a.load, |kv| Range {
+        kv,
+        keys: a.keys.clone(),
+        serializable,
+    })
+    .await?;
+    let consistency = if serializable {
         "serializable"
     } else {
         "linearizable"
     };
-    Ok(Summary {
-        workload: "range",
-        elapsed,
-        series: vec![("range", series[0].clone())],
-        notes: vec![("consistency", consistency.into())],
-    })
+    let notes = vec![("consistency", consistency.into())];
+    Ok(super::drive_one(&a.load, "range", "range", workers, notes).await)
 }

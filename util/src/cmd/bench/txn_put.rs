@@ -8,19 +8,14 @@ use cairn_proto::etcdserverpb::request_op::Request;
 use cairn_proto::etcdserverpb::{PutRequest, RequestOp, TxnRequest};
 use tonic::transport::Channel;
 
-use super::driver::{Plan, Worker, drive};
+use super::driver::Worker;
 use super::report::Summary;
-use super::{Keys, Load};
+use super::{Keys, Puts};
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    pub load: Load,
-    #[command(flatten)]
-    pub keys: Keys,
-    /// Value size in bytes.
-    #[arg(long, default_value_t = 8)]
-    pub val_size: u64,
+    pub puts: Puts,
     /// Puts per txn.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     pub txn_ops: u64,
@@ -56,29 +51,23 @@ impl Worker for TxnPut {
 }
 
 pub async fn run(a: Args, g: &crate::cmd::Global) -> anyhow::Result<Summary> {
-    a.keys.validate()?;
-    if a.txn_ops > a.keys.key_space_size {
+    let p = &a.puts;
+    p.keys.validate()?;
+    if a.txn_ops > p.keys.key_space_size {
         anyhow::bail!(
             "--txn-ops {} needs at least as many keys (--key-space-size {})",
             a.txn_ops,
-            a.keys.key_space_size
+            p.keys.key_space_size
         );
     }
-    let channels = super::connect(g, a.load.conns, true).await?;
-    let value = super::value(a.val_size);
-    let workers = (0..a.load.clients)
-        .map(|c| TxnPut {
-            kv: KvClient::new(super::channel_for(&channels, c)),
-            keys: a.keys.clone(),
-            ops: a.txn_ops,
-            value: value.clone(),
-        })
-        .collect();
-    let (elapsed, series) = drive(&Plan::new(&a.load, "txn-put"), workers, 1).await;
-    Ok(Summary {
-        workload: "txn-put",
-        elapsed,
-        series: vec![("txn", series[0].clone())],
-        notes: vec![("txn_ops", a.txn_ops.into())],
+    let value = super::value(p.val_size);
+    let workers = super::kv_workers(g, &p.load, |kv| TxnPut {
+        kv,
+        keys: p.keys.clone(),
+        ops: a.txn_ops,
+        value: value.clone(),
     })
+    .await?;
+    let notes = vec![("txn_ops", a.txn_ops.into())];
+    Ok(super::drive_one(&p.load, "txn-put", "txn", workers, notes).await)
 }

@@ -27,6 +27,8 @@ use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::coalesce::Coalesce;
+
 mod rewrite;
 
 use rewrite::Rewriter;
@@ -44,7 +46,7 @@ impl AuthorityListener {
 }
 
 impl axum::serve::Listener for AuthorityListener {
-    type Io = AuthorityStream<TcpStream>;
+    type Io = AuthorityStream<Coalesce<TcpStream>>;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
@@ -54,7 +56,7 @@ impl axum::serve::Listener for AuthorityListener {
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(%addr, error = %e, "could not set TCP_NODELAY");
         }
-        (AuthorityStream::new(stream), addr)
+        (AuthorityStream::new(Coalesce::new(stream)), addr)
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {

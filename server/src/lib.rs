@@ -14,6 +14,7 @@
 
 mod authority;
 mod background;
+mod coalesce;
 pub mod config;
 mod context;
 mod corruption;

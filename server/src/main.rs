@@ -2,6 +2,10 @@
 
 use clap::Parser;
 
+// glibc's malloc was an eighth of the server's CPU under a put load (docs/performance.md)
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let flags = cairn_server::Flags::parse();
     let config = match flags.validate() {

@@ -10,6 +10,10 @@ use clap::{Parser, Subcommand};
 
 use crate::printer::Format;
 
+// as in the server: glibc's malloc costs the load generator and restore measurably
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "cairnutl",

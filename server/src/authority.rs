@@ -27,7 +27,7 @@ use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::coalesce::Coalesce;
+use cairn_proto::coalesce::Coalesce;
 
 mod rewrite;
 

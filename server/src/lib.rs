@@ -14,7 +14,6 @@
 
 mod authority;
 mod background;
-mod coalesce;
 pub mod config;
 mod context;
 mod corruption;

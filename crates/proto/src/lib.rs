@@ -103,3 +103,5 @@ mod tests {
         }
     }
 }
+
+pub mod coalesce;

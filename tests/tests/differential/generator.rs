@@ -11,6 +11,7 @@ use cairn_proto::etcdserverpb::{
     CompactionRequest, Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
 };
 use cairn_proto::mvccpb::KeyValue;
+use cairn_storage::index::prefix_end;
 use cairn_tests::prng::Rng;
 
 use crate::ops::Op;
@@ -266,16 +267,4 @@ impl Gen {
             range_end,
         }
     }
-}
-
-/// The smallest key greater than every key starting with `prefix` (etcd's `GetPrefixRangeEnd`).
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
 }

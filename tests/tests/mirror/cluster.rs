@@ -5,28 +5,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use cairn_proto::etcdserverpb::PutRequest;
 use cairn_tests::mirror::Mirror;
-use cairn_tests::{Clients, Kind, TestCluster, TestServer, grpc, require_etcd, wait};
+use cairn_tests::{Kind, TestCluster, TestServer, require_etcd, wait};
 
-use crate::{FENCE, assert_mirrored, count};
+use crate::{FENCE, assert_mirrored, count, try_put_lease};
 
 /// One put; `false` when the cluster refused it (no leader yet, leader gone mid-request).
-fn try_put(endpoint: &str, key: &str, value: &str) -> bool {
-    let (ep, key, value) = (endpoint.to_string(), key.to_string(), value.to_string());
-    grpc::block_on(async move {
-        let mut c = Clients::connect(&ep).await?;
-        c.kv.put(PutRequest {
-            key: key.into_bytes(),
-            value: value.into_bytes(),
-            ..Default::default()
-        })
-        .await?;
-        anyhow::Ok(())
-    })
-    .is_ok()
-}
-
 #[test]
 fn the_source_leader_killed_under_load() {
     // the cluster harness grows clusters with etcdctl
@@ -55,11 +39,14 @@ fn the_source_leader_killed_under_load() {
         std::thread::spawn(move || {
             let mut i = 0usize;
             while !stop.load(Ordering::Relaxed) {
-                if try_put(
+                if try_put_lease(
                     &followers[i % 2],
                     &format!("/c/k{:03}", i % 300),
                     &format!("v{i}"),
-                ) {
+                    0,
+                )
+                .is_ok()
+                {
                     written.fetch_add(1, Ordering::Relaxed);
                 }
                 i += 1;

@@ -34,6 +34,11 @@ pub fn put(endpoint: &str, key: &str, value: &str) {
 }
 
 pub fn put_lease(endpoint: &str, key: &str, value: &str, lease: i64) {
+    try_put_lease(endpoint, key, value, lease).expect("put");
+}
+
+/// A put that may fail (a member being killed, say).
+pub fn try_put_lease(endpoint: &str, key: &str, value: &str, lease: i64) -> anyhow::Result<()> {
     let (ep, key, value) = (endpoint.to_string(), key.to_string(), value.to_string());
     grpc::block_on(async move {
         let mut c = Clients::connect(&ep).await?;
@@ -46,7 +51,6 @@ pub fn put_lease(endpoint: &str, key: &str, value: &str, lease: i64) {
         .await?;
         anyhow::Ok(())
     })
-    .expect("put");
 }
 
 pub fn del(endpoint: &str, key: &str) {

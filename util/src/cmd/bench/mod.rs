@@ -24,6 +24,7 @@ mod watch;
 
 use std::time::Duration;
 
+use cairn_proto::coalesce::Coalesce;
 use cairn_proto::etcdserverpb::kv_client::KvClient;
 use tonic::transport::Channel;
 
@@ -202,12 +203,26 @@ pub async fn connect(
             ep = ep.timeout(g.command_timeout);
         }
         let ch = ep
-            .connect()
+            .connect_with_connector(tower::service_fn(coalesced_tcp))
             .await
             .map_err(|e| anyhow::anyhow!("cannot connect to {endpoint}: {e}"))?;
         out.push(ch);
     }
     Ok(out)
+}
+
+/// The load generator's connections: TCP without Nagle (as tonic's own connector), and
+/// requests that become ready together leave in one write, as grpc-go's writer sends them
+/// (see `cairn_proto::coalesce`); otherwise each request costs its own TCP segment on both
+/// sides, which the load generator and the server pay on the same cores.
+async fn coalesced_tcp(
+    uri: tonic::transport::Uri,
+) -> std::io::Result<hyper_util::rt::TokioIo<Coalesce<tokio::net::TcpStream>>> {
+    let host = uri.host().unwrap_or("127.0.0.1").trim_matches(['[', ']']);
+    let port = uri.port_u16().unwrap_or(2379);
+    let stream = tokio::net::TcpStream::connect((host, port)).await?;
+    stream.set_nodelay(true)?;
+    Ok(hyper_util::rt::TokioIo::new(Coalesce::new(stream)))
 }
 
 /// The channel client `i` uses.

@@ -1,15 +1,17 @@
-//! Replies that become ready together leave in one socket write.
+//! Messages that become ready together leave in one socket write.
 //!
-//! A batch of writes completes at once: one raft entry answers up to a thousand requests, and
-//! each answer is finished by its own task. Tokio runs a task that another one wakes next, on
-//! the same thread, so the connection task would run after every single answer and write it
-//! alone: one `writev`, one TCP segment and one receive on the other side per reply (measured:
-//! about as many writes as replies under a 100-client put load).
+//! On the server a batch of writes completes at once: one raft entry answers up to a thousand
+//! requests, and each answer is finished by its own task; on a client, the answers of one read
+//! let many callers send their next request at once. Tokio runs a task that another one wakes
+//! next, on the same thread, so the HTTP/2 connection task would run after every single
+//! message and write it alone: one `writev`, one TCP segment and one receive on the other side
+//! each (measured: about as many writes as replies under a 100-client put load).
 //!
 //! [`Coalesce`] makes a connection's first write of each burst yield once: the write returns
 //! `Pending` after waking its own task, which tokio then queues behind the tasks already
-//! waiting to run, so the answers finished in the meantime join the same write. The next
-//! attempt goes through; a completed flush ends the burst. A lone reply pays one reschedule.
+//! waiting to run, so the messages finished in the meantime join the same write. The next
+//! attempt goes through; a completed flush ends the burst. A lone message pays one
+//! reschedule. The server wraps its client connections in it, `cairnutl bench` its channels.
 
 use std::io;
 use std::pin::Pin;

@@ -18,6 +18,7 @@ use std::sync::{Condvar, Mutex};
 use cairn_proto::mvccpb::event::EventType;
 use cairn_proto::mvccpb::{Event, KeyValue};
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
 
 use crate::index::KeyRange;
 
@@ -26,6 +27,8 @@ pub type WatcherId = u64;
 /// Events for one watcher, or the news that its start revision was compacted.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WatchBatch {
+    /// The watcher they are for (watchers may share one channel).
+    pub watcher: WatcherId,
     /// The store revision these events bring the watcher up to.
     pub revision: i64,
     pub events: Vec<Event>,
@@ -82,7 +85,8 @@ pub struct WatchHub {
     wake: Condvar,
 }
 
-/// Capacity of each watcher's channel, in batches; past it the watcher falls back to replay.
+/// Capacity of the channel [`WatchHub::watch`] makes, in batches; past it the watcher falls
+/// back to replay.
 const CHANNEL_BATCHES: usize = 128;
 
 impl WatchHub {
@@ -103,7 +107,8 @@ impl WatchHub {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers a watcher from `start_rev` (0 = from the next revision).
+    /// Registers a watcher from `start_rev` (0 = from the next revision) with a channel of
+    /// its own.
     pub fn watch(
         &self,
         range: KeyRange,
@@ -111,6 +116,19 @@ impl WatchHub {
         filters: WatchFilters,
     ) -> (WatcherId, mpsc::Receiver<WatchBatch>) {
         let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
+        (self.watch_into(range, start_rev, filters, tx), rx)
+    }
+
+    /// Registers a watcher that sends its batches (tagged with its id) to `tx`, which other
+    /// watchers may share: one client stream's watchers are served by one task. When `tx` is
+    /// full the watcher falls back to replay, as with a channel of its own.
+    pub fn watch_into(
+        &self,
+        range: KeyRange,
+        start_rev: i64,
+        filters: WatchFilters,
+        tx: mpsc::Sender<WatchBatch>,
+    ) -> WatcherId {
         let mut s = self.lock();
         let id = s.next_id;
         s.next_id += 1;
@@ -134,7 +152,7 @@ impl WatchHub {
         if !synced {
             self.wake.notify_all();
         }
-        (id, rx)
+        id
     }
 
     pub fn cancel(&self, id: WatcherId) -> bool {
@@ -184,7 +202,7 @@ impl WatchHub {
         s.current_rev = current_rev;
         s.compact_rev = compact_rev;
         let mut fell_behind = false;
-        for w in s.watchers.values_mut().filter(|w| w.synced) {
+        for (id, w) in s.watchers.iter_mut().filter(|(_, w)| w.synced) {
             // a watcher may start in the future: nothing before its start revision
             let from = w.next_rev;
             let mine: Vec<Event> = events
@@ -194,6 +212,7 @@ impl WatchHub {
                 .collect();
             if !mine.is_empty() {
                 let batch = WatchBatch {
+                    watcher: *id,
                     revision: current_rev,
                     events: mine,
                     compact_revision: 0,
@@ -243,14 +262,27 @@ impl WatchHub {
                 });
             }
         }
+        let mut blocked = false;
         for id in compacted {
-            if let Some(w) = s.watchers.remove(&id) {
-                let _ = w.tx.try_send(WatchBatch {
-                    revision: current_rev,
-                    events: vec![],
-                    compact_revision: compact_rev,
-                });
+            let notice = WatchBatch {
+                watcher: id,
+                revision: current_rev,
+                events: vec![],
+                compact_revision: compact_rev,
+            };
+            // a full channel keeps the watcher, to be told on a later round
+            if let Some(w) = s.watchers.get(&id) {
+                if matches!(w.tx.try_send(notice), Err(TrySendError::Full(_))) {
+                    blocked = true;
+                } else {
+                    s.watchers.remove(&id);
+                }
             }
+        }
+        drop(s);
+        if blocked && jobs.is_empty() {
+            // nothing else to do until its reader makes room
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
         (jobs, current_rev)
     }
@@ -275,6 +307,7 @@ impl WatchHub {
         if !events.is_empty()
             && w.tx
                 .try_send(WatchBatch {
+                    watcher: job.id,
                     revision: upto,
                     events,
                     compact_revision: 0,
@@ -371,5 +404,42 @@ mod tests {
             vec![put_event("c", 15)]
         );
         assert!(hub.is_synced(behind));
+    }
+
+    #[test]
+    fn watchers_sharing_a_channel_get_batches_tagged_with_their_ids() {
+        let hub = WatchHub::new(10, -1);
+        let (tx, mut rx) = mpsc::channel(8);
+        let filters = WatchFilters::default();
+        let a = hub.watch_into(KeyRange::prefix(b"a"), 0, filters, tx.clone());
+        let b = hub.watch_into(KeyRange::prefix(b"b"), 0, filters, tx.clone());
+        hub.notify(&[put_event("a1", 11), put_event("b1", 11)], 11, -1, hub.epoch());
+        let mut got: Vec<(WatcherId, Vec<u8>)> = (0..2)
+            .map(|_| {
+                let batch = rx.try_recv().unwrap();
+                (batch.watcher, batch.events[0].kv.clone().unwrap().key)
+            })
+            .collect();
+        got.sort();
+        assert_eq!(got, vec![(a, b"a1".to_vec()), (b, b"b1".to_vec())]);
+        assert!(rx.try_recv().is_err(), "one batch per watcher");
+    }
+
+    #[test]
+    fn a_compaction_notice_waits_for_room_in_a_full_channel() {
+        let hub = WatchHub::new(20, 8);
+        let (tx, mut rx) = mpsc::channel(1);
+        let filters = WatchFilters::default();
+        let busy = hub.watch_into(KeyRange::all(), 0, filters, tx.clone());
+        let old = hub.watch_into(KeyRange::all(), 5, filters, tx.clone());
+        hub.notify(&[put_event("a", 21)], 21, 8, hub.epoch());
+        // the channel is full: the notice cannot go, so the watcher stays registered
+        let _ = hub.take_jobs(Duration::ZERO);
+        assert_eq!(hub.watcher_count(), 2);
+        assert_eq!(rx.try_recv().unwrap().watcher, busy);
+        let _ = hub.take_jobs(Duration::ZERO);
+        let notice = rx.try_recv().unwrap();
+        assert_eq!((notice.watcher, notice.compact_revision), (old, 8));
+        assert_eq!(hub.watcher_count(), 1);
     }
 }

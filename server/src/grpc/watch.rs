@@ -1,6 +1,9 @@
-//! The Watch service: one task per client stream reads requests; one task per watcher
-//! forwards the hub's batches (adding prev_kv, splitting fragments, progress notifications).
-//! Both write to the stream's bounded response channel, so a slow client slows only itself.
+//! The Watch service: one task per client stream reads its requests and forwards the hub's
+//! batches for all of its watchers (adding prev_kv, splitting fragments, progress
+//! notifications), as etcd's watch stream does with its send loop. The watchers share one hub
+//! channel, so an apply wakes one task per stream, not one per watcher. Responses go to the
+//! stream's bounded response channel, so a slow client slows only itself; when the hub channel
+//! fills up its watchers fall back to replay from the store.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -16,7 +19,6 @@ use cairn_storage::{KeyRange, WatchBatch, WatchFilters, WatcherId};
 use futures::Stream;
 use prost::Message;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -27,6 +29,9 @@ pub struct WatchService(pub Context);
 
 type Out = mpsc::Sender<Result<WatchResponse, Status>>;
 type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
+
+/// Capacity of one stream's hub channel, in batches (one per watcher per apply).
+const STREAM_BATCHES: usize = 1024;
 
 #[tonic::async_trait]
 impl Watch for WatchService {
@@ -42,73 +47,119 @@ impl Watch for WatchService {
     }
 }
 
+/// One watcher of a stream, by its hub id.
 struct Active {
-    hub_id: WatcherId,
-    task: JoinHandle<()>,
+    /// The id the client knows it by.
+    id: i64,
+    prev_kv: bool,
+    fragment: bool,
+    progress_notify: bool,
+    /// Something was sent since the last progress tick.
+    sent_since_tick: bool,
+}
+
+/// The watchers of one client stream.
+struct Watchers {
+    by_hub: HashMap<WatcherId, Active>,
+    /// Client id -> hub id.
+    ids: HashMap<i64, WatcherId>,
+    next_id: i64,
+    /// The hub channel all of them send to.
+    batches: mpsc::Sender<WatchBatch>,
+}
+
+impl Watchers {
+    fn cancel_all(&mut self, ctx: &Context) {
+        for hub_id in self.by_hub.keys() {
+            ctx.store.watch_hub().cancel(*hub_id);
+        }
+        self.by_hub.clear();
+        self.ids.clear();
+    }
+}
+
+/// What a stream's task does next.
+enum Next {
+    Request(WatchRequest),
+    Batch(WatchBatch),
+    Tick,
 }
 
 /// Serves one client stream until the client goes away or the server shuts down.
 async fn run_stream(ctx: Context, mut input: Streaming<WatchRequest>, tx: Out) {
-    let mut watchers: HashMap<i64, Active> = HashMap::new();
-    let mut next_id: i64 = 0;
+    let (batches, mut batches_rx) = mpsc::channel(STREAM_BATCHES);
+    let mut watchers = Watchers {
+        by_hub: HashMap::new(),
+        ids: HashMap::new(),
+        next_id: 0,
+        batches,
+    };
+    let interval = ctx.config.progress_notify_interval;
+    let mut ticker = tokio::time::interval_at(
+        tokio::time::Instant::now() + interval,
+        interval.max(Duration::from_millis(10)),
+    );
+    // the stream's one progress clock, as etcd's; a tick missed while busy is not made up
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut shutdown = ctx.shutdown.clone();
     loop {
-        let req = tokio::select! {
+        let next = tokio::select! {
             m = input.next() => match m {
-                Some(Ok(r)) => r,
+                Some(Ok(req)) => Next::Request(req),
                 _ => break,
             },
+            Some(b) = batches_rx.recv() => Next::Batch(b),
+            _ = ticker.tick() => Next::Tick,
             _ = shutdown.wait_for(|s| *s) => break,
             _ = tx.closed() => break,
         };
-        let sent = match req.request_union {
-            Some(RequestUnion::CreateRequest(c)) => {
-                create(&ctx, c, &tx, &mut watchers, &mut next_id).await
-            }
-            Some(RequestUnion::CancelRequest(c)) => {
-                let known = match watchers.remove(&c.watch_id) {
-                    Some(a) => {
-                        ctx.store.watch_hub().cancel(a.hub_id);
-                        a.task.abort();
-                        true
-                    }
-                    None => false,
-                };
-                let resp = WatchResponse {
-                    header: ctx.header(ctx.store.current_revision()),
-                    watch_id: c.watch_id,
-                    canceled: known,
-                    ..Default::default()
-                };
-                tx.send(Ok(resp)).await.is_ok()
-            }
-            Some(RequestUnion::ProgressRequest(_)) => {
-                let resp = WatchResponse {
-                    header: ctx.header(ctx.store.current_revision()),
-                    watch_id: -1,
-                    ..Default::default()
-                };
-                tx.send(Ok(resp)).await.is_ok()
-            }
-            None => true,
+        let sent = match next {
+            Next::Request(req) => handle(&ctx, req, &tx, &mut watchers).await,
+            Next::Batch(b) => forward(&ctx, b, &tx, &mut watchers).await,
+            Next::Tick => notify_progress(&ctx, &tx, &mut watchers).await,
         };
         if !sent {
             break;
         }
     }
-    for (_, a) in watchers {
-        ctx.store.watch_hub().cancel(a.hub_id);
-        a.task.abort();
+    watchers.cancel_all(&ctx);
+}
+
+/// Answers one client request; false when the client is gone.
+async fn handle(ctx: &Context, req: WatchRequest, tx: &Out, watchers: &mut Watchers) -> bool {
+    match req.request_union {
+        Some(RequestUnion::CreateRequest(c)) => create(ctx, c, tx, watchers).await,
+        Some(RequestUnion::CancelRequest(c)) => {
+            let known = match watchers.ids.remove(&c.watch_id) {
+                Some(hub_id) => {
+                    ctx.store.watch_hub().cancel(hub_id);
+                    // batches already queued for it are dropped on arrival
+                    watchers.by_hub.remove(&hub_id);
+                    true
+                }
+                None => false,
+            };
+            let resp = WatchResponse {
+                header: ctx.header(ctx.store.current_revision()),
+                watch_id: c.watch_id,
+                canceled: known,
+                ..Default::default()
+            };
+            tx.send(Ok(resp)).await.is_ok()
+        }
+        Some(RequestUnion::ProgressRequest(_)) => {
+            let resp = WatchResponse {
+                header: ctx.header(ctx.store.current_revision()),
+                watch_id: -1,
+                ..Default::default()
+            };
+            tx.send(Ok(resp)).await.is_ok()
+        }
+        None => true,
     }
 }
 
-async fn create(
-    ctx: &Context,
-    c: WatchCreateRequest,
-    tx: &Out,
-    watchers: &mut HashMap<i64, Active>,
-    next_id: &mut i64,
-) -> bool {
+async fn create(ctx: &Context, c: WatchCreateRequest, tx: &Out, watchers: &mut Watchers) -> bool {
     let current = ctx.store.current_revision();
     let refuse = |id: i64, reason: &str| WatchResponse {
         header: ctx.header(current),
@@ -126,7 +177,7 @@ async fn create(
             .is_ok();
     }
     let id = if c.watch_id != 0 {
-        if watchers.contains_key(&c.watch_id) {
+        if watchers.ids.contains_key(&c.watch_id) {
             return tx
                 .send(Ok(refuse(
                     c.watch_id,
@@ -137,105 +188,114 @@ async fn create(
         }
         c.watch_id
     } else {
-        while watchers.contains_key(next_id) {
-            *next_id += 1;
+        while watchers.ids.contains_key(&watchers.next_id) {
+            watchers.next_id += 1;
         }
-        let id = *next_id;
-        *next_id += 1;
+        let id = watchers.next_id;
+        watchers.next_id += 1;
         id
     };
     let filters = WatchFilters {
         no_put: c.filters.contains(&(FilterType::Noput as i32)),
         no_delete: c.filters.contains(&(FilterType::Nodelete as i32)),
     };
-    let (hub_id, rx) = ctx
-        .store
-        .watch_hub()
-        .watch(range, c.start_revision, filters);
+    // its batches wait in the channel until this task has sent `created`
+    let hub_id = ctx.store.watch_hub().watch_into(
+        range,
+        c.start_revision,
+        filters,
+        watchers.batches.clone(),
+    );
+    watchers.ids.insert(id, hub_id);
+    watchers.by_hub.insert(
+        hub_id,
+        Active {
+            id,
+            prev_kv: c.prev_kv,
+            fragment: c.fragment,
+            progress_notify: c.progress_notify,
+            // as etcd: due at the stream's next tick
+            sent_since_tick: false,
+        },
+    );
     let created = WatchResponse {
         header: ctx.header(current),
         watch_id: id,
         created: true,
         ..Default::default()
     };
-    if tx.send(Ok(created)).await.is_err() {
-        ctx.store.watch_hub().cancel(hub_id);
-        return false;
-    }
-    let task = tokio::spawn(forward(ctx.clone(), id, hub_id, c, rx, tx.clone()));
-    watchers.insert(id, Active { hub_id, task });
-    true
+    tx.send(Ok(created)).await.is_ok()
 }
 
-/// Moves one watcher's batches from the hub to the client stream.
-async fn forward(
-    ctx: Context,
-    id: i64,
-    hub_id: WatcherId,
-    c: WatchCreateRequest,
-    mut rx: mpsc::Receiver<WatchBatch>,
-    tx: Out,
-) {
-    let interval = ctx.config.progress_notify_interval;
-    let mut ticker = tokio::time::interval_at(
-        tokio::time::Instant::now() + interval,
-        interval.max(Duration::from_millis(10)),
-    );
-    let mut sent_since_tick = false;
-    loop {
-        let batch = tokio::select! {
-            b = rx.recv() => match b {
-                Some(b) => b,
-                None => return,
-            },
-            _ = ticker.tick(), if c.progress_notify => {
-                if !sent_since_tick && ctx.store.watch_hub().is_synced(hub_id) {
-                    let resp = WatchResponse { header: ctx.header(ctx.store.current_revision()), watch_id: id, ..Default::default() };
-                    if tx.send(Ok(resp)).await.is_err() {
-                        return;
-                    }
-                }
-                sent_since_tick = false;
-                continue;
-            }
-        };
-        if batch.compact_revision != 0 {
-            let resp = WatchResponse {
-                header: ctx.header(batch.revision),
-                watch_id: id,
-                canceled: true,
-                compact_revision: batch.compact_revision,
-                ..Default::default()
-            };
-            let _ = tx.send(Ok(resp)).await;
-            return;
-        }
-        let mut events = batch.events;
-        if c.prev_kv {
-            events = with_prev_kvs(&ctx, events).await;
-        }
+/// Sends one hub batch to the client as its watcher's response(s).
+async fn forward(ctx: &Context, batch: WatchBatch, tx: &Out, watchers: &mut Watchers) -> bool {
+    let Some(w) = watchers.by_hub.get_mut(&batch.watcher) else {
+        return true; // cancelled meanwhile
+    };
+    w.sent_since_tick = true;
+    let (id, prev_kv, fragment) = (w.id, w.prev_kv, w.fragment);
+    if batch.compact_revision != 0 {
+        // the hub has dropped the watcher
+        watchers.by_hub.remove(&batch.watcher);
+        watchers.ids.remove(&id);
         let resp = WatchResponse {
             header: ctx.header(batch.revision),
             watch_id: id,
-            events,
+            canceled: true,
+            compact_revision: batch.compact_revision,
             ..Default::default()
         };
-        let parts = if c.fragment {
-            // etcd splits at the gRPC message limit: --max-request-bytes plus the overhead
-            fragments(
-                resp,
-                ctx.config.max_request_bytes + super::GRPC_OVERHEAD_BYTES,
-            )
-        } else {
-            vec![resp]
-        };
-        for p in parts {
-            if tx.send(Ok(p)).await.is_err() {
-                return;
-            }
-        }
-        sent_since_tick = true;
+        return tx.send(Ok(resp)).await.is_ok();
     }
+    let mut events = batch.events;
+    if prev_kv {
+        events = with_prev_kvs(ctx, events).await;
+    }
+    let resp = WatchResponse {
+        header: ctx.header(batch.revision),
+        watch_id: id,
+        events,
+        ..Default::default()
+    };
+    let parts = if fragment {
+        // etcd splits at the gRPC message limit: --max-request-bytes plus the overhead
+        fragments(
+            resp,
+            ctx.config.max_request_bytes + super::GRPC_OVERHEAD_BYTES,
+        )
+    } else {
+        vec![resp]
+    };
+    for p in parts {
+        if tx.send(Ok(p)).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// etcd's progress notification: each synced watcher that asked for them and was sent
+/// nothing since the last tick gets an empty response at the current revision.
+async fn notify_progress(ctx: &Context, tx: &Out, watchers: &mut Watchers) -> bool {
+    let hub = ctx.store.watch_hub();
+    let mut due = Vec::new();
+    for (hub_id, w) in &mut watchers.by_hub {
+        if w.progress_notify && !w.sent_since_tick && hub.is_synced(*hub_id) {
+            due.push(w.id);
+        }
+        w.sent_since_tick = false;
+    }
+    for id in due {
+        let resp = WatchResponse {
+            header: ctx.header(ctx.store.current_revision()),
+            watch_id: id,
+            ..Default::default()
+        };
+        if tx.send(Ok(resp)).await.is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 /// Adds each event's previous version (etcd reads it at mod_revision - 1; a create has none).

@@ -350,3 +350,33 @@ fn endpoint_cluster_flag(kind: Kind) {
     let hash = util_json(&s, &["endpoint", "hashkv", "--cluster"]);
     assert_eq!(hash[0]["Endpoint"], s.url());
 }
+
+/// A dead endpoint gets one error line that names it and the cause (tonic alone says only
+/// "transport error"), from the plain commands and from the load generator alike.
+#[test]
+fn unreachable_endpoint_names_the_cause() {
+    let endpoint = format!("127.0.0.1:{}", cairn_tests::ports::free_port());
+    for args in [
+        &["endpoint", "status"][..],
+        &["get", "foo"],
+        &["bench", "put", "--total", "1"],
+    ] {
+        let mut cmd = Command::new(cairnutl_bin());
+        cmd.arg("--endpoints").arg(&endpoint).args(args);
+        let mut bg = Background::spawn(cmd, format!("cairnutl {}", args.join(" ")));
+        assert!(!bg.wait_exit(TIMEOUT).success(), "{args:?} succeeded");
+        let stderr = bg.stderr();
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "{args:?}: want one error line, got:\n{stderr}"
+        );
+        assert!(
+            lines[0].starts_with(&format!("Error: cannot connect to {endpoint}: "))
+                && lines[0].contains("Connection refused"),
+            "{args:?}: {}",
+            lines[0]
+        );
+    }
+}

@@ -413,7 +413,12 @@ mod tests {
         let filters = WatchFilters::default();
         let a = hub.watch_into(KeyRange::prefix(b"a"), 0, filters, tx.clone());
         let b = hub.watch_into(KeyRange::prefix(b"b"), 0, filters, tx.clone());
-        hub.notify(&[put_event("a1", 11), put_event("b1", 11)], 11, -1, hub.epoch());
+        hub.notify(
+            &[put_event("a1", 11), put_event("b1", 11)],
+            11,
+            -1,
+            hub.epoch(),
+        );
         let mut got: Vec<(WatcherId, Vec<u8>)> = (0..2)
             .map(|_| {
                 let batch = rx.try_recv().unwrap();

@@ -208,7 +208,7 @@ pub fn watch(a: WatchArgs, g: &super::Global) -> anyhow::Result<()> {
             .connect_timeout(connect_timeout)
             .connect()
             .await
-            .map_err(|e| anyhow::anyhow!("cannot connect to {endpoint}: {e}"))?;
+            .map_err(|e| super::unreachable(&endpoint, e))?;
         use tonic::codegen::tokio_stream::{self, StreamExt};
         // Keep the request stream open: a half-closed stream would end the watch.
         let requests = tokio_stream::iter([create]).chain(tokio_stream::pending());

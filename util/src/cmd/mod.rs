@@ -21,6 +21,22 @@ pub struct Global {
     pub format: crate::printer::Format,
 }
 
+/// The error for an endpoint that could not be reached, with every cause (tonic's own says
+/// only "transport error"; the refused connection or unknown host is in its sources).
+pub fn unreachable(endpoint: &str, e: tonic::transport::Error) -> anyhow::Error {
+    let mut causes: Vec<String> = Vec::new();
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        // hyper and tonic repeat their source's text in their own
+        if causes.last() != Some(&text) {
+            causes.push(text);
+        }
+        next = cause.source();
+    }
+    anyhow::anyhow!("cannot connect to {endpoint}: {}", causes.join(": "))
+}
+
 /// A gRPC channel to one endpoint (`HOST:PORT` or `http://HOST:PORT`).
 pub async fn connect(
     endpoint: &str,
@@ -37,6 +53,6 @@ pub async fn connect(
         .timeout(timeout)
         .connect()
         .await
-        .map_err(|e| anyhow::anyhow!("cannot connect to {endpoint}: {e}"))?;
+        .map_err(|e| unreachable(endpoint, e))?;
     Ok(ch)
 }

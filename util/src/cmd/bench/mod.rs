@@ -205,7 +205,7 @@ pub async fn connect(
         let ch = ep
             .connect_with_connector(tower::service_fn(coalesced_tcp))
             .await
-            .map_err(|e| anyhow::anyhow!("cannot connect to {endpoint}: {e}"))?;
+            .map_err(|e| super::unreachable(endpoint, e))?;
         out.push(ch);
     }
     Ok(out)
@@ -218,6 +218,11 @@ pub async fn connect(
 async fn coalesced_tcp(
     uri: tonic::transport::Uri,
 ) -> std::io::Result<hyper_util::rt::TokioIo<Coalesce<tokio::net::TcpStream>>> {
+    if uri.scheme_str() == Some("https") {
+        return Err(std::io::Error::other(format!(
+            "{uri}: TLS endpoints are not supported; use http://"
+        )));
+    }
     let host = uri.host().unwrap_or("127.0.0.1").trim_matches(['[', ']']);
     let port = uri.port_u16().unwrap_or(2379);
     let stream = tokio::net::TcpStream::connect((host, port)).await?;

@@ -1,5 +1,6 @@
 //! Watch stream features over gRPC, each body against real etcd (the oracle) and cairn:
-//! progress requests, progress notifications, fragments, prev_kv, filters, cancel.
+//! progress requests, progress notifications, fragments, prev_kv, filters, cancel, and many
+//! watchers on one stream whose reader stalls.
 
 use std::time::Duration;
 
@@ -16,7 +17,12 @@ use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
-cairn_tests::both_kinds!(grpc: progress_and_cancel, fragments_split_large_revisions, prev_kv_and_filters);
+cairn_tests::both_kinds!(
+    grpc: progress_and_cancel,
+    fragments_split_large_revisions,
+    prev_kv_and_filters,
+    many_watchers_on_a_stalled_stream_miss_nothing,
+);
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -223,5 +229,57 @@ fn prev_kv_and_filters(kind: Kind) {
             vec![EventType::Delete as i32],
             "NOPUT leaves only the delete"
         );
+    });
+}
+
+/// Twenty watchers share one stream; 400 puts of 1 KiB land while the client reads nothing, so
+/// every buffer on the way fills (the server's per-stream queue, HTTP/2 flow control) and the
+/// watchers must catch up from the store. Each still gets every event once, in order.
+fn many_watchers_on_a_stalled_stream_miss_nothing(kind: Kind) {
+    const WATCHERS: usize = 20;
+    const PUTS: i64 = 400;
+    let s = TestServer::start(kind);
+    block_on(async {
+        let mut c = Clients::connect(&s.endpoint()).await.unwrap();
+        let on_prefix = || {
+            create(WatchCreateRequest {
+                key: "w/".into(),
+                range_end: "w0".into(),
+                ..Default::default()
+            })
+        };
+        let (tx, mut stream) = open(&mut c, on_prefix()).await;
+        for _ in 1..WATCHERS {
+            tx.send(on_prefix()).await.unwrap();
+        }
+        let mut seen: std::collections::HashMap<i64, Vec<i64>> = std::collections::HashMap::new();
+        while seen.len() < WATCHERS {
+            let r = next(&mut stream).await;
+            assert!(r.created && r.events.is_empty(), "{r:?}");
+            seen.insert(r.watch_id, Vec::new());
+        }
+        let first_rev =
+            c.kv.put(put("w/0", vec![b'v'; 1024]))
+                .await
+                .unwrap()
+                .into_inner()
+                .header
+                .unwrap()
+                .revision;
+        for i in 1..PUTS {
+            c.kv.put(put(&format!("w/{i}"), vec![b'v'; 1024]))
+                .await
+                .unwrap();
+        }
+        let want: Vec<i64> = (first_rev..first_rev + PUTS).collect();
+        while seen.values().any(|revs| revs.len() < want.len()) {
+            let r = next(&mut stream).await;
+            assert!(!r.canceled, "{r:?}");
+            let revs = seen.get_mut(&r.watch_id).expect("a known watcher");
+            revs.extend(r.events.iter().map(|e| e.kv.as_ref().unwrap().mod_revision));
+        }
+        for (id, revs) in &seen {
+            assert_eq!(revs, &want, "watcher {id}");
+        }
     });
 }

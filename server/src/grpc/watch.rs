@@ -30,8 +30,10 @@ pub struct WatchService(pub Context);
 type Out = mpsc::Sender<Result<WatchResponse, Status>>;
 type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
 
-/// Capacity of one stream's hub channel, in batches (one per watcher per apply).
-const STREAM_BATCHES: usize = 1024;
+/// Capacity of one stream's hub channel, in batches (one per watcher per apply): etcd's
+/// `chanBufLen`, also per stream. It bounds what a stalled client holds in memory as a
+/// watcher's own channel did; past it the stream's watchers catch up by replay instead.
+const STREAM_BATCHES: usize = 128;
 
 #[tonic::async_trait]
 impl Watch for WatchService {

@@ -198,14 +198,7 @@ pub fn watch(a: WatchArgs, g: &super::Global) -> anyhow::Result<()> {
     let connect_timeout = g.command_timeout;
     block_on(async move {
         // No per-call timeout here: a watch runs until stopped.
-        let url = if endpoint.contains("://") {
-            endpoint.clone()
-        } else {
-            format!("http://{endpoint}")
-        };
-        let channel = tonic::transport::Endpoint::from_shared(url)
-            .map_err(|e| anyhow::anyhow!("bad endpoint {endpoint:?}: {e}"))?
-            .connect_timeout(connect_timeout)
+        let channel = super::endpoint_of(&endpoint, connect_timeout)?
             .connect()
             .await
             .map_err(|e| super::unreachable(&endpoint, e))?;

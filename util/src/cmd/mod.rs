@@ -37,19 +37,28 @@ pub fn unreachable(endpoint: &str, e: tonic::transport::Error) -> anyhow::Error 
     anyhow::anyhow!("cannot connect to {endpoint}: {}", causes.join(": "))
 }
 
-/// A gRPC channel to one endpoint (`HOST:PORT` or `http://HOST:PORT`).
-pub async fn connect(
+/// The tonic endpoint for `HOST:PORT` or `http://HOST:PORT`, giving up connecting after
+/// `connect_timeout`.
+pub fn endpoint_of(
     endpoint: &str,
-    timeout: std::time::Duration,
-) -> anyhow::Result<tonic::transport::Channel> {
+    connect_timeout: std::time::Duration,
+) -> anyhow::Result<tonic::transport::Endpoint> {
     let url = if endpoint.contains("://") {
         endpoint.to_string()
     } else {
         format!("http://{endpoint}")
     };
-    let ch = tonic::transport::Endpoint::from_shared(url.clone())
+    Ok(tonic::transport::Endpoint::from_shared(url)
         .map_err(|e| anyhow::anyhow!("bad endpoint {endpoint:?}: {e}"))?
-        .connect_timeout(timeout)
+        .connect_timeout(connect_timeout))
+}
+
+/// A gRPC channel to one endpoint (`HOST:PORT` or `http://HOST:PORT`).
+pub async fn connect(
+    endpoint: &str,
+    timeout: std::time::Duration,
+) -> anyhow::Result<tonic::transport::Channel> {
+    let ch = endpoint_of(endpoint, timeout)?
         .timeout(timeout)
         .connect()
         .await

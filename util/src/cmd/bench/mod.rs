@@ -191,14 +191,7 @@ pub async fn connect(
     let mut out = Vec::new();
     for i in 0..conns as usize {
         let endpoint = &g.endpoints[i % g.endpoints.len()];
-        let url = if endpoint.contains("://") {
-            endpoint.clone()
-        } else {
-            format!("http://{endpoint}")
-        };
-        let mut ep = tonic::transport::Endpoint::from_shared(url)
-            .map_err(|e| anyhow::anyhow!("bad endpoint {endpoint:?}: {e}"))?
-            .connect_timeout(g.command_timeout);
+        let mut ep = super::endpoint_of(endpoint, g.command_timeout)?;
         if per_call_timeout {
             ep = ep.timeout(g.command_timeout);
         }

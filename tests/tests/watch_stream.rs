@@ -258,20 +258,12 @@ fn many_watchers_on_a_stalled_stream_miss_nothing(kind: Kind) {
             assert!(r.created && r.events.is_empty(), "{r:?}");
             seen.insert(r.watch_id, Vec::new());
         }
-        let first_rev =
-            c.kv.put(put("w/0", vec![b'v'; 1024]))
-                .await
-                .unwrap()
-                .into_inner()
-                .header
-                .unwrap()
-                .revision;
-        for i in 1..PUTS {
-            c.kv.put(put(&format!("w/{i}"), vec![b'v'; 1024]))
-                .await
-                .unwrap();
+        // the revision of each put, in order
+        let mut want = Vec::new();
+        for i in 0..PUTS {
+            let put = c.kv.put(put(&format!("w/{i}"), vec![b'v'; 1024]));
+            want.push(put.await.unwrap().into_inner().header.unwrap().revision);
         }
-        let want: Vec<i64> = (first_rev..first_rev + PUTS).collect();
         while seen.values().any(|revs| revs.len() < want.len()) {
             let r = next(&mut stream).await;
             assert!(!r.canceled, "{r:?}");

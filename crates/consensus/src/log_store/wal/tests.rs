@@ -29,6 +29,14 @@ fn append(wal: &mut Wal, entries: &[Entry]) {
     wal.append(&rows, entries.last().unwrap().log_id).unwrap();
 }
 
+/// A fresh WAL of small segments in `dir` holding entries 1..=last (term 1, 300 bytes each).
+fn filled(dir: &Path, last: u64) -> Wal {
+    let mut wal = Wal::open_with(dir, None, SMALL).unwrap();
+    let written: Vec<Entry> = (1..=last).map(|i| entry(1, i, 300)).collect();
+    append(&mut wal, &written);
+    wal
+}
+
 fn read(wal: &Wal, start: u64, end: u64) -> Vec<Entry> {
     wal.locate(start, end)
         .into_iter()
@@ -140,9 +148,7 @@ fn damage_before_the_last_segment_fails_the_open() {
 #[test]
 fn truncated_entries_never_come_back() {
     let dir = tempfile::tempdir().unwrap();
-    let mut wal = Wal::open_with(dir.path(), None, SMALL).unwrap();
-    let old: Vec<Entry> = (1..=12).map(|i| entry(1, i, 300)).collect();
-    append(&mut wal, &old);
+    let mut wal = filled(dir.path(), 12);
     let before = segments(dir.path()).len();
     wal.truncate(5).unwrap();
     assert!(
@@ -169,9 +175,7 @@ fn truncated_entries_never_come_back() {
 #[test]
 fn purge_deletes_whole_segments_behind_it() {
     let dir = tempfile::tempdir().unwrap();
-    let mut wal = Wal::open_with(dir.path(), None, SMALL).unwrap();
-    let written: Vec<Entry> = (1..=30).map(|i| entry(1, i, 300)).collect();
-    append(&mut wal, &written);
+    let mut wal = filled(dir.path(), 30);
     let before = segments(dir.path()).len();
     wal.purge(17).unwrap();
     assert!(segments(dir.path()).len() < before);
@@ -202,9 +206,7 @@ fn an_append_out_of_sequence_is_refused() {
 #[test]
 fn segments_a_purge_left_behind_are_dropped_at_open() {
     let dir = tempfile::tempdir().unwrap();
-    let mut wal = Wal::open_with(dir.path(), None, SMALL).unwrap();
-    let written: Vec<Entry> = (1..=30).map(|i| entry(1, i, 300)).collect();
-    append(&mut wal, &written);
+    let wal = filled(dir.path(), 30);
     let names = segments(dir.path());
     assert_eq!(names.len(), 3, "entries 1-11, 12-22, 23-30: {names:?}");
     drop(wal);

@@ -507,7 +507,7 @@ fn sync_loop(store: Weak<Store>, hub: Arc<WatchHub>) {
         drop(s);
         if !progressed {
             // every unsynced watcher's channel is full: give its reader time
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(crate::watch::FULL_CHANNEL_RETRY);
         }
     }
 }

@@ -85,6 +85,10 @@ pub struct WatchHub {
     wake: Condvar,
 }
 
+/// How long the sync thread waits before retrying when every channel it has to send to is
+/// full, to give their readers time.
+pub(crate) const FULL_CHANNEL_RETRY: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// Capacity of the channel [`WatchHub::watch`] makes, in batches; past it the watcher falls
 /// back to replay.
 const CHANNEL_BATCHES: usize = 128;
@@ -282,7 +286,7 @@ impl WatchHub {
         drop(s);
         if blocked && jobs.is_empty() {
             // nothing else to do until its reader makes room
-            std::thread::sleep(std::time::Duration::from_millis(20));
+            std::thread::sleep(FULL_CHANNEL_RETRY);
         }
         (jobs, current_rev)
     }

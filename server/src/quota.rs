@@ -41,13 +41,13 @@ pub fn cost_txn(r: &TxnRequest) -> i64 {
 impl Context {
     /// etcd's `quotaAlarmer.check`: refuses a request of `cost` bytes that does not fit under
     /// the quota, raising this member's NOSPACE alarm first. A request that cannot grow the
-    /// store (cost 0) always passes. The size is the store's file size, measured at most
-    /// 10 ms ago.
+    /// store (cost 0) always passes. The size is the store's file size (or its rows' bytes when
+    /// more, before a flush), measured at most 10 ms ago.
     pub async fn check_quota(&self, cost: i64) -> Result<(), ApiError> {
         if cost == 0 {
             return Ok(());
         }
-        let size = self.store.file_size();
+        let size = self.store.backend_size();
         let quota = self.config.quota_backend_bytes;
         if size.saturating_add(cost) < quota {
             return Ok(());

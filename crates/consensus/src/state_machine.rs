@@ -283,12 +283,12 @@ pub struct SnapshotBuilder {
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
         let store = self.store.clone();
+        // the applied log id and membership as made durable with the data they describe
         let (applied, membership) = tokio::task::spawn_blocking(move || {
-            store.flush()?;
-            Ok::<_, cairn_storage::StoreError>((
-                store.meta(META_APPLIED)?,
-                store.meta(META_MEMBERSHIP)?,
-            ))
+            let mut meta = store
+                .flush_meta(&[META_APPLIED, META_MEMBERSHIP])?
+                .into_iter();
+            Ok::<_, cairn_storage::StoreError>((meta.next().flatten(), meta.next().flatten()))
         })
         .await
         .map_err(|e| StorageIOError::write_snapshot(None, &e))?

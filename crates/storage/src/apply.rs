@@ -8,7 +8,7 @@
 //! revocation, alarms) still applies. Every member decides this from its replicated alarm
 //! table, so all of them refuse the same entries.
 
-use std::sync::{MutexGuard, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{MutexGuard, RwLockWriteGuard};
 use std::time::Instant;
 
 use cairn_proto::etcdserverpb::alarm_request::AlarmAction;
@@ -17,6 +17,7 @@ use cairn_proto::etcdserverpb::{
     AlarmMember, AlarmRequest, AlarmResponse, AlarmType, CompactionResponse, LeaseGrantRequest,
     LeaseGrantResponse, LeaseRevokeResponse, ResponseHeader, TxnRequest,
 };
+use cairn_proto::mvccpb::Event;
 use prost::Message;
 use redb::{Durability, ReadableTable};
 
@@ -26,9 +27,11 @@ use crate::error::{Result, StoreError, backend};
 use crate::index::KeyRange;
 use crate::lease::Lessor;
 use crate::lease::MAX_LEASE_TTL;
+use crate::overlay::MAX_PENDING_BYTES;
+use crate::read::LazyTable;
 use crate::store::{State, Store, Tables, lock, read_lock, write_lock};
 use crate::watch::event_of;
-use crate::write::WriteTxn;
+use crate::write::{Sink, WriteTxn};
 
 fn header(revision: i64) -> Option<ResponseHeader> {
     Some(ResponseHeader {
@@ -48,14 +51,18 @@ impl Store {
         let state = write_lock(&self.state);
         let lessor = lock(&self.lessor);
         let db = read_lock(&self.db);
-        let txn = db.begin_write().map_err(backend("begin write"))?;
-        self.apply_holding(state, lessor, db, txn, batch, meta)
+        self.apply_holding(state, lessor, &db, batch, meta, Begin::Wait)
+            .unwrap_or_else(|| {
+                Err(backend("begin write")(
+                    "waited and did not get redb's writer",
+                ))
+            })
     }
 
     /// [`Store::apply`] if it can run without waiting for anything (a read or keep-alive
-    /// holding a lock, a flush or defragment holding redb's writer): `None` when it would wait.
-    /// Lets a caller on an async runtime apply a small batch in place and hand only the rest
-    /// to a blocking thread.
+    /// holding a lock, a commit or defragment holding redb's writer): `None` when it would
+    /// wait. Lets a caller on an async runtime apply a small batch in place and hand only the
+    /// rest to a blocking thread.
     pub fn try_apply(
         &self,
         batch: &[Option<Command>],
@@ -64,96 +71,167 @@ impl Store {
         let state = self.state.try_write().ok()?;
         let lessor = self.lessor.try_lock().ok()?;
         let db = self.db.try_read().ok()?;
-        let txn = match db.try_begin_write() {
-            Ok(txn) => txn,
-            Err(redb::TransactionError::WouldBlock) => return None,
-            Err(e) => return Some(Err(backend("begin write")(e))),
-        };
-        Some(self.apply_holding(state, lessor, db, txn, batch, meta))
+        self.apply_holding(state, lessor, &db, batch, meta, Begin::Try)
     }
 
+    /// Puts, deletes and txns go to the overlay (no redb transaction on the reply's path);
+    /// a batch with anything else, or with too much pending already, is written to redb in
+    /// one transaction together with the pending rows. `None`: `begin` is `Try` and redb's
+    /// writer is taken.
     fn apply_holding(
         &self,
         mut state: RwLockWriteGuard<'_, State>,
         mut lessor: MutexGuard<'_, Lessor>,
-        db: RwLockReadGuard<'_, redb::Database>,
-        mut txn: redb::WriteTransaction,
+        db: &redb::Database,
         batch: &[Option<Command>],
         meta: &[(&str, Vec<u8>)],
-    ) -> Result<Vec<Result<CommandResponse>>> {
+        begin: Begin,
+    ) -> Option<Result<Vec<Result<CommandResponse>>>> {
         // the hub's epoch of the data this batch writes to (an install replaces data and
         // epoch together under the state lock); a late notification of replaced data is dropped
         let epoch = self.hub.epoch();
-        txn.set_durability(Durability::None)
-            .map_err(backend("set durability"))?;
-        let mut results = Vec::with_capacity(batch.len());
-        let mut events = Vec::new();
         let now = Instant::now();
-        {
-            let mut tables = Tables::open(&txn)?;
-            // read once per batch, and again only after an alarm command
-            let mut raised = raised_alarms(&tables)?;
-            for cmd in batch {
-                let Some(Command { op: Some(op) }) = cmd else {
-                    results.push(Ok(CommandResponse::Empty));
-                    continue;
-                };
-                if raised.corrupt && !matches!(op, Op::Alarm(_)) {
-                    results.push(Err(StoreError::ClusterCorrupt));
-                    continue;
-                }
-                if raised.nospace && refused_when_capped(op) {
-                    results.push(Err(StoreError::NoSpace));
-                    continue;
-                }
-                let mut w = WriteTxn::new(&mut state, &mut tables, &mut lessor, now);
-                let result = apply_op(&mut w, op);
-                let changes = std::mem::take(&mut w.changes);
-                if !changes.is_empty() {
-                    let rev = state.current_rev + 1;
-                    state.current_rev = rev;
-                    events.extend(changes.into_iter().map(|kv| {
-                        let tombstone = kv.create_revision == 0;
-                        event_of(kv, rev, tombstone)
-                    }));
-                }
-                results.push(result);
-                if matches!(op, Op::Alarm(_)) {
-                    raised = raised_alarms(&tables)?;
-                }
-            }
+        let applied = if overlay_takes(&state, batch) {
+            let sink = Sink::Overlay(LazyTable::new(db));
+            let applied = run(&mut state, sink, &mut lessor, batch, now);
             for (name, value) in meta {
-                tables
-                    .meta
-                    .insert(*name, value.as_slice())
-                    .map_err(backend("write meta"))?;
+                state.overlay.set_meta(name, value);
             }
-        }
-        txn.commit().map_err(backend("commit apply"))?;
+            self.committer.poke();
+            applied
+        } else {
+            let txn = match begin {
+                Begin::Wait => db.begin_write().map_err(backend("begin write")),
+                Begin::Try => match db.try_begin_write() {
+                    Err(redb::TransactionError::WouldBlock) => return None,
+                    other => other.map_err(backend("begin write")),
+                },
+            };
+            txn.and_then(|txn| apply_in_txn(&mut state, txn, &mut lessor, batch, meta, now))
+        };
+        let (results, events) = match applied {
+            Ok(applied) => applied,
+            Err(e) => return Some(Err(e)),
+        };
         self.unflushed
             .store(true, std::sync::atomic::Ordering::Release);
         let (current, compact) = (state.current_rev, state.compact_rev);
-        drop(db);
         drop(lessor);
         drop(state);
         self.hub.notify(&events, current, compact, epoch);
-        Ok(results)
+        Some(Ok(results))
     }
 }
 
-/// Which alarms some member raised.
-#[derive(Default)]
-struct Raised {
-    /// NOSPACE: the store is capped (writes that could grow it are refused).
-    nospace: bool,
-    /// CORRUPT: members disagree on the data; every write but alarm changes is refused
-    /// (etcd's corrupt applier), reads are still served so operators can inspect and back up.
-    corrupt: bool,
+/// Whether [`Store::apply_holding`] may wait for redb's writer.
+#[derive(Clone, Copy)]
+enum Begin {
+    Wait,
+    Try,
 }
 
-fn raised_alarms(tables: &Tables<'_>) -> Result<Raised> {
+type Applied = (Vec<Result<CommandResponse>>, Vec<Event>);
+
+/// Whether a batch can be applied to the overlay: only key-table changes, and room for them.
+fn overlay_takes(state: &State, batch: &[Option<Command>]) -> bool {
+    state.overlay.pending_bytes() < MAX_PENDING_BYTES
+        && batch.iter().all(|cmd| match cmd {
+            Some(Command { op: Some(op) }) => {
+                matches!(op, Op::Put(_) | Op::DeleteRange(_) | Op::Txn(_))
+            }
+            _ => true,
+        })
+}
+
+/// Applies a batch in one redb transaction that first takes the overlay's pending rows, and
+/// commits it (without fsync); the pending rows are forgotten once the commit has landed.
+fn apply_in_txn(
+    state: &mut State,
+    mut txn: redb::WriteTransaction,
+    lessor: &mut Lessor,
+    batch: &[Option<Command>],
+    meta: &[(&str, Vec<u8>)],
+    now: Instant,
+) -> Result<Applied> {
+    txn.set_durability(Durability::None)
+        .map_err(backend("set durability"))?;
+    let applied = {
+        let mut tables = Tables::open(&txn)?;
+        state.overlay.write_to(&mut tables)?;
+        let applied = run(state, Sink::Tables(&mut tables), lessor, batch, now)?;
+        for (name, value) in meta {
+            tables
+                .meta
+                .insert(*name, value.as_slice())
+                .map_err(backend("write meta"))?;
+        }
+        state.raised = raised_alarms(&tables.alarm)?;
+        applied
+    };
+    txn.commit().map_err(backend("commit apply"))?;
+    state.overlay.clear();
+    Ok(applied)
+}
+
+/// Applies each command in order through `sink`; the changes of each command that changed
+/// anything share the next revision.
+fn run(
+    state: &mut State,
+    mut sink: Sink<'_, '_>,
+    lessor: &mut Lessor,
+    batch: &[Option<Command>],
+    now: Instant,
+) -> Result<Applied> {
+    let mut results = Vec::with_capacity(batch.len());
+    let mut events = Vec::new();
+    for cmd in batch {
+        let Some(Command { op: Some(op) }) = cmd else {
+            results.push(Ok(CommandResponse::Empty));
+            continue;
+        };
+        if state.raised.corrupt && !matches!(op, Op::Alarm(_)) {
+            results.push(Err(StoreError::ClusterCorrupt));
+            continue;
+        }
+        if state.raised.nospace && refused_when_capped(op) {
+            results.push(Err(StoreError::NoSpace));
+            continue;
+        }
+        let mut w = WriteTxn::new(state, &mut sink, lessor, now);
+        let result = apply_op(&mut w, op);
+        let changes = std::mem::take(&mut w.changes);
+        if !changes.is_empty() {
+            let rev = state.current_rev + 1;
+            state.current_rev = rev;
+            events.extend(changes.into_iter().map(|kv| {
+                let tombstone = kv.create_revision == 0;
+                event_of(kv, rev, tombstone)
+            }));
+        }
+        results.push(result);
+        if matches!(op, Op::Alarm(_))
+            && let Sink::Tables(tables) = &sink
+        {
+            state.raised = raised_alarms(&tables.alarm)?;
+        }
+    }
+    Ok((results, events))
+}
+
+/// Which alarms some member raised (kept in the state, read from the alarm table at open and
+/// after each alarm command).
+#[derive(Default, Clone, Copy)]
+pub(crate) struct Raised {
+    /// NOSPACE: the store is capped (writes that could grow it are refused).
+    pub nospace: bool,
+    /// CORRUPT: members disagree on the data; every write but alarm changes is refused
+    /// (etcd's corrupt applier), reads are still served so operators can inspect and back up.
+    pub corrupt: bool,
+}
+
+pub(crate) fn raised_alarms<T: ReadableTable<&'static [u8], ()>>(alarm: &T) -> Result<Raised> {
     let mut raised = Raised::default();
-    for row in tables.alarm.iter().map_err(backend("scan alarm table"))? {
+    for row in alarm.iter().map_err(backend("scan alarm table"))? {
         let (k, _) = row.map_err(backend("scan alarm table"))?;
         match alarm_from_key(k.value()).map(|(_, a)| a) {
             Some(a) if a == AlarmType::Nospace as i32 => raised.nospace = true,
@@ -185,14 +263,14 @@ fn txn_has_put(t: &TxnRequest) -> bool {
         })
 }
 
-fn apply_op(w: &mut WriteTxn<'_, '_>, op: &Op) -> Result<CommandResponse> {
+fn apply_op(w: &mut WriteTxn<'_, '_, '_>, op: &Op) -> Result<CommandResponse> {
     match op {
         Op::Put(p) => w.put_request(p).map(CommandResponse::Put),
         Op::DeleteRange(d) => w.delete_request(d).map(CommandResponse::DeleteRange),
         Op::Txn(t) => w.txn_request(t).map(CommandResponse::Txn),
         Op::Compact(c) => {
             crate::compact::check(w.state, c.revision)?;
-            crate::compact::compact(w.state, w.tables, c.revision)?;
+            crate::compact::compact(w.state, w.sink.tables()?, c.revision)?;
             Ok(CommandResponse::Compact(CompactionResponse {
                 header: header(w.state.current_rev),
             }))
@@ -203,7 +281,7 @@ fn apply_op(w: &mut WriteTxn<'_, '_>, op: &Op) -> Result<CommandResponse> {
     }
 }
 
-fn lease_grant(w: &mut WriteTxn<'_, '_>, g: &LeaseGrantRequest) -> Result<LeaseGrantResponse> {
+fn lease_grant(w: &mut WriteTxn<'_, '_, '_>, g: &LeaseGrantRequest) -> Result<LeaseGrantResponse> {
     if w.lessor.contains(g.id) {
         return Err(StoreError::LeaseExists);
     }
@@ -212,7 +290,8 @@ fn lease_grant(w: &mut WriteTxn<'_, '_>, g: &LeaseGrantRequest) -> Result<LeaseG
     }
     let ttl = w.lessor.effective_ttl(g.ttl);
     let rec = LeaseRecord { id: g.id, ttl };
-    w.tables
+    w.sink
+        .tables()?
         .lease
         .insert(g.id, rec.encode_to_vec().as_slice())
         .map_err(backend("write lease table"))?;
@@ -226,12 +305,13 @@ fn lease_grant(w: &mut WriteTxn<'_, '_>, g: &LeaseGrantRequest) -> Result<LeaseG
 }
 
 /// Revokes a lease and deletes its keys in one revision, in key order (as etcd does).
-fn lease_revoke(w: &mut WriteTxn<'_, '_>, id: i64) -> Result<LeaseRevokeResponse> {
+fn lease_revoke(w: &mut WriteTxn<'_, '_, '_>, id: i64) -> Result<LeaseRevokeResponse> {
     let lease = w.lessor.revoke(id).ok_or(StoreError::LeaseNotFound)?;
     for key in &lease.keys {
         w.delete_range(&KeyRange::new(key.clone(), vec![]))?;
     }
-    w.tables
+    w.sink
+        .tables()?
         .lease
         .remove(id)
         .map_err(backend("write lease table"))?;
@@ -245,7 +325,7 @@ fn lease_revoke(w: &mut WriteTxn<'_, '_>, id: i64) -> Result<LeaseRevokeResponse
     })
 }
 
-fn alarm(w: &mut WriteTxn<'_, '_>, a: &AlarmRequest) -> Result<AlarmResponse> {
+fn alarm(w: &mut WriteTxn<'_, '_, '_>, a: &AlarmRequest) -> Result<AlarmResponse> {
     let member = AlarmMember {
         member_id: a.member_id,
         alarm: a.alarm,
@@ -256,7 +336,8 @@ fn alarm(w: &mut WriteTxn<'_, '_>, a: &AlarmRequest) -> Result<AlarmResponse> {
         AlarmAction::Get => {}
         AlarmAction::Activate => {
             if a.alarm != 0 {
-                w.tables
+                w.sink
+                    .tables()?
                     .alarm
                     .insert(key.as_slice(), ())
                     .map_err(backend("write alarm table"))?;
@@ -264,7 +345,8 @@ fn alarm(w: &mut WriteTxn<'_, '_>, a: &AlarmRequest) -> Result<AlarmResponse> {
             }
         }
         AlarmAction::Deactivate => {
-            if w.tables
+            if w.sink
+                .tables()?
                 .alarm
                 .remove(key.as_slice())
                 .map_err(backend("write alarm table"))?
@@ -296,6 +378,10 @@ mod tests {
             value: b"v".to_vec(),
             ..Default::default()
         })))];
+        let grant = [Some(Command::from(Op::LeaseGrant(LeaseGrantRequest {
+            id: 7,
+            ttl: 60,
+        })))];
         {
             let _reading = read_lock(&store.state);
             assert!(
@@ -307,12 +393,19 @@ mod tests {
             let db = read_lock(&store.db);
             let _writing = db.begin_write().unwrap();
             assert!(
-                store.try_apply(&put, &[]).is_none(),
-                "redb's writer is taken"
+                store.try_apply(&grant, &[]).is_none(),
+                "a lease grant needs redb's writer, which is taken"
             );
+            let applied = store
+                .try_apply(&put, &[])
+                .expect("a put goes to the overlay");
+            assert!(matches!(applied.unwrap()[0], Ok(CommandResponse::Put(_))));
         }
-        let applied = store.try_apply(&put, &[]).expect("nothing to wait for");
-        assert!(matches!(applied.unwrap()[0], Ok(CommandResponse::Put(_))));
+        let applied = store.try_apply(&grant, &[]).expect("nothing to wait for");
+        assert!(matches!(
+            applied.unwrap()[0],
+            Ok(CommandResponse::LeaseGrant(_))
+        ));
         assert_eq!(store.current_revision(), 2);
     }
 }

@@ -31,6 +31,7 @@ use redb::{Database, Durability, ReadTransaction, ReadableDatabase, ReadableTabl
 
 use crate::backend::{ALARM, KEY, LEASE, META};
 use crate::error::{Result, StoreError, backend};
+use crate::overlay::Overlay;
 use crate::replace::{NewFile, dir_of, sibling_path};
 use crate::revision::Revision;
 use crate::store::{Store, Tables, flush_db, lock, open_database, read_lock, write_lock};
@@ -206,7 +207,7 @@ impl Store {
             .begin_read()
             .map_err(backend("begin read"))?;
         let tail_rows = copy_key_rows(&txn, &db, copied, Durability::None)?;
-        copy_small_tables(&txn, &db)?;
+        copy_small_tables(&txn, &db, &state.overlay)?;
         drop(txn);
         rows += tail_rows;
         proceed(
@@ -242,12 +243,12 @@ impl Store {
 
     /// A read transaction with the revision bounds it reflects.
     fn read_point(&self) -> Result<ReadPoint> {
-        let state = read_lock(&self.state);
-        let db = read_lock(&self.db);
+        let (txn, (revision, compact)) =
+            self.committed_read(|state| (state.current_rev, state.compact_rev))?;
         Ok(ReadPoint {
-            txn: db.begin_read().map_err(backend("begin read"))?,
-            revision: state.current_rev,
-            compact: state.compact_rev,
+            txn,
+            revision,
+            compact,
         })
     }
 }
@@ -298,7 +299,10 @@ fn copy_key_rows(
 
 /// Copies the `meta`, `lease` and `alarm` tables whole (they are small and rows of them are
 /// overwritten and removed, unlike `key` rows), committed durably with everything before.
-fn copy_small_tables(from: &ReadTransaction, to: &Database) -> Result<()> {
+///
+/// The `overlay`'s rows and meta go in last: what was applied after `from` began, which the
+/// live store commits to its own file later.
+fn copy_small_tables(from: &ReadTransaction, to: &Database, overlay: &Overlay) -> Result<()> {
     let mut txn = to.begin_write().map_err(backend("begin write"))?;
     txn.set_durability(Durability::Immediate)
         .map_err(backend("set durability"))?;
@@ -332,6 +336,7 @@ fn copy_small_tables(from: &ReadTransaction, to: &Database) -> Result<()> {
                 .insert(k.value(), ())
                 .map_err(backend("write defragment copy"))?;
         }
+        overlay.write_to(&mut tables)?;
     }
     txn.commit().map_err(backend("commit defragment copy"))
 }

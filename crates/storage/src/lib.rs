@@ -4,7 +4,8 @@
 //! - [`revision`]: `(main, sub)` revisions and etcd's 17/18-byte key encoding.
 //! - [`key_index`], [`index`]: the in-memory history of each key (etcd's keyIndex/treeIndex).
 //! - `backend`: the redb tables; no other crate sees redb.
-//! - [`store`]: open, reads, flush; `apply`: replicated commands in batches.
+//! - [`store`]: open, reads; `apply`: replicated commands in batches; `overlay`: applied
+//!   writes not in redb yet; `commit`: the thread that commits them, and the durable flush.
 //! - [`defrag`]: rewriting the file to its live size while the store serves; `replace`: the
 //!   file swap it shares with a snapshot install.
 //! - `write`: one command's changes (put, delete, txn); `read`: range with every option.
@@ -21,6 +22,7 @@
 mod apply;
 mod backend;
 pub mod command;
+mod commit;
 mod compact;
 pub mod defrag;
 pub mod error;
@@ -29,6 +31,7 @@ pub mod index;
 pub mod key_index;
 pub mod lease;
 pub mod offline;
+mod overlay;
 mod read;
 mod replace;
 pub mod revision;

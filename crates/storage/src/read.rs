@@ -5,35 +5,63 @@ use cairn_proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use cairn_proto::etcdserverpb::{RangeRequest, RangeResponse, ResponseHeader};
 use cairn_proto::mvccpb::KeyValue;
 use prost::Message;
-use redb::ReadableTable;
+use redb::{ReadableDatabase, ReadableTable};
 
+use crate::backend::KEY;
 use crate::error::{Result, StoreError, backend};
 use crate::index::{KeyRange, TreeIndex};
+use crate::overlay::Overlay;
 use crate::revision::Revision;
 
-/// What a read needs: the index, the `key` table, and the revision bounds of the view.
-pub(crate) struct View<'a, T> {
+/// Where the `key` table's rows are read from: a redb table, or one opened on first use.
+pub(crate) trait KeyRows {
+    /// Calls `f` with the row stored under `key`, if any.
+    fn with_row(
+        &self,
+        key: &[u8],
+        f: &mut dyn FnMut(&[u8]) -> Result<KeyValue>,
+    ) -> Result<Option<KeyValue>>;
+}
+
+impl<T: ReadableTable<&'static [u8], &'static [u8]>> KeyRows for T {
+    fn with_row(
+        &self,
+        key: &[u8],
+        f: &mut dyn FnMut(&[u8]) -> Result<KeyValue>,
+    ) -> Result<Option<KeyValue>> {
+        let raw = self.get(key).map_err(backend("read key table"))?;
+        raw.map(|raw| f(raw.value())).transpose()
+    }
+}
+
+/// What a read needs: the index, the `key` table's rows (applied writes not in redb yet
+/// first), and the revision bounds of the view.
+pub(crate) struct View<'a> {
     pub index: &'a TreeIndex,
-    pub table: &'a T,
+    pub overlay: &'a Overlay,
+    pub table: &'a dyn KeyRows,
     pub current_rev: i64,
     pub compact_rev: i64,
 }
 
-impl<T: ReadableTable<&'static [u8], &'static [u8]>> View<'_, T> {
+impl View<'_> {
     /// Loads the KeyValue stored at `rev`.
     pub fn kv_at(&self, rev: Revision) -> Result<KeyValue> {
-        let raw = self
-            .table
-            .get(rev.to_bytes(false).as_slice())
-            .map_err(backend("read key table"))?;
-        let raw = raw.ok_or_else(|| {
+        let key = rev.to_bytes(false);
+        let mut decode = |raw: &[u8]| {
+            KeyValue::decode(raw)
+                .map_err(|e| StoreError::Corrupt(format!("KeyValue at revision {}: {e}", rev.main)))
+        };
+        let kv = match self.overlay.row(&key) {
+            Some(raw) => Some(decode(raw)?),
+            None => self.table.with_row(&key, &mut decode)?,
+        };
+        kv.ok_or_else(|| {
             StoreError::Corrupt(format!(
                 "revision {}/{} is indexed but not stored",
                 rev.main, rev.sub
             ))
-        })?;
-        KeyValue::decode(raw.value())
-            .map_err(|e| StoreError::Corrupt(format!("KeyValue at revision {}: {e}", rev.main)))
+        })
     }
 
     /// The revision a read of `requested` (0 = current) resolves to.
@@ -157,5 +185,39 @@ fn sort_kvs(kvs: &mut [KeyValue], target: SortTarget, descend: bool) {
         kvs.sort_by(|a, b| cmp(b, a));
     } else {
         kvs.sort_by(cmp);
+    }
+}
+
+/// The `key` table of a read transaction begun on first use: an apply that writes to the
+/// overlay reads redb only for prev_kv, compares and the like.
+pub(crate) struct LazyTable<'a> {
+    db: &'a redb::Database,
+    table: std::cell::OnceCell<redb::ReadOnlyTable<&'static [u8], &'static [u8]>>,
+}
+
+impl<'a> LazyTable<'a> {
+    pub fn new(db: &'a redb::Database) -> Self {
+        LazyTable {
+            db,
+            table: std::cell::OnceCell::new(),
+        }
+    }
+}
+
+impl KeyRows for LazyTable<'_> {
+    fn with_row(
+        &self,
+        key: &[u8],
+        f: &mut dyn FnMut(&[u8]) -> Result<KeyValue>,
+    ) -> Result<Option<KeyValue>> {
+        let table = match self.table.get() {
+            Some(t) => t,
+            None => {
+                let txn = self.db.begin_read().map_err(backend("begin read"))?;
+                let t = txn.open_table(KEY).map_err(backend("open key table"))?;
+                self.table.get_or_init(|| t)
+            }
+        };
+        table.with_row(key, f)
     }
 }

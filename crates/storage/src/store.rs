@@ -11,6 +11,7 @@
 //! them on blocking threads.
 
 use std::collections::HashMap;
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
@@ -21,13 +22,16 @@ use cairn_proto::mvccpb::{Event, KeyValue};
 use prost::Message;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable};
 
+use crate::apply::{Raised, raised_alarms};
 use crate::backend::{
     ALARM, FINISHED_COMPACT_REV, KEY, KeyValueHead, LEASE, LeaseRecord, META,
     SCHEDULED_COMPACT_REV, alarm_from_key, meta_revision,
 };
+use crate::commit::{Wake, commit_loop};
 use crate::error::{Result, StoreError, backend};
 use crate::index::{KeyRange, TreeIndex};
 use crate::lease::{Lease, Lessor};
+use crate::overlay::Overlay;
 use crate::read::View;
 use crate::revision::Revision;
 use crate::watch::{WatchHub, event_of};
@@ -39,6 +43,10 @@ pub(crate) struct State {
     /// Bytes of the key table's rows (revision keys plus encoded KeyValues): what the
     /// revisions kept take, counted as they are written and compacted away.
     pub data_bytes: i64,
+    /// Applied writes redb does not hold yet.
+    pub overlay: Overlay,
+    /// The alarms raised, as the alarm table says.
+    pub raised: Raised,
 }
 
 /// What one key table row counts toward [`State::data_bytes`].
@@ -99,6 +107,10 @@ pub struct Store {
     size: Mutex<(Instant, i64)>,
     /// An applied batch is not durable yet (`apply` commits without fsync).
     pub(crate) unflushed: AtomicBool,
+    /// Held by whoever moves the overlay's pending batch to redb (`commit.rs`).
+    pub(crate) commit_lock: Mutex<()>,
+    /// Wakes the committer thread.
+    pub(crate) committer: Arc<Wake>,
 }
 
 /// How old a measured file size [`Store::file_size`] may return.
@@ -146,15 +158,13 @@ impl Store {
             rewrite: Mutex::new(()),
             size: Mutex::new((Instant::now(), file_bytes(path))),
             unflushed: AtomicBool::new(false),
+            commit_lock: Mutex::new(()),
+            committer: Arc::new(Wake::default()),
         });
         let (weak, hub) = (Arc::downgrade(&store), store.hub.clone());
-        std::thread::Builder::new()
-            .name("watch-sync".into())
-            .spawn(move || sync_loop(weak, hub))
-            .map_err(|e| StoreError::Backend {
-                context: "start watch sync thread",
-                message: e.to_string(),
-            })?;
+        spawn("watch-sync", move || sync_loop(weak, hub))?;
+        let (weak, wake) = (Arc::downgrade(&store), store.committer.clone());
+        spawn("store-commit", move || commit_loop(weak, wake))?;
         Ok(store)
     }
 
@@ -171,16 +181,14 @@ impl Store {
     }
 
     /// Runs `f` over a consistent view of the current data.
-    fn with_view<R>(
-        &self,
-        f: impl FnOnce(&View<'_, redb::ReadOnlyTable<&'static [u8], &'static [u8]>>) -> Result<R>,
-    ) -> Result<R> {
+    fn with_view<R>(&self, f: impl FnOnce(&View<'_>) -> Result<R>) -> Result<R> {
         let state = read_lock(&self.state);
         let db = read_lock(&self.db);
         let txn = db.begin_read().map_err(backend("begin read"))?;
         let table = txn.open_table(KEY).map_err(backend("open key table"))?;
         let view = View {
             index: &state.index,
+            overlay: &state.overlay,
             table: &table,
             current_rev: state.current_rev,
             compact_rev: state.compact_rev,
@@ -219,7 +227,7 @@ impl Store {
         let db = read_lock(&self.db);
         let txn = db.begin_read().map_err(backend("begin read"))?;
         let table = txn.open_table(KEY).map_err(backend("open key table"))?;
-        let hash = crate::hash::hash_kv(&table, state.compact_rev, rev, &keep)?;
+        let hash = crate::hash::hash_kv(&table, &state.overlay, state.compact_rev, rev, &keep)?;
         Ok(KvHash {
             hash,
             compact_revision: state.compact_rev,
@@ -230,8 +238,8 @@ impl Store {
     /// A hash of every stored row of every table (Maintenance.Hash); differs between members
     /// whose raft metadata differs, like etcd's.
     pub fn hash_all(&self) -> Result<u32> {
-        let db = read_lock(&self.db);
-        let txn = db.begin_read().map_err(backend("begin read"))?;
+        // as etcd's backend hash, after committing what was applied
+        let (txn, ()) = self.committed_read(|_| ())?;
         let mut crc = 0u32;
         for row in txn
             .open_table(KEY)
@@ -306,6 +314,10 @@ impl Store {
 
     /// Reads a meta value written with an apply batch (e.g. raft state).
     pub fn meta(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let state = read_lock(&self.state);
+        if let Some(v) = state.overlay.meta(name) {
+            return Ok(Some(v.to_vec()));
+        }
         let db = read_lock(&self.db);
         let txn = db.begin_read().map_err(backend("begin read"))?;
         let table = txn.open_table(META).map_err(backend("open meta table"))?;
@@ -315,25 +327,21 @@ impl Store {
             .map(|v| v.value().to_vec()))
     }
 
-    /// Makes every applied batch durable (apply commits without fsync; the raft log is the
-    /// durable record until this runs).
     /// Whether writes were applied since the last [`Store::flush`].
     pub fn has_unflushed(&self) -> bool {
         self.unflushed.load(Ordering::Acquire)
     }
 
-    pub fn flush(&self) -> Result<()> {
-        self.unflushed.store(false, Ordering::Release);
-        flush_db(&read_lock(&self.db))
-    }
-
-    /// Size of the database file on disk (see [`file_bytes`]), measured at most
+    /// The backend's size for the quota (etcd's backend size): the database file on disk
+    /// (see [`file_bytes`]), or the bytes of the key table's rows when more — the file shows
+    /// applied writes only once they are flushed, up to a second later. Measured at most
     /// `SIZE_MAX_AGE` ago: the quota checks it before every write, and one `stat` per write
     /// was a few percent of a put's CPU.
-    pub fn file_size(&self) -> i64 {
+    pub fn backend_size(&self) -> i64 {
         let mut size = lock(&self.size);
         if size.0.elapsed() >= SIZE_MAX_AGE {
-            *size = (Instant::now(), file_bytes(&self.path));
+            let rows = read_lock(&self.state).data_bytes;
+            *size = (Instant::now(), file_bytes(&self.path).max(rows));
         }
         size.1
     }
@@ -365,27 +373,28 @@ impl Store {
         from: i64,
         upto: i64,
     ) -> Result<Vec<Event>> {
+        let state = read_lock(&self.state);
         let db = read_lock(&self.db);
         let txn = db.begin_read().map_err(backend("begin read"))?;
         let table = txn.open_table(KEY).map_err(backend("open key table"))?;
         let start = Revision::scan_start(from);
         let end = Revision::scan_start(upto + 1);
         let mut out = Vec::new();
-        for row in table
-            .range::<&[u8]>(start.as_slice()..end.as_slice())
-            .map_err(backend("scan key table"))?
-        {
-            let (k, v) = row.map_err(backend("scan key table"))?;
-            let Some((rev, tombstone)) = Revision::from_bytes(k.value()) else {
-                continue;
-            };
-            let kv = KeyValue::decode(v.value()).map_err(|e| {
-                StoreError::Corrupt(format!("KeyValue at revision {}: {e}", rev.main))
+        let bounds = (Bound::Included(&start[..]), Bound::Excluded(&end[..]));
+        state
+            .overlay
+            .for_each_row(&table, bounds.0, bounds.1, |k, v| {
+                let Some((rev, tombstone)) = Revision::from_bytes(k) else {
+                    return Ok(());
+                };
+                let kv = KeyValue::decode(v).map_err(|e| {
+                    StoreError::Corrupt(format!("KeyValue at revision {}: {e}", rev.main))
+                })?;
+                if range.contains(&kv.key) {
+                    out.push(event_of(kv, rev.main, tombstone));
+                }
+                Ok(())
             })?;
-            if range.contains(&kv.key) {
-                out.push(event_of(kv, rev.main, tombstone));
-            }
-        }
         Ok(out)
     }
 }
@@ -419,14 +428,15 @@ pub(crate) fn open_database(path: &Path) -> Result<Database> {
 }
 
 /// Everything the store keeps in memory, rebuilt from a database: the index and revision
-/// bounds, and the lessor (leases from the `lease` table, keys attached as their KeyValues
+/// bounds, the alarms raised, and the lessor (leases from the `lease` table, keys attached as their KeyValues
 /// say, every clock starting now).
 pub(crate) fn load(db: &Database, min_lease_ttl: i64) -> Result<(State, Lessor)> {
     let mut lessor = Lessor::new(min_lease_ttl);
-    let (state, leased) = rebuild(db)?;
+    let (mut state, leased) = rebuild(db)?;
     let now = Instant::now();
     {
         let txn = db.begin_read().map_err(backend("begin read"))?;
+        state.raised = raised_alarms(&txn.open_table(ALARM).map_err(backend("open alarm table"))?)?;
         let leases = txn.open_table(LEASE).map_err(backend("open lease table"))?;
         for row in leases.iter().map_err(backend("scan lease table"))? {
             let (_, v) = row.map_err(backend("scan lease table"))?;
@@ -481,9 +491,31 @@ fn rebuild(db: &Database) -> Result<(State, HashMap<Vec<u8>, i64>)> {
             current_rev,
             compact_rev: finished,
             data_bytes,
+            overlay: Overlay::default(),
+            raised: Raised::default(),
         },
         leased,
     ))
+}
+
+impl Drop for Store {
+    /// What the committer has not written yet goes to redb (without fsync, as every apply).
+    fn drop(&mut self) {
+        if let Err(e) = self.commit_overlay(false, &[]) {
+            tracing::error!(error = %e, "committing applied writes at close failed; the raft log still holds them");
+        }
+    }
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<()> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map(|_| ())
+        .map_err(|e| StoreError::Backend {
+            context: "start a store thread",
+            message: format!("{name}: {e}"),
+        })
 }
 
 /// Replays history to unsynced watchers until the store is dropped. It holds the store only

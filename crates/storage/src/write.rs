@@ -16,14 +16,36 @@ use prost::Message;
 use crate::error::{Result, StoreError, backend};
 use crate::index::KeyRange;
 use crate::lease::Lessor;
-use crate::read::View;
+use crate::read::{LazyTable, View};
 use crate::revision::Revision;
 use crate::store::{State, Tables, row_bytes};
 use crate::txn::{branch, compare_holds, compare_range};
 
-pub(crate) struct WriteTxn<'a, 't> {
+/// Where a command's key-table rows go.
+pub(crate) enum Sink<'a, 't> {
+    /// The overlay (read back through it, redb read on first use): puts, deletes, txns.
+    Overlay(LazyTable<'a>),
+    /// A redb write transaction's tables: commands that change the other tables too.
+    Tables(&'a mut Tables<'t>),
+}
+
+impl<'t> Sink<'_, 't> {
+    /// The tables of the redb write transaction, for commands applied with one.
+    pub fn tables(&mut self) -> Result<&mut Tables<'t>> {
+        match self {
+            Sink::Tables(t) => Ok(t),
+            Sink::Overlay(_) => Err(StoreError::Backend {
+                context: "apply",
+                message: "a command that changes more than the key table reached the overlay"
+                    .into(),
+            }),
+        }
+    }
+}
+
+pub(crate) struct WriteTxn<'a, 'b, 't> {
     pub state: &'a mut State,
-    pub tables: &'a mut Tables<'t>,
+    pub sink: &'a mut Sink<'b, 't>,
     pub lessor: &'a mut Lessor,
     pub begin_rev: i64,
     pub changes: Vec<KeyValue>,
@@ -43,17 +65,17 @@ fn header(revision: i64) -> Option<ResponseHeader> {
     })
 }
 
-impl<'a, 't> WriteTxn<'a, 't> {
+impl<'a, 'b, 't> WriteTxn<'a, 'b, 't> {
     pub fn new(
         state: &'a mut State,
-        tables: &'a mut Tables<'t>,
+        sink: &'a mut Sink<'b, 't>,
         lessor: &'a mut Lessor,
         now: Instant,
     ) -> Self {
         let begin_rev = state.current_rev;
         WriteTxn {
             state,
-            tables,
+            sink,
             lessor,
             begin_rev,
             changes: Vec::new(),
@@ -62,12 +84,16 @@ impl<'a, 't> WriteTxn<'a, 't> {
     }
 
     /// Writes one key table row and counts its bytes.
-    fn insert_row(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.tables
-            .key
-            .insert(key, value)
-            .map_err(backend("write key table"))?;
-        self.state.data_bytes += row_bytes(key, value);
+    fn insert_row(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<()> {
+        self.state.data_bytes += row_bytes(&key, &value);
+        match self.sink {
+            Sink::Overlay(_) => self.state.overlay.insert_row(key, value),
+            Sink::Tables(t) => {
+                t.key
+                    .insert(key.as_slice(), value.as_slice())
+                    .map_err(backend("write key table"))?;
+            }
+        }
         Ok(())
     }
 
@@ -81,10 +107,14 @@ impl<'a, 't> WriteTxn<'a, 't> {
     }
 
     /// A view of the data as this command sees it now.
-    pub fn view(&self) -> View<'_, redb::Table<'t, &'static [u8], &'static [u8]>> {
+    pub fn view(&self) -> View<'_> {
         View {
             index: &self.state.index,
-            table: &self.tables.key,
+            overlay: &self.state.overlay,
+            table: match &*self.sink {
+                Sink::Overlay(lazy) => lazy,
+                Sink::Tables(t) => &t.key,
+            },
             current_rev: self.read_rev(),
             compact_rev: self.state.compact_rev,
         }
@@ -106,7 +136,7 @@ impl<'a, 't> WriteTxn<'a, 't> {
             value,
             lease,
         };
-        self.insert_row(&idx_rev.to_bytes(false), &kv.encode_to_vec())?;
+        self.insert_row(idx_rev.to_bytes(false), kv.encode_to_vec())?;
         self.state.index.put(key, idx_rev);
         self.lessor.move_key(key, lease);
         self.changes.push(kv);
@@ -120,7 +150,7 @@ impl<'a, 't> WriteTxn<'a, 't> {
             key: key.to_vec(),
             ..Default::default()
         };
-        self.insert_row(&idx_rev.to_bytes(true), &kv.encode_to_vec())?;
+        self.insert_row(idx_rev.to_bytes(true), kv.encode_to_vec())?;
         self.state.index.tombstone(key, idx_rev);
         self.lessor.move_key(key, 0);
         self.changes.push(kv);

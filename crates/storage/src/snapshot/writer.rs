@@ -5,7 +5,7 @@ use std::io::Write;
 
 use prost::Message;
 use prost::bytes::Bytes;
-use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use redb::{ReadableTable, ReadableTableMetadata};
 use sha2::{Digest, Sha256};
 
 use super::error::SnapshotError;
@@ -13,7 +13,8 @@ use super::format::*;
 use crate::backend::{ALARM, KEY, LEASE, LeaseRecord, META, alarm_from_key};
 use crate::error::{StoreError, backend};
 use crate::index::KeyRange;
-use crate::store::{Store, read_lock};
+use crate::overlay::Overlay;
+use crate::store::Store;
 
 /// What the store cannot know about itself: the cluster it belongs to.
 #[derive(Debug, Clone, Default)]
@@ -73,14 +74,12 @@ impl Store {
         meta_names: &[&str],
     ) -> Result<(SnapshotHeader, MetaValues), SnapshotError> {
         // one consistent point: revision bounds, index facts and the read transaction together
-        let (txn, revision, compact_revision, keep, key_count) = {
-            let state = read_lock(&self.state);
-            let db = read_lock(&self.db);
-            let txn = db.begin_read().map_err(backend("begin read"))?;
-            let rev = state.current_rev;
-            let keys = state.index.count(&KeyRange::all(), rev) as i64;
-            (txn, rev, state.compact_rev, state.index.keep(rev), keys)
-        };
+        let (txn, (revision, compact_revision, keep, key_count)) =
+            self.committed_read(|state| {
+                let rev = state.current_rev;
+                let keys = state.index.count(&KeyRange::all(), rev) as i64;
+                (rev, state.compact_rev, state.index.keep(rev), keys)
+            })?;
         let keys = txn.open_table(KEY).map_err(backend("open key table"))?;
         let leases = txn.open_table(LEASE).map_err(backend("open lease table"))?;
         let alarms = txn.open_table(ALARM).map_err(backend("open alarm table"))?;
@@ -92,7 +91,13 @@ impl Store {
                 Ok(v.map(|v| v.value().to_vec()))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let hash = crate::hash::hash_kv(&keys, compact_revision, revision, &keep)?;
+        let hash = crate::hash::hash_kv(
+            &keys,
+            &Overlay::default(),
+            compact_revision,
+            revision,
+            &keep,
+        )?;
         let count =
             |n: std::result::Result<u64, redb::StorageError>| n.map_err(backend("count rows"));
         let (kv_rows, lease_rows, alarm_rows) = (

@@ -1,0 +1,324 @@
+//! Committing the overlay (`overlay.rs`) to redb: the committer thread, the durable flush,
+//! and a read of redb with every applied write in it.
+//!
+//! Ordering: a commit begins its redb write transaction while it holds the state lock, so
+//! every apply that writes redb itself (compaction, leases, alarms, a full overlay) does so
+//! after it, and the applied index in `meta` never goes back. `commit_lock` keeps the
+//! committer thread and a flush from both moving batches. Lock order: `commit_lock`, then the
+//! store's own (state, lessor, db).
+
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::time::Duration;
+
+use redb::{Durability, ReadTransaction, ReadableDatabase, ReadableTable};
+
+use crate::error::{Result, backend};
+use crate::overlay::COMMIT_DELAY;
+use crate::store::{State, Store, Tables, lock, read_lock, write_lock};
+
+/// Wakes the committer thread when the overlay gets its first pending write.
+#[derive(Default)]
+pub(crate) struct Wake {
+    due: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Wake {
+    pub fn poke(&self) {
+        let mut due = lock(&self.due);
+        if !*due {
+            *due = true;
+            self.cv.notify_one();
+        }
+    }
+
+    /// Whether a poke came within `timeout`; consumes it.
+    fn wait(&self, timeout: Duration) -> bool {
+        let due = lock(&self.due);
+        let (mut due, _) = self
+            .cv
+            .wait_timeout_while(due, timeout, |due| !*due)
+            .unwrap_or_else(|p| p.into_inner());
+        std::mem::take(&mut *due)
+    }
+}
+
+/// Commits the overlay a few milliseconds after each first pending write, until the store is
+/// dropped (it holds the store only while committing).
+pub(crate) fn commit_loop(store: Weak<Store>, wake: Arc<Wake>) {
+    while store.strong_count() > 0 {
+        if !wake.wait(Duration::from_millis(200)) {
+            continue;
+        }
+        std::thread::sleep(COMMIT_DELAY);
+        let Some(s) = store.upgrade() else { return };
+        if let Err(e) = s.commit_overlay(false, &[]) {
+            tracing::error!(error = %e, "committing applied writes failed; they stay in memory and the raft log");
+        }
+    }
+}
+
+impl Store {
+    /// Writes the pending batch to redb in one transaction (fsync'd when `durable`, which
+    /// also makes every earlier commit durable); returns the `meta` values named in
+    /// `meta_names` as that transaction committed them.
+    pub(crate) fn commit_overlay(
+        &self,
+        durable: bool,
+        meta_names: &[&str],
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        let _one = lock(&self.commit_lock);
+        let mut state = write_lock(&self.state);
+        let db = read_lock(&self.db);
+        let batch = state.overlay.start_commit();
+        if batch.is_none() && !durable && meta_names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let txn = db.begin_write().map_err(backend("begin write"));
+        drop(state);
+        let committed = txn.and_then(|mut txn| {
+            let durability = if durable {
+                Durability::Immediate
+            } else {
+                Durability::None
+            };
+            txn.set_durability(durability)
+                .map_err(backend("set durability"))?;
+            let meta = {
+                let mut tables = Tables::open(&txn)?;
+                if let Some(batch) = &batch {
+                    batch.write_to(&mut tables)?;
+                }
+                meta_names
+                    .iter()
+                    .map(|name| {
+                        let v = tables.meta.get(*name).map_err(backend("read meta"))?;
+                        Ok(v.map(|v| v.value().to_vec()))
+                    })
+                    .collect::<Result<Vec<_>>>()?
+            };
+            txn.commit().map_err(backend("commit applied writes"))?;
+            Ok(meta)
+        });
+        drop(db);
+        if let Some(batch) = &batch {
+            let mut state = write_lock(&self.state);
+            match committed {
+                Ok(_) => state.overlay.landed(batch),
+                Err(_) => state.overlay.failed(batch),
+            }
+        }
+        committed
+    }
+
+    /// Makes every applied write durable (applies reach redb without fsync; the raft log is
+    /// the durable record until this runs).
+    pub fn flush(&self) -> Result<()> {
+        self.unflushed
+            .store(false, std::sync::atomic::Ordering::Release);
+        self.commit_overlay(true, &[]).map(|_| ())
+    }
+
+    /// [`Store::flush`], returning the `meta` values named in `names` exactly as made durable
+    /// (a raft snapshot's applied log id must not run ahead of the data it describes).
+    pub fn flush_meta(&self, names: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
+        self.unflushed
+            .store(false, std::sync::atomic::Ordering::Release);
+        self.commit_overlay(true, names)
+    }
+
+    /// A read transaction holding every applied write, and `facts` of the state at the same
+    /// point: pending writes are committed first, under the state lock (applies wait for
+    /// that commit; reads do not wait longer than for any apply).
+    pub(crate) fn committed_read<R>(
+        &self,
+        facts: impl FnOnce(&State) -> R,
+    ) -> Result<(ReadTransaction, R)> {
+        let mut state = write_lock(&self.state);
+        let db = read_lock(&self.db);
+        if !state.overlay.is_empty() {
+            // waits for a commit in flight, whose batch is then in redb too
+            let mut txn = db.begin_write().map_err(backend("begin write"))?;
+            txn.set_durability(Durability::None)
+                .map_err(backend("set durability"))?;
+            state.overlay.write_to(&mut Tables::open(&txn)?)?;
+            txn.commit().map_err(backend("commit applied writes"))?;
+            state.overlay.clear();
+        }
+        let txn = db.begin_read().map_err(backend("begin read"))?;
+        Ok((txn, facts(&state)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cairn_proto::etcdserverpb::{
+        Compare, LeaseGrantRequest, PutRequest, RangeRequest, TxnRequest, compare,
+    };
+    use redb::ReadableTableMetadata;
+
+    use super::*;
+    use crate::backend::KEY;
+    use crate::command::{Command, CommandResponse, Op};
+    use crate::index::KeyRange;
+    use crate::{StoreOptions, command};
+
+    fn put(key: &str, value: &str, prev_kv: bool) -> Option<Command> {
+        Some(Command::from(Op::Put(PutRequest {
+            key: key.into(),
+            value: value.into(),
+            prev_kv,
+            ..Default::default()
+        })))
+    }
+
+    fn rows_in_redb(store: &Store) -> u64 {
+        let db = read_lock(&store.db);
+        let txn = db.begin_read().unwrap();
+        txn.open_table(KEY).unwrap().len().unwrap()
+    }
+
+    fn open() -> (tempfile::TempDir, Arc<Store>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("kv.redb"), StoreOptions::default()).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn reads_see_applied_writes_before_they_reach_redb() {
+        let (_dir, store) = open();
+        let hash_after;
+        {
+            let _committer_stopped = lock(&store.commit_lock);
+            store.apply(&[put("k", "v1", false)], &[]).unwrap();
+            let r = store.apply(&[put("k", "v2", true)], &[("applied", b"2".to_vec())]);
+            let Ok(CommandResponse::Put(p)) = &r.unwrap()[0] else {
+                panic!("put failed")
+            };
+            assert_eq!(p.prev_kv.as_ref().unwrap().value, b"v1");
+            assert_eq!(rows_in_redb(&store), 0, "nothing committed yet");
+
+            let got = store
+                .range(&RangeRequest {
+                    key: b"k".to_vec(),
+                    ..Default::default()
+                })
+                .unwrap();
+            assert_eq!(got.kvs[0].value, b"v2");
+            assert_eq!(store.get_at(b"k", 2).unwrap().value, b"v1");
+            let events = store.events_between(&KeyRange::all(), 1, 3).unwrap();
+            assert_eq!(events.len(), 2, "watch replay sees the overlay");
+            assert_eq!(store.meta("applied").unwrap().as_deref(), Some(&b"2"[..]));
+            let txn = Op::Txn(TxnRequest {
+                compare: vec![Compare {
+                    key: b"k".to_vec(),
+                    target: compare::CompareTarget::Value as i32,
+                    result: compare::CompareResult::Equal as i32,
+                    target_union: Some(compare::TargetUnion::Value(b"v2".to_vec())),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            });
+            let r = store.apply(&[Some(command::Command::from(txn))], &[]);
+            let Ok(CommandResponse::Txn(t)) = &r.unwrap()[0] else {
+                panic!("txn failed")
+            };
+            assert!(t.succeeded, "a compare reads the overlay");
+            hash_after = store.hash_kv(0).unwrap();
+        }
+        store.flush().unwrap();
+        assert_eq!(rows_in_redb(&store), 2);
+        assert!(read_lock(&store.state).overlay.is_empty());
+        assert_eq!(
+            store.hash_kv(0).unwrap(),
+            hash_after,
+            "same rows, same hash"
+        );
+        assert_eq!(store.meta("applied").unwrap().as_deref(), Some(&b"2"[..]));
+    }
+
+    #[test]
+    fn a_lease_grant_commits_pending_rows_with_its_own() {
+        let (_dir, store) = open();
+        let _committer_stopped = lock(&store.commit_lock);
+        store
+            .apply(&[put("a", "1", false)], &[("applied", b"1".to_vec())])
+            .unwrap();
+        let grant = Some(Command::from(Op::LeaseGrant(LeaseGrantRequest {
+            id: 9,
+            ttl: 60,
+        })));
+        store
+            .apply(&[grant], &[("applied", b"2".to_vec())])
+            .unwrap();
+        assert_eq!(
+            rows_in_redb(&store),
+            1,
+            "the pending put went with the grant"
+        );
+        assert!(read_lock(&store.state).overlay.is_empty());
+        let db = read_lock(&store.db);
+        let txn = db.begin_read().unwrap();
+        let meta = txn.open_table(crate::backend::META).unwrap();
+        assert_eq!(meta.get("applied").unwrap().unwrap().value(), b"2");
+    }
+
+    #[test]
+    fn the_committer_lands_applied_writes_and_a_reopen_finds_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kv.redb");
+        let store = Store::open(&path, StoreOptions::default()).unwrap();
+        store.apply(&[put("a", "1", false)], &[]).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while rows_in_redb(&store) == 0 {
+            assert!(std::time::Instant::now() < deadline, "never committed");
+            std::thread::yield_now();
+        }
+        store.apply(&[put("b", "2", false)], &[]).unwrap();
+        drop(store);
+        let store = Store::open(&path, StoreOptions::default()).unwrap();
+        assert_eq!(store.key_count(), 2, "closing commits what was pending");
+    }
+
+    #[test]
+    fn a_compaction_during_a_commit_in_flight_deletes_from_its_batch_too() {
+        let (_dir, store) = open();
+        let committer_stopped = lock(&store.commit_lock);
+        store
+            .apply(&[put("k", "v1", false), put("k", "v2", false)], &[])
+            .unwrap();
+        // as the committer does before it writes, and never finishes here
+        let in_flight = write_lock(&store.state).overlay.start_commit().unwrap();
+        let compact = Some(Command::from(Op::Compact(
+            cairn_proto::etcdserverpb::CompactionRequest {
+                revision: 3,
+                physical: false,
+            },
+        )));
+        store.apply(&[compact], &[]).unwrap();
+        assert_eq!(rows_in_redb(&store), 1, "k@3 kept, k@2 compacted away");
+        assert!(read_lock(&store.state).overlay.is_empty());
+        let hash = store.hash_kv(0).unwrap();
+        write_lock(&store.state).overlay.landed(&in_flight);
+        drop(committer_stopped);
+        store.flush().unwrap();
+        assert_eq!(store.hash_kv(0).unwrap(), hash);
+        let got = store
+            .range(&RangeRequest {
+                key: b"k".to_vec(),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(got.kvs[0].value, b"v2");
+    }
+
+    #[test]
+    fn a_snapshot_holds_pending_writes() {
+        let (_dir, store) = open();
+        let _committer_stopped = lock(&store.commit_lock);
+        store.apply(&[put("a", "1", false)], &[]).unwrap();
+        let (txn, rev) = store.committed_read(|s| s.current_rev).unwrap();
+        assert_eq!(rev, 2);
+        assert_eq!(txn.open_table(KEY).unwrap().len().unwrap(), 1);
+    }
+}

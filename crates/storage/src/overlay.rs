@@ -1,0 +1,258 @@
+//! Applied writes that are not in redb yet (etcd's backend batch transaction and read buffer).
+//!
+//! A Put, DeleteRange or Txn is applied in memory: the index and revision move at once, its
+//! key-table rows and the batch's raft metadata go to the *pending* batch, and the reply does
+//! not wait for redb. The committer thread (`Store::commit_overlay`) moves the pending batch
+//! to *committing* and writes it in one redb transaction a few milliseconds later, without the
+//! state lock; the batch stays readable here until that commit has landed. Commands that need
+//! the other tables (compaction, leases, alarms) write the overlay's rows and their own changes
+//! in one transaction instead (`Store::apply`), as do readers that need redb complete (a
+//! snapshot, a defragment).
+//!
+//! Nothing durable is lost by this: applies were already committed without fsync, the raft log
+//! is the durable record, and each commit writes rows and the applied index together. Every
+//! row here is newer than every row in redb, except a committing batch that has just landed,
+//! which both hold with the same bytes.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redb::ReadableTable;
+
+use crate::error::{Result, backend};
+use crate::store::Tables;
+
+/// How long the committer waits after the first pending write, so one redb commit takes many.
+pub(crate) const COMMIT_DELAY: Duration = Duration::from_millis(5);
+
+/// Pending bytes past which an apply writes them to redb itself instead of leaving them to the
+/// committer (it keeps memory bounded when redb cannot keep up).
+pub(crate) const MAX_PENDING_BYTES: usize = 64 << 20;
+
+/// Key-table rows and meta values of applied commands, keyed as redb keys them.
+#[derive(Default)]
+pub(crate) struct Batch {
+    rows: BTreeMap<Vec<u8>, Vec<u8>>,
+    meta: BTreeMap<String, Vec<u8>>,
+    bytes: usize,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.rows.is_empty() && self.meta.is_empty()
+    }
+
+    /// Inserts every row and meta value into `tables`.
+    pub fn write_to(&self, tables: &mut Tables<'_>) -> Result<()> {
+        for (k, v) in &self.rows {
+            tables
+                .key
+                .insert(k.as_slice(), v.as_slice())
+                .map_err(backend("write key table"))?;
+        }
+        for (name, v) in &self.meta {
+            tables
+                .meta
+                .insert(name.as_str(), v.as_slice())
+                .map_err(backend("write meta"))?;
+        }
+        Ok(())
+    }
+}
+
+/// The pending batch and the one being committed.
+#[derive(Default)]
+pub(crate) struct Overlay {
+    pending: Batch,
+    committing: Option<Arc<Batch>>,
+}
+
+impl Overlay {
+    /// A key-table row, newest first.
+    pub fn row(&self, key: &[u8]) -> Option<&[u8]> {
+        self.batches()
+            .find_map(|b| b.rows.get(key))
+            .map(Vec::as_slice)
+    }
+
+    pub fn meta(&self, name: &str) -> Option<&[u8]> {
+        self.batches()
+            .find_map(|b| b.meta.get(name))
+            .map(Vec::as_slice)
+    }
+
+    /// Newest first: pending, then committing.
+    fn batches(&self) -> impl Iterator<Item = &Batch> {
+        std::iter::once(&self.pending).chain(self.committing.as_deref())
+    }
+
+    pub fn insert_row(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.pending.bytes += key.len() + value.len();
+        self.pending.rows.insert(key, value);
+    }
+
+    pub fn set_meta(&mut self, name: &str, value: &[u8]) {
+        self.pending.bytes += name.len() + value.len();
+        self.pending.meta.insert(name.to_owned(), value.to_vec());
+    }
+
+    pub fn pending_bytes(&self) -> usize {
+        self.pending.bytes
+    }
+
+    /// Nothing pending and nothing being committed: redb holds every applied write.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty() && self.committing.is_none()
+    }
+
+    /// Forgets everything: the caller committed [`Overlay::write_to`]'s writes.
+    pub fn clear(&mut self) {
+        *self = Overlay::default();
+    }
+
+    /// Moves the pending batch to committing; `None` when nothing is pending. Only the
+    /// committer calls this, and only after the previous batch landed.
+    pub fn start_commit(&mut self) -> Option<Arc<Batch>> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        let batch = Arc::new(std::mem::take(&mut self.pending));
+        self.committing = Some(batch.clone());
+        Some(batch)
+    }
+
+    /// The committing batch is in redb now (a store swapped in meanwhile has its own overlay).
+    pub fn landed(&mut self, batch: &Arc<Batch>) {
+        if self
+            .committing
+            .as_ref()
+            .is_some_and(|c| Arc::ptr_eq(c, batch))
+        {
+            self.committing = None;
+        }
+    }
+
+    /// The committing batch did not land: its rows and meta go back to pending (whose own,
+    /// newer values win), for the next commit.
+    pub fn failed(&mut self, batch: &Arc<Batch>) {
+        if !self
+            .committing
+            .as_ref()
+            .is_some_and(|c| Arc::ptr_eq(c, batch))
+        {
+            return;
+        }
+        self.committing = None;
+        let pending = &mut self.pending;
+        for (k, v) in &batch.rows {
+            if !pending.rows.contains_key(k) {
+                pending.bytes += k.len() + v.len();
+                pending.rows.insert(k.clone(), v.clone());
+            }
+        }
+        for (name, v) in &batch.meta {
+            if !pending.meta.contains_key(name) {
+                pending.bytes += name.len() + v.len();
+                pending.meta.insert(name.clone(), v.clone());
+            }
+        }
+    }
+
+    /// Everything here written into `tables`, oldest first: an apply that writes redb itself
+    /// takes the committing batch too (its commit is in flight, or failed), so that after it
+    /// redb holds every applied write and a compaction in it deletes what it should; and a
+    /// defragment's copy.
+    pub fn write_to(&self, tables: &mut Tables<'_>) -> Result<()> {
+        if let Some(c) = &self.committing {
+            c.write_to(tables)?;
+        }
+        self.pending.write_to(tables)
+    }
+
+    /// Calls `f` with each key-table row in `start..end` of `table` and of this overlay, in
+    /// key order, each once.
+    pub fn for_each_row<T: ReadableTable<&'static [u8], &'static [u8]>>(
+        &self,
+        table: &T,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        mut f: impl FnMut(&[u8], &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let mut last: Option<Vec<u8>> = None;
+        let stored = table
+            .range::<&[u8]>((start, end))
+            .map_err(backend("scan key table"))?;
+        for row in stored {
+            let (k, v) = row.map_err(backend("scan key table"))?;
+            f(k.value(), v.value())?;
+            last = Some(k.value().to_vec());
+        }
+        // rows here are newer than redb's, but a batch that just landed is in both
+        let batches = self
+            .committing
+            .as_deref()
+            .into_iter()
+            .chain([&self.pending]);
+        for batch in batches {
+            for (k, v) in batch.rows.range::<[u8], _>((start, end)) {
+                if last.as_deref().is_none_or(|l| k.as_slice() > l) {
+                    f(k, v)?;
+                    last = Some(k.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn newest_batch_wins_and_landing_forgets_only_that_batch() {
+        let mut o = Overlay::default();
+        o.set_meta("applied", b"1");
+        o.insert_row(b"r1".to_vec(), b"a".to_vec());
+        let first = o.start_commit().expect("pending");
+        assert!(o.start_commit().is_none(), "nothing pending after the move");
+        o.set_meta("applied", b"2");
+        assert_eq!(o.meta("applied"), Some(&b"2"[..]));
+        assert_eq!(
+            o.row(b"r1"),
+            Some(&b"a"[..]),
+            "committing rows stay readable"
+        );
+        o.landed(&Arc::new(Batch::default()));
+        assert_eq!(
+            o.row(b"r1"),
+            Some(&b"a"[..]),
+            "another batch landing changes nothing"
+        );
+        o.landed(&first);
+        assert_eq!(o.row(b"r1"), None);
+        assert_eq!(o.meta("applied"), Some(&b"2"[..]));
+    }
+
+    #[test]
+    fn a_failed_commit_goes_back_to_pending_under_newer_values() {
+        let mut o = Overlay::default();
+        o.set_meta("applied", b"1");
+        o.insert_row(b"r1".to_vec(), b"a".to_vec());
+        let first = o.start_commit().expect("pending");
+        o.set_meta("applied", b"2");
+        o.insert_row(b"r2".to_vec(), b"b".to_vec());
+        o.failed(&first);
+        assert!(o.committing.is_none());
+        assert_eq!(o.meta("applied"), Some(&b"2"[..]), "the newer value stays");
+        assert_eq!(
+            o.row(b"r1"),
+            Some(&b"a"[..]),
+            "the failed rows are pending again"
+        );
+        let retry = o.start_commit().expect("pending");
+        assert_eq!(retry.rows.len(), 2);
+    }
+}

@@ -27,6 +27,7 @@ pub mod etcd_ids;
 pub mod etcdctl;
 pub mod grpc;
 pub mod hashkv;
+pub mod http;
 pub mod json;
 pub mod mirror;
 pub mod ports;

@@ -2,13 +2,12 @@
 //! (`/health`, `/metrics`, `/version` on the client port and on --listen-metrics-urls), and a
 //! bad flag refused with a clear message and etcd's exit code.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use cairn_proto::etcdserverpb::MemberListRequest;
 use cairn_tests::grpc::{block_on, status_blocking};
+use cairn_tests::http::get;
 use cairn_tests::ports::free_port;
 use cairn_tests::wait::until;
 use cairn_tests::{Clients, cairn_bin};
@@ -20,22 +19,6 @@ impl Drop for Killed {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// A plain HTTP/1.1 GET; returns the status code and body.
-fn get(addr: &str, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).ok()?;
-    let code = raw.split_whitespace().nth(1)?.parse().ok()?;
-    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
-    Some((code, body))
 }
 
 #[test]

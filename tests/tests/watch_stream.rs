@@ -1,6 +1,6 @@
 //! Watch stream features over gRPC, each body against real etcd (the oracle) and cairn:
-//! progress requests, progress notifications, fragments, prev_kv, filters, cancel, and many
-//! watchers on one stream whose reader stalls.
+//! progress requests, progress notifications, fragments, prev_kv, filters, cancel, many
+//! watchers on one stream whose reader stalls, and watchers going away with their stream.
 
 use std::time::Duration;
 
@@ -22,6 +22,7 @@ cairn_tests::both_kinds!(
     fragments_split_large_revisions,
     prev_kv_and_filters,
     many_watchers_on_a_stalled_stream_miss_nothing,
+    a_closed_stream_cancels_its_watchers,
 );
 
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -273,5 +274,39 @@ fn many_watchers_on_a_stalled_stream_miss_nothing(kind: Kind) {
         for (id, revs) in &seen {
             assert_eq!(revs, &want, "watcher {id}");
         }
+    });
+}
+
+/// A client that drops its stream (or its connection) leaves no watcher behind: the
+/// server's watcher gauge goes back to what it was.
+fn a_closed_stream_cancels_its_watchers(kind: Kind) {
+    let s = TestServer::start(kind);
+    let ep = s.endpoint();
+    let watchers =
+        || cairn_tests::http::metric(&ep, "etcd_debugging_mvcc_watcher_total").expect("the gauge");
+    let before = watchers();
+    block_on(async {
+        let mut c = Clients::connect(&s.endpoint()).await.unwrap();
+        let first = create(WatchCreateRequest {
+            key: "a".into(),
+            ..Default::default()
+        });
+        let (tx, mut stream) = open(&mut c, first).await;
+        for key in ["b", "c"] {
+            tx.send(create(WatchCreateRequest {
+                key: key.into(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap();
+        }
+        for _ in 0..3 {
+            assert!(next(&mut stream).await.created);
+        }
+        assert_eq!(watchers(), before + 3.0);
+        drop((tx, stream, c));
+    });
+    cairn_tests::wait::until(DEADLINE, "the watchers to go", || {
+        (watchers() == before).then_some(())
     });
 }

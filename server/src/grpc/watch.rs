@@ -1,12 +1,14 @@
-//! The Watch service: one task per client stream reads its requests and forwards the hub's
-//! batches for all of its watchers (adding prev_kv, splitting fragments, progress
+//! The Watch service: each client stream's response body reads its requests and forwards the
+//! hub's batches for all of its watchers (adding prev_kv, splitting fragments, progress
 //! notifications), as etcd's watch stream does with its send loop. The watchers share one hub
-//! channel, so an apply wakes one task per stream, not one per watcher. Responses go to the
-//! stream's bounded response channel, so a slow client slows only itself; when the hub channel
-//! fills up its watchers fall back to replay from the store.
+//! channel, so an apply wakes one task per stream, not one per watcher, and that task is the
+//! one that writes the responses to the connection (no hand-off through a response channel).
+//! The body is polled only as fast as the client reads, so a slow client slows only itself;
+//! when the hub channel fills up its watchers fall back to replay from the store.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_proto::etcdserverpb::watch_create_request::FilterType;
@@ -15,19 +17,19 @@ use cairn_proto::etcdserverpb::watch_server::Watch;
 use cairn_proto::etcdserverpb::{WatchCreateRequest, WatchRequest, WatchResponse};
 use cairn_proto::mvccpb::Event;
 use cairn_proto::mvccpb::event::EventType;
-use cairn_storage::{KeyRange, WatchBatch, WatchFilters, WatcherId};
+use cairn_storage::{KeyRange, Store, WatchBatch, WatchFilters, WatcherId};
 use futures::Stream;
 use prost::Message;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::context::Context;
 
 pub struct WatchService(pub Context);
 
-type Out = mpsc::Sender<Result<WatchResponse, Status>>;
+/// Responses ready to go to the client, in order.
+type Out = VecDeque<WatchResponse>;
 type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
 
 /// Capacity of one stream's hub channel, in batches (one per watcher per apply): etcd's
@@ -43,9 +45,10 @@ impl Watch for WatchService {
         &self,
         req: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<WatchStream>, Status> {
-        let (tx, rx) = mpsc::channel(128);
-        tokio::spawn(run_stream(self.0.clone(), req.into_inner(), tx));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(responses(
+            self.0.clone(),
+            req.into_inner(),
+        ))))
     }
 }
 
@@ -60,8 +63,10 @@ struct Active {
     sent_since_tick: bool,
 }
 
-/// The watchers of one client stream.
+/// The watchers of one client stream; dropping them (the client went away, the server shut
+/// down) cancels them in the hub.
 struct Watchers {
+    store: Arc<Store>,
     by_hub: HashMap<WatcherId, Active>,
     /// Client id -> hub id.
     ids: HashMap<i64, WatcherId>,
@@ -70,13 +75,11 @@ struct Watchers {
     batches: mpsc::Sender<WatchBatch>,
 }
 
-impl Watchers {
-    fn cancel_all(&mut self, ctx: &Context) {
+impl Drop for Watchers {
+    fn drop(&mut self) {
         for hub_id in self.by_hub.keys() {
-            ctx.store.watch_hub().cancel(*hub_id);
+            self.store.watch_hub().cancel(*hub_id);
         }
-        self.by_hub.clear();
-        self.ids.clear();
     }
 }
 
@@ -85,17 +88,29 @@ enum Next {
     Request(WatchRequest),
     Batch(WatchBatch),
     Tick,
+    /// The client closed its side, or the server is shutting down.
+    Done,
 }
 
-/// Serves one client stream until the client goes away or the server shuts down.
-async fn run_stream(ctx: Context, mut input: Streaming<WatchRequest>, tx: Out) {
-    let (batches, mut batches_rx) = mpsc::channel(STREAM_BATCHES);
-    let mut watchers = Watchers {
-        by_hub: HashMap::new(),
-        ids: HashMap::new(),
-        next_id: 0,
-        batches,
-    };
+/// One client stream's state between responses.
+struct Session {
+    ctx: Context,
+    input: Streaming<WatchRequest>,
+    watchers: Watchers,
+    batches: mpsc::Receiver<WatchBatch>,
+    ticker: tokio::time::Interval,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    out: Out,
+    done: bool,
+}
+
+/// Serves one client stream until the client goes away or the server shuts down: the
+/// responses, produced as the connection asks for them.
+fn responses(
+    ctx: Context,
+    input: Streaming<WatchRequest>,
+) -> impl Stream<Item = Result<WatchResponse, Status>> + Send {
+    let (batches, batches_rx) = mpsc::channel(STREAM_BATCHES);
     let interval = ctx.config.progress_notify_interval;
     let mut ticker = tokio::time::interval_at(
         tokio::time::Instant::now() + interval,
@@ -103,34 +118,61 @@ async fn run_stream(ctx: Context, mut input: Streaming<WatchRequest>, tx: Out) {
     );
     // the stream's one progress clock, as etcd's; a tick missed while busy is not made up
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut shutdown = ctx.shutdown.clone();
-    loop {
-        let next = tokio::select! {
-            m = input.next() => match m {
-                Some(Ok(req)) => Next::Request(req),
-                _ => break,
-            },
-            Some(b) = batches_rx.recv() => Next::Batch(b),
-            _ = ticker.tick() => Next::Tick,
-            _ = shutdown.wait_for(|s| *s) => break,
-            _ = tx.closed() => break,
-        };
-        let sent = match next {
-            Next::Request(req) => handle(&ctx, req, &tx, &mut watchers).await,
-            Next::Batch(b) => forward(&ctx, b, &tx, &mut watchers).await,
-            Next::Tick => notify_progress(&ctx, &tx, &mut watchers).await,
-        };
-        if !sent {
-            break;
+    let session = Session {
+        watchers: Watchers {
+            store: ctx.store.clone(),
+            by_hub: HashMap::new(),
+            ids: HashMap::new(),
+            next_id: 0,
+            batches,
+        },
+        shutdown: ctx.shutdown.clone(),
+        ctx,
+        input,
+        batches: batches_rx,
+        ticker,
+        out: VecDeque::new(),
+        done: false,
+    };
+    futures::stream::unfold(session, |mut s| async move {
+        loop {
+            if let Some(resp) = s.out.pop_front() {
+                return Some((Ok(resp), s));
+            }
+            if s.done {
+                return None;
+            }
+            s.step().await;
         }
-    }
-    watchers.cancel_all(&ctx);
+    })
 }
 
-/// Answers one client request; false when the client is gone.
-async fn handle(ctx: &Context, req: WatchRequest, tx: &Out, watchers: &mut Watchers) -> bool {
+impl Session {
+    /// Waits for the next request, batch or tick and queues what it answers.
+    async fn step(&mut self) {
+        let next = tokio::select! {
+            m = self.input.next() => match m {
+                Some(Ok(req)) => Next::Request(req),
+                _ => Next::Done,
+            },
+            Some(b) = self.batches.recv() => Next::Batch(b),
+            _ = self.ticker.tick() => Next::Tick,
+            _ = self.shutdown.wait_for(|s| *s) => Next::Done,
+        };
+        let (ctx, out, watchers) = (&self.ctx, &mut self.out, &mut self.watchers);
+        match next {
+            Next::Request(req) => handle(ctx, req, out, watchers),
+            Next::Batch(b) => forward(ctx, b, out, watchers).await,
+            Next::Tick => notify_progress(ctx, out, watchers),
+            Next::Done => self.done = true,
+        }
+    }
+}
+
+/// Answers one client request.
+fn handle(ctx: &Context, req: WatchRequest, out: &mut Out, watchers: &mut Watchers) {
     match req.request_union {
-        Some(RequestUnion::CreateRequest(c)) => create(ctx, c, tx, watchers).await,
+        Some(RequestUnion::CreateRequest(c)) => create(ctx, c, out, watchers),
         Some(RequestUnion::CancelRequest(c)) => {
             let known = match watchers.ids.remove(&c.watch_id) {
                 Some(hub_id) => {
@@ -147,7 +189,7 @@ async fn handle(ctx: &Context, req: WatchRequest, tx: &Out, watchers: &mut Watch
                 canceled: known,
                 ..Default::default()
             };
-            tx.send(Ok(resp)).await.is_ok()
+            out.push_back(resp);
         }
         Some(RequestUnion::ProgressRequest(_)) => {
             let resp = WatchResponse {
@@ -155,13 +197,13 @@ async fn handle(ctx: &Context, req: WatchRequest, tx: &Out, watchers: &mut Watch
                 watch_id: -1,
                 ..Default::default()
             };
-            tx.send(Ok(resp)).await.is_ok()
+            out.push_back(resp);
         }
-        None => true,
+        None => {}
     }
 }
 
-async fn create(ctx: &Context, c: WatchCreateRequest, tx: &Out, watchers: &mut Watchers) -> bool {
+fn create(ctx: &Context, c: WatchCreateRequest, out: &mut Out, watchers: &mut Watchers) {
     let current = ctx.store.current_revision();
     let refuse = |id: i64, reason: &str| WatchResponse {
         header: ctx.header(current),
@@ -173,20 +215,16 @@ async fn create(ctx: &Context, c: WatchCreateRequest, tx: &Out, watchers: &mut W
     };
     let range = KeyRange::new(c.key.clone(), c.range_end.clone());
     if !range.is_single() && range.end != [0] && range.key >= range.end {
-        return tx
-            .send(Ok(refuse(-1, "mvcc: watcher range is empty")))
-            .await
-            .is_ok();
+        out.push_back(refuse(-1, "mvcc: watcher range is empty"));
+        return;
     }
     let id = if c.watch_id != 0 {
         if watchers.ids.contains_key(&c.watch_id) {
-            return tx
-                .send(Ok(refuse(
-                    c.watch_id,
-                    "mvcc: duplicate watch ID provided on the WatchStream",
-                )))
-                .await
-                .is_ok();
+            out.push_back(refuse(
+                c.watch_id,
+                "mvcc: duplicate watch ID provided on the WatchStream",
+            ));
+            return;
         }
         c.watch_id
     } else {
@@ -201,7 +239,7 @@ async fn create(ctx: &Context, c: WatchCreateRequest, tx: &Out, watchers: &mut W
         no_put: c.filters.contains(&(FilterType::Noput as i32)),
         no_delete: c.filters.contains(&(FilterType::Nodelete as i32)),
     };
-    // its batches wait in the channel until this task has sent `created`
+    // its batches wait in the channel until `created` is queued
     let hub_id = ctx.store.watch_hub().watch_into(
         range,
         c.start_revision,
@@ -226,13 +264,13 @@ async fn create(ctx: &Context, c: WatchCreateRequest, tx: &Out, watchers: &mut W
         created: true,
         ..Default::default()
     };
-    tx.send(Ok(created)).await.is_ok()
+    out.push_back(created);
 }
 
-/// Sends one hub batch to the client as its watcher's response(s).
-async fn forward(ctx: &Context, batch: WatchBatch, tx: &Out, watchers: &mut Watchers) -> bool {
+/// Queues one hub batch as its watcher's response(s).
+async fn forward(ctx: &Context, batch: WatchBatch, out: &mut Out, watchers: &mut Watchers) {
     let Some(w) = watchers.by_hub.get_mut(&batch.watcher) else {
-        return true; // cancelled meanwhile
+        return; // cancelled meanwhile
     };
     w.sent_since_tick = true;
     let (id, prev_kv, fragment) = (w.id, w.prev_kv, w.fragment);
@@ -247,7 +285,8 @@ async fn forward(ctx: &Context, batch: WatchBatch, tx: &Out, watchers: &mut Watc
             compact_revision: batch.compact_revision,
             ..Default::default()
         };
-        return tx.send(Ok(resp)).await.is_ok();
+        out.push_back(resp);
+        return;
     }
     let mut events = batch.events;
     if prev_kv {
@@ -259,26 +298,20 @@ async fn forward(ctx: &Context, batch: WatchBatch, tx: &Out, watchers: &mut Watc
         events,
         ..Default::default()
     };
-    let parts = if fragment {
+    if fragment {
         // etcd splits at the gRPC message limit: --max-request-bytes plus the overhead
-        fragments(
+        out.extend(fragments(
             resp,
             ctx.config.max_request_bytes + super::GRPC_OVERHEAD_BYTES,
-        )
+        ));
     } else {
-        vec![resp]
-    };
-    for p in parts {
-        if tx.send(Ok(p)).await.is_err() {
-            return false;
-        }
+        out.push_back(resp);
     }
-    true
 }
 
 /// etcd's progress notification: each synced watcher that asked for them and was sent
 /// nothing since the last tick gets an empty response at the current revision.
-async fn notify_progress(ctx: &Context, tx: &Out, watchers: &mut Watchers) -> bool {
+fn notify_progress(ctx: &Context, out: &mut Out, watchers: &mut Watchers) {
     let hub = ctx.store.watch_hub();
     let mut due = Vec::new();
     for (hub_id, w) in &mut watchers.by_hub {
@@ -288,16 +321,12 @@ async fn notify_progress(ctx: &Context, tx: &Out, watchers: &mut Watchers) -> bo
         w.sent_since_tick = false;
     }
     for id in due {
-        let resp = WatchResponse {
+        out.push_back(WatchResponse {
             header: ctx.header(ctx.store.current_revision()),
             watch_id: id,
             ..Default::default()
-        };
-        if tx.send(Ok(resp)).await.is_err() {
-            return false;
-        }
+        });
     }
-    true
 }
 
 /// Adds each event's previous version (etcd reads it at mod_revision - 1; a create has none).

@@ -9,14 +9,15 @@ import sys
 
 RULES = [
     ("WAL append + fsync", r"wal::Wal::append|log_store::wal"),
-    ("state-machine apply (redb)", r"cairn_storage::apply|Store>::apply|try_apply"),
+    ("state-machine apply (index, overlay)", r"cairn_storage::apply|Store>::apply|try_apply"),
     ("raft core", r"openraft::core::raft_core"),
     ("raft state-machine worker", r"openraft::core::sm"),
     ("write batching (proposer)", r"cairn_consensus::proposer"),
-    ("watch streams", r"grpc::watch::run_stream"),
+    ("watch streams", r"grpc::watch::"),
     ("request handlers (tonic, axum, ours)", r"H2Stream"),
     ("HTTP/2 connections (h2, socket I/O)", r"handle_connection|h2::proto::connection"),
     ("store flusher", r"flusher|Store>::flush"),
+    ("store committer (overlay to redb)", r"commit_loop|commit_overlay"),
     ("tokio scheduler", r"tokio::runtime::scheduler"),
 ]
 

@@ -150,9 +150,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     }
     tracing::info!("ready to serve client requests");
 
-    let removed = tokio::select! {
-        _ = shutdown => false,
-        _ = node.removed() => true,
+    let end = tokio::select! {
+        _ = shutdown => End::Signal,
+        _ = node.removed() => End::Removed,
+        reason = node.failed() => {
+            tracing::error!(%reason, "raft stopped on an error; this member exits");
+            End::Failed(reason)
+        }
     };
     tracing::info!("shutting down: draining connections");
     let _ = stop_tx.send(true);
@@ -174,13 +178,27 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         }
     }
     tracing::info!("stopped");
-    if removed {
-        anyhow::bail!(
+    match end {
+        End::Signal => Ok(()),
+        End::Removed => anyhow::bail!(
             "the member has been permanently removed from the cluster; its data dir cannot be \
              used again (delete it, `member add` it anew and start with --initial-cluster-state existing)"
-        );
+        ),
+        End::Failed(reason) => anyhow::bail!(
+            "raft stopped on an error: {reason}; restart the member (it catches up from its log \
+             or from the leader)"
+        ),
     }
-    Ok(())
+}
+
+/// Why the server stops.
+enum End {
+    /// The shutdown signal.
+    Signal,
+    /// This member was removed from the cluster.
+    Removed,
+    /// Raft stopped on an error.
+    Failed(String),
 }
 
 /// Records this member's name and client URLs in the membership once a leader exists

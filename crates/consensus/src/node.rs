@@ -91,6 +91,7 @@ impl Node {
         std::fs::create_dir_all(&snap_dir).map_err(|e| {
             ConsensusError::Storage(format!("cannot create {}: {e}", snap_dir.display()))
         })?;
+        crate::transport::snapshot::remove_unfinished(&snap_dir);
         let log = LogStore::open(&member_dir.join("raft.redb")).map_err(ConsensusError::Storage)?;
 
         // a data dir that has IDs keeps them, whatever the flags say (etcd does the same)
@@ -554,6 +555,21 @@ impl Node {
     /// Completes when this member learns it was removed from the cluster.
     pub async fn removed(&self) {
         self.removal.wait().await
+    }
+
+    /// Completes, with the reason, if raft stops by itself (a storage failure it cannot go
+    /// on from). The member is then of no use to the cluster until it is restarted, so the
+    /// server exits, as etcd does.
+    pub async fn failed(&self) -> String {
+        let mut rx = self.raft.metrics();
+        loop {
+            if let Err(e) = &rx.borrow_and_update().running_state {
+                return e.to_string();
+            }
+            if rx.changed().await.is_err() {
+                return "raft stopped".into();
+            }
+        }
     }
 
     /// Waits until this member leads (or `timeout` passes); returns whether it does.

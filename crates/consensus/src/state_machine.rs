@@ -234,7 +234,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<SnapshotData>,
     ) -> Result<(), StorageError> {
         let SnapshotData::Received {
-            path,
+            file,
             meta: entries,
         } = *snapshot
         else {
@@ -251,7 +251,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.clone()))
                 .collect();
-            store.install_snapshot(&path, &entries)
+            store.install_snapshot(file.path(), &entries)
         })
         .await
         .map_err(|e| StorageIOError::write_snapshot(Some(signature.clone()), &e))?
@@ -314,5 +314,84 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             meta,
             snapshot: Box::new(SnapshotData::Local),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cairn_proto::etcdserverpb::{PutRequest, RangeRequest};
+    use cairn_storage::snapshot::SnapshotSource;
+    use cairn_storage::{Command, Op, StoreOptions};
+
+    use super::*;
+    use crate::types::ReceivedFile;
+
+    fn open(dir: &std::path::Path) -> Arc<Store> {
+        Store::open(&dir.join("kv.redb"), StoreOptions::default()).unwrap()
+    }
+
+    /// The received file belongs to the snapshot handed to raft, not to the call that
+    /// received it: it is there for the install however long that takes, and gone after.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_received_snapshot_installs_from_its_own_file_and_removes_it() {
+        let leader_dir = tempfile::tempdir().unwrap();
+        let leader = open(leader_dir.path());
+        let puts: Vec<Option<Command>> = (0..20)
+            .map(|i| {
+                Some(Command::from(Op::Put(PutRequest {
+                    key: format!("k/{i:02}").into(),
+                    value: b"v".to_vec(),
+                    ..Default::default()
+                })))
+            })
+            .collect();
+        leader.apply(&puts, &[]).unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        let snap_dir = dir.path().join("snap");
+        std::fs::create_dir_all(&snap_dir).unwrap();
+        let path = snap_dir.join("incoming-test-0.snap");
+        let file = ReceivedFile::new(path.clone());
+        let mut out = std::fs::File::create(&path).unwrap();
+        let (_, values) = leader
+            .write_snapshot_with_meta(
+                &SnapshotSource::default(),
+                1,
+                &mut out,
+                &mut |_| {},
+                REPLICATED_META,
+            )
+            .unwrap();
+        drop(out);
+        let entries = REPLICATED_META
+            .iter()
+            .zip(values)
+            .filter_map(|(name, v)| v.map(|v| (name.to_string(), v)))
+            .collect();
+        let snapshot = Box::new(SnapshotData::Received {
+            file,
+            meta: entries,
+        });
+
+        let store = open(dir.path());
+        let mut sm =
+            StateMachine::new(store.clone(), snap_dir, Removal::new(1), Default::default())
+                .unwrap();
+        sm.install_snapshot(&SnapshotMeta::default(), snapshot)
+            .await
+            .unwrap();
+        let all = store
+            .range(&RangeRequest {
+                key: b"k/".to_vec(),
+                range_end: b"k0".to_vec(),
+                count_only: true,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(all.count, 20);
+        assert!(
+            !path.exists(),
+            "the received file is removed once installed"
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! The openraft type configuration: what a log entry carries and what a member is.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use cairn_storage::{CommandResponse, StoreError};
 use serde::{Deserialize, Serialize};
@@ -64,9 +64,32 @@ pub enum SnapshotData {
     /// A copy of the leader's store received over the peer transport, in Cairn's snapshot
     /// format, with the raft meta entries read in the same transaction as the data.
     Received {
-        path: PathBuf,
+        file: ReceivedFile,
         meta: Vec<(String, Vec<u8>)>,
     },
+}
+
+/// A snapshot file received from the leader, removed when the snapshot carrying it is dropped.
+/// Raft owns it once it is handed over, so the file lives until the install is over even when
+/// the call that received it is cancelled (a leader that gives up waiting for the answer).
+#[derive(Debug)]
+pub struct ReceivedFile(PathBuf);
+
+impl ReceivedFile {
+    /// Takes charge of the file at `path` (which need not exist yet).
+    pub fn new(path: PathBuf) -> Self {
+        Self(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ReceivedFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// A member as the Cluster API lists it.

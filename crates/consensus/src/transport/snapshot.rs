@@ -8,7 +8,7 @@
 //! already contains (etcd's consistent-index rule), so nothing is applied twice.
 //! Memory stays flat on both sides: the follower writes the stream to a file first.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -24,7 +24,7 @@ use tonic::{Status, Streaming};
 use super::client::{PeerClients, PeerError};
 use super::wire;
 use crate::state_machine::REPLICATED_META;
-use crate::types::{Raft, Snapshot, SnapshotData, SnapshotMeta, Vote};
+use crate::types::{Raft, ReceivedFile, Snapshot, SnapshotData, SnapshotMeta, Vote};
 
 const CHUNK_BYTES: usize = 1 << 20;
 /// zstd level for the stream: fast, the link is local or a LAN.
@@ -123,12 +123,26 @@ impl std::io::Write for ChunkWriter {
     }
 }
 
-/// Removes a received file however receiving ends.
-struct Incoming(PathBuf);
+const INCOMING_PREFIX: &str = "incoming-";
 
-impl Drop for Incoming {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+/// Removes the files of snapshots that were being received when the process stopped.
+pub(crate) fn remove_unfinished(snap_dir: &Path) {
+    let Ok(dir) = std::fs::read_dir(snap_dir) else {
+        return;
+    };
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(INCOMING_PREFIX) && name.ends_with(".snap") {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    tracing::info!(file = %entry.path().display(), "removed an unfinished incoming snapshot")
+                }
+                Err(e) => {
+                    tracing::warn!(file = %entry.path().display(), "cannot remove an unfinished incoming snapshot: {e}")
+                }
+            }
+        }
     }
 }
 
@@ -145,9 +159,12 @@ pub async fn receive(
     let (vote, meta): (Vote, SnapshotMeta) =
         wire::decode(&first.head).map_err(Status::invalid_argument)?;
     let n = INCOMING.fetch_add(1, Ordering::Relaxed);
-    let incoming = Incoming(snap_dir.join(format!("incoming-{}-{n}.snap", std::process::id())));
-    let io = |e: std::io::Error| Status::internal(format!("write {}: {e}", incoming.0.display()));
-    let mut file = tokio::fs::File::create(&incoming.0).await.map_err(io)?;
+    let incoming = ReceivedFile::new(
+        snap_dir.join(format!("{INCOMING_PREFIX}{}-{n}.snap", std::process::id())),
+    );
+    let io =
+        |e: std::io::Error| Status::internal(format!("write {}: {e}", incoming.path().display()));
+    let mut file = tokio::fs::File::create(incoming.path()).await.map_err(io)?;
     file.write_all(&first.data).await.map_err(io)?;
     let entries: Vec<(String, Vec<u8>)> = loop {
         let Some(chunk) = stream.message().await? else {
@@ -170,11 +187,36 @@ pub async fn receive(
     let snapshot = Snapshot {
         meta,
         snapshot: Box::new(SnapshotData::Received {
-            path: incoming.0.clone(),
+            file: incoming,
             meta: entries,
         }),
     };
     let result = raft.install_full_snapshot(vote, snapshot).await;
-    drop(incoming);
     wire::encode(&result).map_err(Status::internal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unfinished_incoming_snapshots_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["incoming-41-0.snap", "incoming-41-7.snap"] {
+            std::fs::write(dir.path().join(name), b"partial").unwrap();
+        }
+        for name in ["raft-snapshot.json", "incoming-notes.txt", "db.snap"] {
+            std::fs::write(dir.path().join(name), b"keep").unwrap();
+        }
+        remove_unfinished(dir.path());
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            ["db.snap", "incoming-notes.txt", "raft-snapshot.json"]
+        );
+    }
 }

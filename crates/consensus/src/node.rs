@@ -622,6 +622,8 @@ impl Node {
         if flush && let Err(e) = self.store.flush() {
             tracing::error!(error = %e, "final flush of the store failed; the raft log will be replayed at start");
         }
+        let store = self.store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.stop_background()).await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while Arc::strong_count(&self.store) > 1 && tokio::time::Instant::now() < deadline {
             // openraft's workers drop their handles as their tasks finish

@@ -27,7 +27,6 @@ use crate::error::{Result, StoreError, backend};
 use crate::index::KeyRange;
 use crate::lease::Lessor;
 use crate::lease::MAX_LEASE_TTL;
-use crate::overlay::MAX_PENDING_BYTES;
 use crate::read::LazyTable;
 use crate::store::{State, Store, Tables, lock, read_lock, write_lock};
 use crate::watch::event_of;
@@ -132,9 +131,10 @@ enum Begin {
 
 type Applied = (Vec<Result<CommandResponse>>, Vec<Event>);
 
-/// Whether a batch can be applied to the overlay: only key-table changes, and room for them.
+/// Whether a batch can be applied to the overlay: only key-table changes, and the overlay
+/// takes them (see [`crate::overlay::Overlay::takes_more`]).
 fn overlay_takes(state: &State, batch: &[Option<Command>]) -> bool {
-    state.overlay.pending_bytes() < MAX_PENDING_BYTES
+    state.overlay.takes_more()
         && batch.iter().all(|cmd| match cmd {
             Some(Command { op: Some(op) }) => {
                 matches!(op, Op::Put(_) | Op::DeleteRange(_) | Op::Txn(_))

@@ -7,12 +7,14 @@
 //! committer thread and a flush from both moving batches. Lock order: `commit_lock`, then the
 //! store's own (state, lessor, db).
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Duration;
 
 use redb::{Durability, ReadTransaction, ReadableDatabase, ReadableTable};
 
 use crate::error::{Result, backend};
+use crate::gate::Gate;
 use crate::overlay::COMMIT_DELAY;
 use crate::store::{State, Store, Tables, lock, read_lock, write_lock};
 
@@ -44,16 +46,16 @@ impl Wake {
 }
 
 /// Commits the overlay a few milliseconds after each first pending write, until the store is
-/// dropped (it holds the store only while committing).
-pub(crate) fn commit_loop(store: Weak<Store>, wake: Arc<Wake>) {
+/// dropped or stops its background threads (it holds the store only while committing).
+pub(crate) fn commit_loop(store: Weak<Store>, wake: Arc<Wake>, gate: Arc<Gate>) {
     while store.strong_count() > 0 {
         if !wake.wait(Duration::from_millis(200)) {
             continue;
         }
         std::thread::sleep(COMMIT_DELAY);
-        let Some(s) = store.upgrade() else { return };
+        let Some(s) = gate.hold(&store) else { return };
         if let Err(e) = s.commit_overlay(false, &[]) {
-            tracing::error!(error = %e, "committing applied writes failed; they stay in memory and the raft log");
+            tracing::error!(error = %e, "committing applied writes failed; the next apply writes redb itself");
         }
     }
 }
@@ -114,17 +116,20 @@ impl Store {
     /// Makes every applied write durable (applies reach redb without fsync; the raft log is
     /// the durable record until this runs).
     pub fn flush(&self) -> Result<()> {
-        self.unflushed
-            .store(false, std::sync::atomic::Ordering::Release);
-        self.commit_overlay(true, &[]).map(|_| ())
+        self.flush_meta(&[]).map(|_| ())
     }
 
     /// [`Store::flush`], returning the `meta` values named in `names` exactly as made durable
     /// (a raft snapshot's applied log id must not run ahead of the data it describes).
     pub fn flush_meta(&self, names: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
-        self.unflushed
-            .store(false, std::sync::atomic::Ordering::Release);
-        self.commit_overlay(true, names)
+        // cleared first, so an apply during the commit leaves it set; set again on failure,
+        // so the next flush retries
+        self.unflushed.store(false, Ordering::Release);
+        let flushed = self.commit_overlay(true, names);
+        if flushed.is_err() {
+            self.unflushed.store(true, Ordering::Release);
+        }
+        flushed
     }
 
     /// A read transaction holding every applied write, and `facts` of the state at the same
@@ -275,7 +280,7 @@ mod tests {
             std::thread::yield_now();
         }
         store.apply(&[put("b", "2", false)], &[]).unwrap();
-        drop(store);
+        assert!(store.close().is_ok(), "the only handle");
         let store = Store::open(&path, StoreOptions::default()).unwrap();
         assert_eq!(store.key_count(), 2, "closing commits what was pending");
     }

@@ -26,6 +26,7 @@ mod commit;
 mod compact;
 pub mod defrag;
 pub mod error;
+mod gate;
 mod hash;
 pub mod index;
 pub mod key_index;

@@ -29,7 +29,7 @@ pub(crate) const COMMIT_DELAY: Duration = Duration::from_millis(5);
 
 /// Pending bytes past which an apply writes them to redb itself instead of leaving them to the
 /// committer (it keeps memory bounded when redb cannot keep up).
-pub(crate) const MAX_PENDING_BYTES: usize = 64 << 20;
+const MAX_PENDING_BYTES: usize = 64 << 20;
 
 /// Key-table rows and meta values of applied commands, keyed as redb keys them.
 #[derive(Default)]
@@ -67,6 +67,9 @@ impl Batch {
 pub(crate) struct Overlay {
     pending: Batch,
     committing: Option<Arc<Batch>>,
+    /// The last commit failed: applies write redb themselves until one succeeds, so a redb
+    /// that keeps failing fails them (and raft stops) instead of growing memory unseen.
+    commit_failed: bool,
 }
 
 impl Overlay {
@@ -98,8 +101,9 @@ impl Overlay {
         self.pending.meta.insert(name.to_owned(), value.to_vec());
     }
 
-    pub fn pending_bytes(&self) -> usize {
-        self.pending.bytes
+    /// Whether an apply may leave its rows here: room left, and the last commit landed.
+    pub fn takes_more(&self) -> bool {
+        self.pending.bytes < MAX_PENDING_BYTES && !self.commit_failed
     }
 
     /// Nothing pending and nothing being committed: redb holds every applied write.
@@ -113,8 +117,12 @@ impl Overlay {
     }
 
     /// Moves the pending batch to committing; `None` when nothing is pending. Only the
-    /// committer calls this, and only after the previous batch landed.
+    /// committer calls this, after the previous batch landed or failed (a batch still marked
+    /// committing, which only a panic mid-commit leaves, goes back to pending first).
     pub fn start_commit(&mut self) -> Option<Arc<Batch>> {
+        if let Some(left) = self.committing.clone() {
+            self.failed(&left);
+        }
         if self.pending.is_empty() {
             return None;
         }
@@ -131,6 +139,7 @@ impl Overlay {
             .is_some_and(|c| Arc::ptr_eq(c, batch))
         {
             self.committing = None;
+            self.commit_failed = false;
         }
     }
 
@@ -145,6 +154,7 @@ impl Overlay {
             return;
         }
         self.committing = None;
+        self.commit_failed = true;
         let pending = &mut self.pending;
         for (k, v) in &batch.rows {
             if !pending.rows.contains_key(k) {
@@ -180,6 +190,10 @@ impl Overlay {
         end: Bound<&[u8]>,
         mut f: impl FnMut(&[u8], &[u8]) -> Result<()>,
     ) -> Result<()> {
+        if is_empty_range(start, end) {
+            // redb returns nothing for it; BTreeMap::range would panic
+            return Ok(());
+        }
         let mut last: Option<Vec<u8>> = None;
         let stored = table
             .range::<&[u8]>((start, end))
@@ -207,6 +221,16 @@ impl Overlay {
     }
 }
 
+/// Whether `start..end` holds no key at all (start past end, or equal with one side excluded).
+fn is_empty_range(start: Bound<&[u8]>, end: Bound<&[u8]>) -> bool {
+    use Bound::{Excluded, Included};
+    match (start, end) {
+        (Included(s), Included(e)) => s > e,
+        (Included(s) | Excluded(s), Excluded(e)) | (Excluded(s), Included(e)) => s >= e,
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,7 +241,7 @@ mod tests {
         o.set_meta("applied", b"1");
         o.insert_row(b"r1".to_vec(), b"a".to_vec());
         let first = o.start_commit().expect("pending");
-        assert!(o.start_commit().is_none(), "nothing pending after the move");
+        assert!(o.pending.is_empty(), "nothing pending after the move");
         o.set_meta("applied", b"2");
         assert_eq!(o.meta("applied"), Some(&b"2"[..]));
         assert_eq!(
@@ -252,7 +276,41 @@ mod tests {
             Some(&b"a"[..]),
             "the failed rows are pending again"
         );
+        assert!(
+            !o.takes_more(),
+            "after a failed commit, applies write redb themselves"
+        );
         let retry = o.start_commit().expect("pending");
         assert_eq!(retry.rows.len(), 2);
+        o.landed(&retry);
+        assert!(
+            o.takes_more(),
+            "a commit that lands opens the overlay again"
+        );
+    }
+
+    #[test]
+    fn a_batch_left_committing_goes_back_to_pending_at_the_next_commit() {
+        let mut o = Overlay::default();
+        o.insert_row(b"r1".to_vec(), b"a".to_vec());
+        let _lost = o.start_commit().expect("pending");
+        // neither landed nor failed (a panic mid-commit)
+        o.insert_row(b"r2".to_vec(), b"b".to_vec());
+        let next = o.start_commit().expect("pending");
+        assert_eq!(next.rows.len(), 2, "the left batch is not dropped");
+    }
+
+    #[test]
+    fn empty_ranges_are_recognised_before_they_reach_btreemap() {
+        use Bound::{Excluded, Included, Unbounded};
+        let (a, b): (&[u8], &[u8]) = (b"a", b"b");
+        assert!(is_empty_range(Included(b), Excluded(a)));
+        assert!(is_empty_range(Included(a), Excluded(a)));
+        assert!(is_empty_range(Excluded(a), Included(a)));
+        assert!(is_empty_range(Included(b), Included(a)));
+        assert!(!is_empty_range(Included(a), Included(a)));
+        assert!(!is_empty_range(Included(a), Excluded(b)));
+        assert!(!is_empty_range(Unbounded, Excluded(a)));
+        assert!(!is_empty_range(Included(b), Unbounded));
     }
 }

@@ -29,6 +29,7 @@ use crate::backend::{
 };
 use crate::commit::{Wake, commit_loop};
 use crate::error::{Result, StoreError, backend};
+use crate::gate::Gate;
 use crate::index::{KeyRange, TreeIndex};
 use crate::lease::{Lease, Lessor};
 use crate::overlay::Overlay;
@@ -111,6 +112,8 @@ pub struct Store {
     pub(crate) commit_lock: Mutex<()>,
     /// Wakes the committer thread.
     pub(crate) committer: Arc<Wake>,
+    /// How the background threads hold the store (see `gate.rs`).
+    background: Arc<Gate>,
 }
 
 /// How old a measured file size [`Store::file_size`] may return.
@@ -160,12 +163,38 @@ impl Store {
             unflushed: AtomicBool::new(false),
             commit_lock: Mutex::new(()),
             committer: Arc::new(Wake::default()),
+            background: Arc::new(Gate::default()),
         });
-        let (weak, hub) = (Arc::downgrade(&store), store.hub.clone());
-        spawn("watch-sync", move || sync_loop(weak, hub))?;
-        let (weak, wake) = (Arc::downgrade(&store), store.committer.clone());
-        spawn("store-commit", move || commit_loop(weak, wake))?;
+        let (weak, hub, gate) = (
+            Arc::downgrade(&store),
+            store.hub.clone(),
+            store.background.clone(),
+        );
+        spawn("watch-sync", move || sync_loop(weak, hub, gate))?;
+        let (weak, wake, gate) = (
+            Arc::downgrade(&store),
+            store.committer.clone(),
+            store.background.clone(),
+        );
+        spawn("store-commit", move || commit_loop(weak, wake, gate))?;
         Ok(store)
+    }
+
+    /// Stops the background threads (the committer, watch replay) from taking the store
+    /// again and waits for the one at work, so that the caller's handles and those it knows
+    /// of are the last: for closing the store and reopening its file in the same process.
+    /// Applied writes the committer has not written yet go to redb when the store is dropped
+    /// (or with [`Store::flush`]).
+    pub fn stop_background(&self) {
+        self.background.close_and_wait();
+    }
+
+    /// Closes the store on this thread ([`Store::stop_background`], then drops this handle):
+    /// when it returns `Ok`, the database file is closed and free. A handle held elsewhere is
+    /// given back as the error.
+    pub fn close(self: Arc<Self>) -> std::result::Result<(), Arc<Self>> {
+        self.stop_background();
+        Arc::try_unwrap(self).map(drop)
     }
 
     pub fn path(&self) -> &Path {
@@ -340,8 +369,16 @@ impl Store {
     pub fn backend_size(&self) -> i64 {
         let mut size = lock(&self.size);
         if size.0.elapsed() >= SIZE_MAX_AGE {
-            let rows = read_lock(&self.state).data_bytes;
-            *size = (Instant::now(), file_bytes(&self.path).max(rows));
+            // callers are on the async runtime: while a compaction, a defragment's tail or a
+            // commit holds the state, the last measure stands
+            let rows = match self.state.try_read() {
+                Ok(state) => Some(state.data_bytes),
+                Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner().data_bytes),
+                Err(std::sync::TryLockError::WouldBlock) => None,
+            };
+            if let Some(rows) = rows {
+                *size = (Instant::now(), file_bytes(&self.path).max(rows));
+            }
         }
         size.1
     }
@@ -501,6 +538,7 @@ fn rebuild(db: &Database) -> Result<(State, HashMap<Vec<u8>, i64>)> {
 impl Drop for Store {
     /// What the committer has not written yet goes to redb (without fsync, as every apply).
     fn drop(&mut self) {
+        self.background.close();
         if let Err(e) = self.commit_overlay(false, &[]) {
             tracing::error!(error = %e, "committing applied writes at close failed; the raft log still holds them");
         }
@@ -520,14 +558,14 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<()> {
 
 /// Replays history to unsynced watchers until the store is dropped. It holds the store only
 /// while replaying, so dropping the last handle closes the database promptly.
-fn sync_loop(store: Weak<Store>, hub: Arc<WatchHub>) {
+fn sync_loop(store: Weak<Store>, hub: Arc<WatchHub>, gate: Arc<Gate>) {
     const MAX_REVS_PER_ROUND: i64 = 1000;
     while store.strong_count() > 0 {
         let (jobs, current) = hub.take_jobs(Duration::from_millis(200));
         if jobs.is_empty() {
             continue;
         }
-        let Some(s) = store.upgrade() else { return };
+        let Some(s) = gate.hold(&store) else { return };
         let mut progressed = false;
         for job in jobs {
             let upto = current.min(job.from + MAX_REVS_PER_ROUND - 1);

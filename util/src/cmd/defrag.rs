@@ -52,7 +52,12 @@ fn offline(dir: &Path) -> anyhow::Result<()> {
     let took = start.elapsed();
     // closing writes redb's allocator state, so measure the file once it is closed
     let file = store.path().to_path_buf();
-    drop(store);
+    if store.close().is_err() {
+        anyhow::bail!(
+            "the store of {} is still in use; cannot measure it",
+            dir.display()
+        );
+    }
     let after = cairn_storage::file_bytes(&file) as u64;
     println!(
         "Finished defragmenting etcd data[{}]. took {took:?}",

@@ -177,6 +177,16 @@ mod tests {
         })))
     }
 
+    fn value_of(store: &Store, key: &str) -> Vec<u8> {
+        let got = store
+            .range(&RangeRequest {
+                key: key.into(),
+                ..Default::default()
+            })
+            .unwrap();
+        got.kvs[0].value.clone()
+    }
+
     fn rows_in_redb(store: &Store) -> u64 {
         let db = read_lock(&store.db);
         let txn = db.begin_read().unwrap();
@@ -203,13 +213,7 @@ mod tests {
             assert_eq!(p.prev_kv.as_ref().unwrap().value, b"v1");
             assert_eq!(rows_in_redb(&store), 0, "nothing committed yet");
 
-            let got = store
-                .range(&RangeRequest {
-                    key: b"k".to_vec(),
-                    ..Default::default()
-                })
-                .unwrap();
-            assert_eq!(got.kvs[0].value, b"v2");
+            assert_eq!(value_of(&store, "k"), b"v2");
             assert_eq!(store.get_at(b"k", 2).unwrap().value, b"v1");
             let events = store.events_between(&KeyRange::all(), 1, 3).unwrap();
             assert_eq!(events.len(), 2, "watch replay sees the overlay");
@@ -308,13 +312,7 @@ mod tests {
         drop(committer_stopped);
         store.flush().unwrap();
         assert_eq!(store.hash_kv(0).unwrap(), hash);
-        let got = store
-            .range(&RangeRequest {
-                key: b"k".to_vec(),
-                ..Default::default()
-            })
-            .unwrap();
-        assert_eq!(got.kvs[0].value, b"v2");
+        assert_eq!(value_of(&store, "k"), b"v2");
     }
 
     #[test]

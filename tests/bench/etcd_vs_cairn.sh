@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Server benchmark: the same `cairnutl bench` workloads against a fresh real etcd and a fresh
-# cairn, one server at a time (the load generator shares the machine's cores with the server),
-# data dirs under one work directory (same medium); then memory and restart time with
+# cairn, both running, each workload on one and then the other (the load generator shares the
+# machine's cores with the server), data dirs under one work directory (same medium); then
+# memory and restart time, one server at a time, with
 # BENCH_KEYS keys of 1 KiB. Prints a table with both numbers and the ratio cairn/etcd.
 # Not a test. Usage (from the repo root):
 #   tests/bench/etcd_vs_cairn.sh                                  # the full run (1,000,000 keys)
@@ -9,6 +10,7 @@
 # BENCH_SECONDS: length of each throughput workload (default 10); BENCH_KEY_SPACE: keys the
 # put/range/mixed workloads use (default 100000, written first by a txn-put fill);
 # ONLY="put-1 range-s-100": run only these workloads; SKIP_MEMORY=1 skips the memory phase.
+# ROUNDS=5: each workload pair five times (the table shows medians and the spread of ratios).
 # KEEP=1 keeps the work directory (the JSON of every run is in it).
 # Needs Debian's etcd-server and etcd-client (etcd 3.4), python3. Writes under ${BENCH_DIR:-/tmp}.
 set -euo pipefail
@@ -17,6 +19,7 @@ cd "$HERE/../.."
 BENCH_KEYS=${BENCH_KEYS:-1000000}
 SECS=${BENCH_SECONDS:-10}
 KS=${BENCH_KEY_SPACE:-100000}
+ROUNDS=${ROUNDS:-1}
 BENCH_START=none . "$HERE/common.sh"
 U=$BIN/cairnutl
 now() { date +%s.%N; }
@@ -62,21 +65,35 @@ timed_restart() {
 start() { if [ "$1" = etcd ]; then start_etcd "${@:2}"; else start_cairn "${@:2}"; fi; }
 
 R="$W/results"; mkdir -p "$R"
-run_workloads() { # KIND
-  local kind=$1 port pport pid
-  port=$(free_port); pport=$(free_port)
-  start "$kind" "$kind" "$W/$kind" "$port" "$pport"; pid=$LAST_PID
-  wait_status "127.0.0.1:$port" || exit 1
-  echo "$(rss_kb "$pid")" >"$R/$kind-rss-fresh"
-  for w in "${WORKLOADS[@]}"; do
-    local name=${w%%|*} args=${w#*|}
-    if [ -n "${ONLY:-}" ] && [ "$name" != fill ] && [[ " $ONLY " != *" $name "* ]]; then continue; fi
-    echo "$kind: $name ($args)"
-    # shellcheck disable=SC2086
-    $U --endpoints "127.0.0.1:$port" --command-timeout 30s -w json bench $args >"$R/$kind-$name.json" || true
+# Both servers run at once, each workload goes to one and then the other (the first one
+# alternating), so the two numbers of a pair are seconds apart: the machine's own drift
+# (etcd's rates move by 10-30% between runs minutes apart) falls on both alike.
+run_workloads() {
+  local kind ports=() pids=() i=0 r name args order
+  for kind in etcd cairn; do
+    local port pport; port=$(free_port); pport=$(free_port)
+    start "$kind" "$kind" "$W/$kind" "$port" "$pport"; pids+=("$LAST_PID"); ports+=("$port")
   done
-  echo "$(rss_kb "$pid")" >"$R/$kind-rss-after-workloads"
-  stop "$pid"; rm -rf "${W:?}/$kind"
+  for i in 0 1; do wait_status "127.0.0.1:${ports[$i]}" || exit 1; done
+  echo "$(rss_kb "${pids[0]}")" >"$R/etcd-rss-fresh"; echo "$(rss_kb "${pids[1]}")" >"$R/cairn-rss-fresh"
+  i=0
+  for w in "${WORKLOADS[@]}"; do
+    name=${w%%|*} args=${w#*|}
+    if [ -n "${ONLY:-}" ] && [ "$name" != fill ] && [[ " $ONLY " != *" $name "* ]]; then continue; fi
+    for r in $(seq 1 "$ROUNDS"); do
+      [ "$name" = fill ] && [ "$r" -gt 1 ] && break
+      order="0 1"; [ $(( (i + r) % 2 )) -eq 1 ] && order="1 0"
+      for k in $order; do
+        kind=etcd; [ "$k" = 1 ] && kind=cairn
+        echo "$kind: $name, round $r ($args)"
+        # shellcheck disable=SC2086
+        $U --endpoints "127.0.0.1:${ports[$k]}" --command-timeout 30s -w json bench $args >"$R/$kind-$name.$r.json" || true
+      done
+    done
+    i=$((i + 1))
+  done
+  echo "$(rss_kb "${pids[0]}")" >"$R/etcd-rss-after-workloads"; echo "$(rss_kb "${pids[1]}")" >"$R/cairn-rss-after-workloads"
+  stop "${pids[0]}"; stop "${pids[1]}"; rm -rf "${W:?}/etcd" "${W:?}/cairn"
 }
 
 memory_and_restart() { # KIND
@@ -105,8 +122,7 @@ memory_and_restart() { # KIND
 
 echo "etcd: $(etcd --version | head -1); cairn: $($BIN/cairn --version 2>&1 | head -1)"
 echo "machine: $(nproc) cores; load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-run_workloads etcd
-run_workloads cairn
+run_workloads
 if [ -z "${SKIP_MEMORY:-}" ]; then memory_and_restart etcd; memory_and_restart cairn; fi
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 "$HERE/etcd_vs_cairn_table.py" "$R" "$BENCH_KEYS"

@@ -11,33 +11,64 @@ NAMES = ["fill", "put-1", "put-100", "put-500", "txn-put-100", "range-s-1", "ran
          "range-l-100", "mixed-100", "lease-100", "watch", "watch-busy"]
 
 
-def load(kind, name):
-    try:
-        with open(os.path.join(R, f"{kind}-{name}.json")) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
+def rounds(kind, name):
+    """The JSON of every round of one workload on one server, in round order."""
+    out, r = [], 1
+    while True:
+        try:
+            with open(os.path.join(R, f"{kind}-{name}.{r}.json")) as f:
+                out.append(json.load(f))
+        except OSError:
+            return out
+        except ValueError:
+            out.append({})
+        r += 1
+
+
+def median(values):
+    v = sorted(values)
+    if not v:
+        return 0
+    mid = len(v) // 2
+    return v[mid] if len(v) % 2 else (v[mid - 1] + v[mid]) / 2
 
 
 def ratio(c, e):
     return f"{c / e:.2f}x" if e else "-"
 
 
+def pair_ratios(es, cs, get):
+    """Cairn / etcd of each round (the two runs of a round are seconds apart)."""
+    return [get(c) / get(e) for e, c in zip(es, cs) if get(e) and get(c)]
+
+
+def show_ratios(rs):
+    if not rs:
+        return "-"
+    m = f"{median(rs):.2f}x"
+    return m if len(rs) == 1 else f"{m} ({min(rs):.2f}-{max(rs):.2f})"
+
+
+rate = lambda d: d.get("requests_per_second", 0)
+p50 = lambda d: d.get("latency_ms", {}).get("p50", 0)
+p99 = lambda d: d.get("latency_ms", {}).get("p99", 0)
+
 print()
-print(f"{'workload':<12} {'etcd /s':>9} {'cairn /s':>9} {'c/e':>7}   "
-      f"{'etcd p50':>8} {'p99 ms':>7} {'cairn p50':>9} {'p99 ms':>7} {'p99 c/e':>7}  errors e/c")
+print(f"{'workload':<12} {'etcd /s':>9} {'cairn /s':>9} {'c/e':>18}   "
+      f"{'etcd p50':>8} {'p99 ms':>7} {'cairn p50':>9} {'p99 ms':>7} {'p99 c/e':>18}  errors e/c")
 for name in NAMES:
-    e, c = load("etcd", name), load("cairn", name)
-    if e is None and c is None:
+    es, cs = rounds("etcd", name), rounds("cairn", name)
+    if not es and not cs:
         continue
-    e, c = e or {}, c or {}
-    le, lc = e.get("latency_ms", {}), c.get("latency_ms", {})
-    re_, rc = e.get("requests_per_second", 0), c.get("requests_per_second", 0)
-    print(f"{name:<12} {re_:>9.0f} {rc:>9.0f} {ratio(rc, re_):>7}   "
-          f"{le.get('p50', 0):>8.2f} {le.get('p99', 0):>7.2f} {lc.get('p50', 0):>9.2f} "
-          f"{lc.get('p99', 0):>7.2f} {ratio(lc.get('p99', 0), le.get('p99', 0)):>7}  "
-          f"{e.get('errors', '?')}/{c.get('errors', '?')}")
+    med = lambda ds, get: median([get(d) for d in ds])
+    errors = lambda ds: sum(d.get("errors", 0) for d in ds) if ds else "?"
+    print(f"{name:<12} {med(es, rate):>9.0f} {med(cs, rate):>9.0f} "
+          f"{show_ratios(pair_ratios(es, cs, rate)):>18}   "
+          f"{med(es, p50):>8.2f} {med(es, p99):>7.2f} {med(cs, p50):>9.2f} {med(cs, p99):>7.2f} "
+          f"{show_ratios(pair_ratios(es, cs, p99)):>18}  {errors(es)}/{errors(cs)}")
 print("(watch rows: /s is events per second; latency is put sent -> event received)")
+if max((len(rounds("cairn", n)) for n in NAMES), default=0) > 1:
+    print("(medians of the rounds; c/e is the median of each round's ratio, its range in brackets)")
 
 
 def read(kind, what):

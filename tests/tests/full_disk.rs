@@ -1,13 +1,16 @@
 //! A full disk during snapshot save and restore: one clear error, a non-zero exit, and
-//! nothing left behind (no FILE, no FILE.part, no data dir, no temporary directory).
+//! nothing left behind (no FILE, no FILE.part, no data dir, no temporary directory). A
+//! member whose own disk fills up exits with the reason and, restarted with room, has every
+//! write it acknowledged.
 //! The disk is a small tmpfs mounted for the test, which needs root (as in CI); where
 //! mounting is not permitted the test says so and does nothing.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use cairn_proto::etcdserverpb::request_op::Request;
-use cairn_proto::etcdserverpb::{PutRequest, RequestOp, TxnRequest};
+use cairn_proto::etcdserverpb::{PutRequest, RangeRequest, RequestOp, TxnRequest};
 use cairn_tests::grpc::block_on;
 use cairn_tests::{Clients, Kind, TestServer, cairnutl_bin};
 
@@ -33,6 +36,16 @@ impl SmallDisk {
 
     fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Gives the disk `bytes` in all (an operator freeing space).
+    fn grow(&self, bytes: u64) {
+        let ok = Command::new("mount")
+            .args(["-o", &format!("remount,size={bytes}")])
+            .arg(self.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "remount {} with {bytes} bytes", self.path().display());
     }
 
     fn entries(&self) -> Vec<PathBuf> {
@@ -145,4 +158,79 @@ fn save_onto_a_full_disk_leaves_nothing() {
         "no FILE and no FILE.part: {:?}",
         disk.entries()
     );
+}
+
+#[test]
+fn a_member_whose_disk_fills_up_exits_and_loses_no_acknowledged_write() {
+    let Some(disk) = SmallDisk::mount(150 << 20) else {
+        return;
+    };
+    let on_disk = disk.path().join("data");
+    let mut server = TestServer::start_prepared(Kind::Cairn, "s1", &[], |data_dir, _| {
+        // the member's data dir is on the small disk (a start attempt may be repeated)
+        let _ = std::fs::remove_dir_all(&on_disk);
+        std::fs::create_dir_all(&on_disk).unwrap();
+        std::os::unix::fs::symlink(&on_disk, data_dir).unwrap();
+    });
+    let value = vec![b'v'; 100_000];
+    let key = |i: usize| format!("k{i:05}");
+    let (acknowledged, refusal) = block_on(async {
+        let mut c = Clients::connect(&server.endpoint()).await.unwrap();
+        // 150 MB cannot hold 300 MB of values (and the log that carries them)
+        for i in 0..3000 {
+            let put = PutRequest {
+                key: key(i).into(),
+                value: value.clone(),
+                ..Default::default()
+            };
+            if let Err(status) = c.kv.put(put).await {
+                return (i, status);
+            }
+        }
+        panic!("3000 puts of 100 KB fit on a 150 MB disk");
+    });
+    assert!(
+        acknowledged > 100,
+        "only {acknowledged} puts before the disk was full"
+    );
+    assert!(
+        refusal.code() != tonic::Code::Ok,
+        "the write that did not fit is refused: {refusal:?}"
+    );
+    let status = server
+        .wait_exit(Duration::from_secs(30))
+        .expect("a member whose disk is full exits");
+    assert!(!status.success(), "with a failure status: {status}");
+    let log = std::fs::read_to_string(server.log_path()).unwrap();
+    assert!(
+        log.contains("raft stopped on an error") && log.contains("No space left on device"),
+        "the log says why: {}",
+        server.log_tail(10)
+    );
+
+    disk.grow(512 << 20);
+    server.restart();
+    block_on(async {
+        let mut c = Clients::connect(&server.endpoint()).await.unwrap();
+        for i in 0..acknowledged {
+            let got =
+                c.kv.range(RangeRequest {
+                    key: key(i).into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(got.kvs.len(), 1, "acknowledged {} is there", key(i));
+            assert!(got.kvs[0].value == value, "{} has its value", key(i));
+        }
+        let put = PutRequest {
+            key: b"after".to_vec(),
+            value: b"restart".to_vec(),
+            ..Default::default()
+        };
+        c.kv.put(put)
+            .await
+            .expect("writes again once there is room");
+    });
 }

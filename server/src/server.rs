@@ -185,8 +185,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
              used again (delete it, `member add` it anew and start with --initial-cluster-state existing)"
         ),
         End::Failed(reason) => anyhow::bail!(
-            "raft stopped on an error: {reason}; restart the member (it catches up from its log \
-             or from the leader)"
+            "raft stopped on an error: {reason}; fix its cause (a full or failing disk, say) and \
+             restart the member: it catches up from its log or from the leader"
         ),
     }
 }

@@ -367,12 +367,11 @@ mod tests {
     use cairn_proto::etcdserverpb::PutRequest;
 
     use super::*;
-    use crate::StoreOptions;
+    use crate::store::temp_store;
 
     #[test]
     fn try_apply_never_waits() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("kv.redb"), StoreOptions::default()).unwrap();
+        let (_dir, store) = temp_store();
         let put = [Some(Command::from(Op::Put(PutRequest {
             key: b"k".to_vec(),
             value: b"v".to_vec(),

@@ -166,6 +166,7 @@ mod tests {
     use crate::backend::KEY;
     use crate::command::{Command, CommandResponse, Op};
     use crate::index::KeyRange;
+    use crate::store::temp_store;
     use crate::{StoreOptions, command};
 
     fn put(key: &str, value: &str, prev_kv: bool) -> Option<Command> {
@@ -193,15 +194,9 @@ mod tests {
         txn.open_table(KEY).unwrap().len().unwrap()
     }
 
-    fn open() -> (tempfile::TempDir, Arc<Store>) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("kv.redb"), StoreOptions::default()).unwrap();
-        (dir, store)
-    }
-
     #[test]
     fn reads_see_applied_writes_before_they_reach_redb() {
-        let (_dir, store) = open();
+        let (_dir, store) = temp_store();
         let hash_after;
         {
             let _committer_stopped = lock(&store.commit_lock);
@@ -248,7 +243,7 @@ mod tests {
 
     #[test]
     fn a_lease_grant_commits_pending_rows_with_its_own() {
-        let (_dir, store) = open();
+        let (_dir, store) = temp_store();
         let _committer_stopped = lock(&store.commit_lock);
         store
             .apply(&[put("a", "1", false)], &[("applied", b"1".to_vec())])
@@ -291,7 +286,7 @@ mod tests {
 
     #[test]
     fn a_compaction_during_a_commit_in_flight_deletes_from_its_batch_too() {
-        let (_dir, store) = open();
+        let (_dir, store) = temp_store();
         let committer_stopped = lock(&store.commit_lock);
         store
             .apply(&[put("k", "v1", false), put("k", "v2", false)], &[])
@@ -317,7 +312,7 @@ mod tests {
 
     #[test]
     fn a_snapshot_holds_pending_writes() {
-        let (_dir, store) = open();
+        let (_dir, store) = temp_store();
         let _committer_stopped = lock(&store.commit_lock);
         store.apply(&[put("a", "1", false)], &[]).unwrap();
         let (txn, rev) = store.committed_read(|s| s.current_rev).unwrap();

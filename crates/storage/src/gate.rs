@@ -81,12 +81,11 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::StoreOptions;
+    use crate::store::temp_store;
 
     #[test]
     fn closing_waits_for_the_holder_and_then_refuses_everyone() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("kv.redb"), StoreOptions::default()).unwrap();
+        let (_dir, store) = temp_store();
         let gate = Arc::new(Gate::default());
         let weak = Arc::downgrade(&store);
         let (held_tx, held_rx) = std::sync::mpsc::channel();

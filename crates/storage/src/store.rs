@@ -116,6 +116,14 @@ pub struct Store {
     background: Arc<Gate>,
 }
 
+/// A fresh store in a temporary directory, for unit tests (the directory goes with the guard).
+#[cfg(test)]
+pub(crate) fn temp_store() -> (tempfile::TempDir, Arc<Store>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("kv.redb"), StoreOptions::default()).unwrap();
+    (dir, store)
+}
+
 /// How old a measured file size [`Store::file_size`] may return.
 const SIZE_MAX_AGE: Duration = Duration::from_millis(10);
 

@@ -320,7 +320,6 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
 #[cfg(test)]
 mod tests {
     use cairn_proto::etcdserverpb::{PutRequest, RangeRequest};
-    use cairn_storage::snapshot::SnapshotSource;
     use cairn_storage::{Command, Op, StoreOptions};
 
     use super::*;
@@ -353,21 +352,8 @@ mod tests {
         let path = snap_dir.join("incoming-test-0.snap");
         let file = ReceivedFile::new(path.clone());
         let mut out = std::fs::File::create(&path).unwrap();
-        let (_, values) = leader
-            .write_snapshot_with_meta(
-                &SnapshotSource::default(),
-                1,
-                &mut out,
-                &mut |_| {},
-                REPLICATED_META,
-            )
-            .unwrap();
+        let entries = crate::transport::snapshot::write_copy(&leader, &mut out).unwrap();
         drop(out);
-        let entries = REPLICATED_META
-            .iter()
-            .zip(values)
-            .filter_map(|(name, v)| v.map(|v| (name.to_string(), v)))
-            .collect();
         let snapshot = Box::new(SnapshotData::Received {
             file,
             meta: entries,

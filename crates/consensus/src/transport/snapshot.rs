@@ -57,16 +57,8 @@ pub async fn send(
             template: template.clone(),
             buf: Vec::with_capacity(CHUNK_BYTES),
         };
-        let source = SnapshotSource::default();
-        let (_, values) = store
-            .write_snapshot_with_meta(&source, LEVEL, &mut out, &mut |_| {}, REPLICATED_META)
-            .map_err(|e| format!("stream the store: {e}"))?;
+        let entries = write_copy(&store, &mut out)?;
         out.send_buffered().map_err(|e| e.to_string())?;
-        let entries: Vec<(String, Vec<u8>)> = REPLICATED_META
-            .iter()
-            .zip(values)
-            .filter_map(|(name, v)| v.map(|v| (name.to_string(), v)))
-            .collect();
         let last = SnapshotChunk {
             head: wire::encode(&entries)?,
             done: true,
@@ -86,6 +78,23 @@ pub async fn send(
         return Err(PeerError::Lost(e));
     }
     wire::decode(&resp.into_inner().body).map_err(PeerError::Refused)
+}
+
+/// Writes `store` to `out` in the snapshot format, from one read transaction; returns the
+/// raft meta entries ([`REPLICATED_META`]) read in the same transaction, for the follower.
+pub(crate) fn write_copy(
+    store: &Store,
+    out: &mut dyn std::io::Write,
+) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let source = SnapshotSource::default();
+    let (_, values) = store
+        .write_snapshot_with_meta(&source, LEVEL, out, &mut |_| {}, REPLICATED_META)
+        .map_err(|e| format!("stream the store: {e}"))?;
+    Ok(REPLICATED_META
+        .iter()
+        .zip(values)
+        .filter_map(|(name, v)| v.map(|v| (name.to_string(), v)))
+        .collect())
 }
 
 /// A `Write` that cuts the snapshot bytes into chunks on the channel.

@@ -32,6 +32,7 @@ pub mod index;
 pub mod key_index;
 pub mod lease;
 pub mod offline;
+mod open_files;
 mod overlay;
 mod read;
 mod replace;

@@ -32,6 +32,7 @@ use crate::error::{Result, StoreError, backend};
 use crate::gate::Gate;
 use crate::index::{KeyRange, TreeIndex};
 use crate::lease::{Lease, Lessor};
+use crate::open_files::OpenFile;
 use crate::overlay::Overlay;
 use crate::read::View;
 use crate::revision::Revision;
@@ -114,6 +115,8 @@ pub struct Store {
     pub(crate) committer: Arc<Wake>,
     /// How the background threads hold the store (see `gate.rs`).
     background: Arc<Gate>,
+    /// This process has the file open; last, so it is released after `db` is closed.
+    _file: OpenFile,
 }
 
 /// A fresh store in a temporary directory, for unit tests (the directory goes with the guard).
@@ -150,6 +153,7 @@ pub(crate) fn lock<T>(l: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Store {
     /// Opens (or creates) the store at `path` and rebuilds its in-memory state.
     pub fn open(path: &Path, opts: StoreOptions) -> Result<Arc<Store>> {
+        let file = OpenFile::claim(path);
         let db = open_database(path)?;
         // a defragment cut short by a crash leaves its copy behind; this process now holds
         // the store's file lock, so no other one is still writing it
@@ -172,6 +176,7 @@ impl Store {
             commit_lock: Mutex::new(()),
             committer: Arc::new(Wake::default()),
             background: Arc::new(Gate::default()),
+            _file: file,
         });
         let (weak, hub, gate) = (
             Arc::downgrade(&store),

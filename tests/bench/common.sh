@@ -8,7 +8,12 @@ BIN=target/release
 W=$(mktemp -d "${BENCH_DIR:-/tmp}/cairn-bench.XXXX")
 echo "work directory: $W"
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; [ -n "${KEEP:-}" ] || rm -rf "$W"; }
+# cleanup: SIGTERM to every server started, then wait (up to 10 s each) until they are gone
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do for _ in $(seq 1 200); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done; done
+  [ -n "${KEEP:-}" ] || rm -rf "$W"
+}
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

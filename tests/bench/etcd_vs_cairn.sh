@@ -69,13 +69,14 @@ R="$W/results"; mkdir -p "$R"
 # alternating), so the two numbers of a pair are seconds apart: the machine's own drift
 # (etcd's rates move by 10-30% between runs minutes apart) falls on both alike.
 run_workloads() {
-  local kind ports=() pids=() i=0 r name args order
+  # `servers`, not `pids`: start_* add each pid to the global `pids` the exit trap stops
+  local kind ports=() servers=() i=0 r name args order
   for kind in etcd cairn; do
     local port pport; port=$(free_port); pport=$(free_port)
-    start "$kind" "$kind" "$W/$kind" "$port" "$pport"; pids+=("$LAST_PID"); ports+=("$port")
+    start "$kind" "$kind" "$W/$kind" "$port" "$pport"; servers+=("$LAST_PID"); ports+=("$port")
   done
   for i in 0 1; do wait_status "127.0.0.1:${ports[$i]}" || exit 1; done
-  echo "$(rss_kb "${pids[0]}")" >"$R/etcd-rss-fresh"; echo "$(rss_kb "${pids[1]}")" >"$R/cairn-rss-fresh"
+  echo "$(rss_kb "${servers[0]}")" >"$R/etcd-rss-fresh"; echo "$(rss_kb "${servers[1]}")" >"$R/cairn-rss-fresh"
   i=0
   for w in "${WORKLOADS[@]}"; do
     name=${w%%|*} args=${w#*|}
@@ -92,8 +93,8 @@ run_workloads() {
     done
     i=$((i + 1))
   done
-  echo "$(rss_kb "${pids[0]}")" >"$R/etcd-rss-after-workloads"; echo "$(rss_kb "${pids[1]}")" >"$R/cairn-rss-after-workloads"
-  stop "${pids[0]}"; stop "${pids[1]}"; rm -rf "${W:?}/etcd" "${W:?}/cairn"
+  echo "$(rss_kb "${servers[0]}")" >"$R/etcd-rss-after-workloads"; echo "$(rss_kb "${servers[1]}")" >"$R/cairn-rss-after-workloads"
+  stop "${servers[0]}"; stop "${servers[1]}"; rm -rf "${W:?}/etcd" "${W:?}/cairn"
 }
 
 memory_and_restart() { # KIND

@@ -19,6 +19,7 @@ use std::ops::{Bound, RangeBounds};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use cairn_proto::stages::{self, Stage};
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{RaftLogReader, StorageIOError, Vote};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -277,6 +278,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
+        stages::mark(Stage::Append);
         let entries: Vec<Entry> = entries.into_iter().collect();
         let Some(last) = entries.last().map(|e| e.log_id) else {
             flushed.log_io_completed(Ok(()));
@@ -294,6 +296,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
         }
         let written = lock(&self.wal).append(&rows, last);
+        stages::mark(Stage::Synced);
         if written.is_ok() {
             self.recent().set_flushed(Some(last.index));
         }

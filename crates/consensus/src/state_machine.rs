@@ -17,6 +17,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use cairn_proto::stages::{self, Stage};
 use cairn_storage::Store;
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
@@ -135,6 +136,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
+        stages::mark(Stage::Apply);
         let done = self.applied.map(|l| l.index);
         let mut commands = Vec::new();
         // commands per applied entry, to hand each entry its own results
@@ -209,6 +211,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 results: results.by_ref().take(n).collect(),
             });
         }
+        stages::mark(Stage::Applied);
         Ok(out)
     }
 

@@ -19,6 +19,8 @@ use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::stages::{self, Stage};
+
 /// A stream whose writes wait one turn of the scheduler before each burst.
 pub struct Coalesce<S> {
     inner: S,
@@ -51,7 +53,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Coalesce<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            stages::mark(Stage::Read);
+        }
+        r
     }
 }
 
@@ -62,6 +69,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Coalesce<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         ready!(self.wait_turn(cx));
+        stages::mark(Stage::Written);
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
@@ -71,6 +79,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Coalesce<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         ready!(self.wait_turn(cx));
+        stages::mark(Stage::Written);
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
 

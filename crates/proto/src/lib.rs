@@ -8,6 +8,7 @@
 
 /// Storage-level types: `KeyValue` and watch `Event`.
 #[allow(clippy::all, missing_docs, rustdoc::all)]
+pub mod stages;
 pub mod mvccpb {
     tonic::include_proto!("mvccpb");
 }

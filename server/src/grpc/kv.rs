@@ -5,6 +5,7 @@ use cairn_proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
     PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
 };
+use cairn_proto::stages::{self, Stage};
 use cairn_storage::{Op, txn};
 use tonic::{Request, Response, Status};
 
@@ -26,10 +27,13 @@ impl Kv for KvService {
     }
 
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        stages::mark(Stage::Handler);
         let r = req.into_inner();
         self.0.check_quota(quota::cost_put(&r)).await?;
         txn::check_put(&r).map_err(ApiError::from)?;
-        Ok(Response::new(self.0.propose(Op::Put(r)).await?))
+        let resp = self.0.propose(Op::Put(r)).await?;
+        stages::mark(Stage::Replied);
+        Ok(Response::new(resp))
     }
 
     async fn delete_range(

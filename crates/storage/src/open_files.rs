@@ -65,8 +65,10 @@ mod tests {
         let first = OpenFile::claim(&path);
         let released = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(50));
+            // taken before the release: the claim may wake before this thread runs again
+            let releasing = Instant::now();
             drop(first);
-            Instant::now()
+            releasing
         });
         let second = OpenFile::claim(&path);
         let claimed = Instant::now();

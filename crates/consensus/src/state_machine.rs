@@ -22,7 +22,7 @@ use cairn_storage::Store;
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
 
-use crate::proposer::commands_of;
+use crate::proposer::{Writers, answer, commands_of};
 use crate::removal::Removal;
 use crate::snapshot_trigger::AppliedCount;
 use crate::types::{
@@ -141,6 +141,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut commands = Vec::new();
         // commands per applied entry, to hand each entry its own results
         let mut counts = Vec::new();
+        // per applied entry: its index and the writers waiting for it on this member
+        let mut waiting = Vec::new();
         let mut skipped = 0usize;
         let mut last: Option<LogId> = None;
         let mut membership_changed = false;
@@ -152,13 +154,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
             last = Some(e.log_id);
             let first = commands.len();
+            let mut writers = Writers::default();
             match e.payload {
-                EntryPayload::Normal(req) => commands.extend(
-                    commands_of(&req.command)
-                        .map_err(|err| StorageIOError::apply(e.log_id, &err))?
-                        .into_iter()
-                        .map(Some),
-                ),
+                EntryPayload::Normal(req) => {
+                    commands.extend(
+                        commands_of(&req.command)
+                            .map_err(|err| StorageIOError::apply(e.log_id, &err))?
+                            .into_iter()
+                            .map(Some),
+                    );
+                    writers = req.writers;
+                }
                 EntryPayload::Membership(m) => {
                     let before: BTreeSet<u64> = self
                         .membership
@@ -175,6 +181,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 EntryPayload::Blank => commands.push(None),
             }
             counts.push(commands.len() - first);
+            waiting.push((e.log_id.index, writers));
         }
         let mut out: Vec<Applied> = (0..skipped).map(|_| Applied::default()).collect();
         let Some(last) = last else {
@@ -205,13 +212,19 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if membership_changed {
             self.removal.set(self.removed.clone());
         }
-        let mut results = results.into_iter();
-        for n in counts {
-            out.push(Applied {
-                results: results.by_ref().take(n).collect(),
-            });
-        }
         stages::mark(Stage::Applied);
+        let mut results = results.into_iter();
+        for (n, (index, writers)) in counts.into_iter().zip(waiting) {
+            let results: Vec<_> = results.by_ref().take(n).collect();
+            // writers waiting on this member are answered here, not through raft's core
+            let writers = writers.take();
+            if writers.is_empty() {
+                out.push(Applied { results });
+            } else {
+                answer(writers, index, results);
+                out.push(Applied::default());
+            }
+        }
         Ok(out)
     }
 
@@ -323,10 +336,14 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
 #[cfg(test)]
 mod tests {
     use cairn_proto::etcdserverpb::{PutRequest, RangeRequest};
-    use cairn_storage::{Command, Op, StoreOptions};
+    use cairn_storage::{Command, CommandResponse, Op, StoreOptions};
+
+    use prost::Message;
+    use tokio::sync::oneshot;
 
     use super::*;
-    use crate::types::ReceivedFile;
+    use crate::proposer::{Batch, Outcome};
+    use crate::types::{ReceivedFile, Request};
 
     fn open(dir: &std::path::Path) -> Arc<Store> {
         Store::open(&dir.join("kv.redb"), StoreOptions::default()).unwrap()
@@ -381,6 +398,78 @@ mod tests {
         assert!(
             !path.exists(),
             "the received file is removed once installed"
+        );
+    }
+
+    fn put(key: &str) -> Vec<u8> {
+        Command::from(Op::Put(PutRequest {
+            key: key.into(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        }))
+        .encode_to_vec()
+    }
+
+    fn entry(index: u64, request: Request) -> Entry {
+        Entry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(request),
+        }
+    }
+
+    /// The writers an entry carries are answered by the apply, each with its own result;
+    /// raft's answer then carries none. An entry without writers (a follower's, or one read
+    /// back from the log) hands its results to raft; a skipped entry leaves its writers to
+    /// the proposer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_apply_answers_the_writers_its_entry_carries() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let mut sm = StateMachine::new(
+            store,
+            dir.path().join("snap"),
+            Removal::new(1),
+            Default::default(),
+        )
+        .unwrap();
+        let (tx_a, rx_a) = oneshot::channel();
+        let (tx_b, rx_b) = oneshot::channel();
+        let batch = Batch {
+            commands: vec![put("a"), put("b")],
+        };
+        let carried = Request {
+            command: batch.encode_to_vec(),
+            writers: Writers::new(vec![tx_a, tx_b]),
+        };
+        let out = sm
+            .apply(vec![entry(1, carried), entry(2, Request::new(put("c")))])
+            .await
+            .unwrap();
+        let revision = |o: Outcome| match o.unwrap() {
+            (index, CommandResponse::Put(r)) => (index, r.header.unwrap().revision),
+            other => panic!("not a put: {other:?}"),
+        };
+        assert_eq!(revision(rx_a.await.unwrap()), (1, 2));
+        assert_eq!(revision(rx_b.await.unwrap()), (1, 3));
+        assert!(out[0].results.is_empty(), "answered here, not through raft");
+        assert_eq!(
+            out[1].results.len(),
+            1,
+            "no writers here: the results go to raft"
+        );
+
+        let (tx, _rx) = oneshot::channel();
+        let writers = Writers::new(vec![tx]);
+        let again = Request {
+            command: put("d"),
+            writers: writers.clone(),
+        };
+        let out = sm.apply(vec![entry(2, again)]).await.unwrap();
+        assert!(out[0].results.is_empty());
+        assert_eq!(
+            writers.take().len(),
+            1,
+            "a skipped entry's writer is left waiting"
         );
     }
 }

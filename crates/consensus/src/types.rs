@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use cairn_storage::{CommandResponse, StoreError};
 use serde::{Deserialize, Serialize};
 
+use crate::proposer::Writers;
+
 openraft::declare_raft_types!(
     /// Cairn's raft types: member IDs are etcd's u64 member IDs.
     pub TypeConfig:
@@ -38,6 +40,20 @@ impl fmt::Display for Member {
 pub struct Request {
     #[serde(with = "serde_bytes")]
     pub command: Vec<u8>,
+    /// The writers waiting for this entry on the member that proposed it. In memory only: an
+    /// entry read back from the log or received from the leader has none.
+    #[serde(skip)]
+    pub writers: Writers,
+}
+
+impl Request {
+    /// An entry's payload with no writer waiting for it here.
+    pub fn new(command: Vec<u8>) -> Request {
+        Request {
+            command,
+            writers: Writers::default(),
+        }
+    }
 }
 
 impl fmt::Display for Request {
@@ -47,8 +63,9 @@ impl fmt::Display for Request {
 }
 
 /// What applying an entry returned, handed back to the proposer in memory: one result per
-/// command it carried (see `proposer.rs`), none for an entry without commands. openraft wants
-/// it serializable but never ships it between members, so the payload is not serialized.
+/// command it carried (see `proposer.rs`), none for an entry without commands or whose
+/// writers the apply answered itself. openraft wants it serializable but never ships it
+/// between members, so the payload is not serialized.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Applied {
     #[serde(skip)]
@@ -125,10 +142,7 @@ mod tests {
             command: command.clone(),
         })
         .unwrap();
-        let new = bincode::serialize(&Request {
-            command: command.clone(),
-        })
-        .unwrap();
+        let new = bincode::serialize(&Request::new(command.clone())).unwrap();
         assert_eq!(old, new);
         let back: Request = bincode::deserialize(&old).unwrap();
         assert_eq!(back.command, command);

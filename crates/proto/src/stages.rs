@@ -28,8 +28,8 @@ pub enum Stage {
     Apply,
     /// The state machine applied it.
     Applied,
-    /// The proposer got the result from raft.
-    Result,
+    /// The waiting writer was answered (by the apply, or by the proposer through raft).
+    Answered,
     /// The handler has the response.
     Replied,
     /// The connection writes the response.
@@ -41,7 +41,7 @@ pub const REPORT_EVERY: u64 = 5000;
 
 const N: usize = Stage::Written as usize + 1;
 const NAMES: [&str; N] = [
-    "Read", "Handler", "Proposer", "Append", "Synced", "Apply", "Applied", "Result", "Replied",
+    "Read", "Handler", "Proposer", "Append", "Synced", "Apply", "Applied", "Answered", "Replied",
     "Written",
 ];
 
@@ -127,7 +127,7 @@ mod tests {
             Stage::Synced,
             Stage::Apply,
             Stage::Applied,
-            Stage::Result,
+            Stage::Answered,
             Stage::Replied,
             Stage::Written,
         ];
@@ -146,7 +146,7 @@ mod tests {
             reports,
             [
                 "stage-timing (µs per put, from the stage before): Read 0.5 Handler 2.0 \
-              Proposer 3.0 Append 4.0 Synced 5.0 Apply 6.0 Applied 7.0 Result 8.0 Replied 9.0 \
+              Proposer 3.0 Append 4.0 Synced 5.0 Apply 6.0 Applied 7.0 Answered 8.0 Replied 9.0 \
               Written 10.0"
             ]
         );

@@ -106,9 +106,7 @@ mod tests {
     fn entry(index: u64, bytes: usize) -> Entry {
         Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-            payload: EntryPayload::Normal(Request {
-                command: vec![0; bytes],
-            }),
+            payload: EntryPayload::Normal(Request::new(vec![0; bytes])),
         }
     }
 

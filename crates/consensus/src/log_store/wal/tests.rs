@@ -15,9 +15,7 @@ const SMALL: u64 = 4096;
 fn entry(term: u64, index: u64, bytes: usize) -> Entry {
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(term, 1), index),
-        payload: EntryPayload::Normal(Request {
-            command: vec![(index % 251) as u8; bytes],
-        }),
+        payload: EntryPayload::Normal(Request::new(vec![(index % 251) as u8; bytes])),
     }
 }
 

@@ -9,9 +9,10 @@
 //!
 //! The entry carries its waiting writers in memory ([`Writers`]), and the state machine
 //! answers them as soon as it has applied it: raft's own answer goes from the state machine
-//! through raft's core to the proposer and then to each writer, two hand-offs more. The
-//! proposer answers whoever the apply did not (an entry skipped as already in an installed
-//! snapshot, or a write raft refused).
+//! through raft's core to the proposer and then to each writer, two task hand-offs more. The
+//! proposer answers whoever the apply did not: an entry skipped as already in an installed
+//! snapshot or read back from the WAL (no writers in memory then), a write raft refused or
+//! failed (not the leader, raft stopped), a proposal raft never answered ([`PROPOSAL_WAIT`]).
 
 use cairn_proto::stages::{self, Stage};
 use std::fmt;
@@ -47,7 +48,7 @@ pub(crate) type Outcome = Result<(u64, CommandResponse), ConsensusError>;
 /// The writers waiting for one proposed entry, in the order of its commands. The proposer and
 /// the entry share them; whoever takes them first answers them, so each is answered once.
 #[derive(Clone, Default)]
-pub struct Writers(Option<Arc<Mutex<Vec<oneshot::Sender<Outcome>>>>>);
+pub(crate) struct Writers(Option<Arc<Mutex<Vec<oneshot::Sender<Outcome>>>>>);
 
 impl Writers {
     pub(crate) fn new(waiting: Vec<oneshot::Sender<Outcome>>) -> Writers {
@@ -118,11 +119,11 @@ impl Proposer {
 
     /// Proposes one encoded command; returns when it is applied on this member.
     pub async fn propose(&self, command: Vec<u8>) -> Outcome {
-        let (reply, answer) = oneshot::channel();
+        let (reply, outcome) = oneshot::channel();
         self.queue
             .send(Pending { command, reply })
             .map_err(|_| ConsensusError::Stopped("the proposer has stopped".into()))?;
-        answer
+        outcome
             .await
             .map_err(|_| ConsensusError::Stopped("the proposer has stopped".into()))?
     }
@@ -165,17 +166,48 @@ async fn propose(raft: &Raft, batch: Vec<Pending>) {
         Batch { commands }.encode_to_vec()
     };
     let writers = Writers::new(waiting);
+    // whoever is still waiting when this ends without raft's answer (the task dropped at
+    // shutdown, the wait below given up) is told so at once
+    let _left = Unanswered(writers.clone());
     let request = Request {
         command,
         writers: writers.clone(),
     };
-    match raft.client_write(request).await {
-        // the apply answered the writers unless it skipped the entry
-        Ok(resp) => answer(writers.take(), resp.log_id.index, resp.data.results),
-        Err(e) => {
+    match tokio::time::timeout(PROPOSAL_WAIT, raft.client_write(request)).await {
+        // the apply answered the writers unless it skipped the entry or read it from the WAL
+        Ok(Ok(resp)) => {
+            let left = writers.take();
+            if !left.is_empty() {
+                answer(left, resp.log_id.index, resp.data.results);
+            }
+        }
+        Ok(Err(e)) => {
             for w in writers.take() {
                 let _ = w.send(Err(write_error(&e)));
             }
+        }
+        Err(_) => tracing::warn!(
+            "raft did not answer a proposal within {PROPOSAL_WAIT:?}; its writers are told so and the next writes go on"
+        ),
+    }
+}
+
+/// How long the proposer waits for raft's answer to one proposal before it gives up on it and
+/// takes the next writes. openraft 0.9 can leave a proposal unanswered for good (a member that
+/// lost leadership and then installs a snapshot not covering its own unapplied entry), and one
+/// open proposal at a time would then stop every later write on the member. Far beyond any
+/// client's deadline (etcd's request timeout is 7 s), so a slow disk never trips it.
+const PROPOSAL_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Answers the writers nobody answered when dropped.
+struct Unanswered(Writers);
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        for w in self.0.take() {
+            let _ = w.send(Err(ConsensusError::Stopped(
+                "the write was proposed but raft did not answer; its outcome is unknown".into(),
+            )));
         }
     }
 }
@@ -212,6 +244,26 @@ mod tests {
             value: b"v".to_vec(),
             ..Default::default()
         }))
+    }
+
+    /// A proposal that ends without raft's answer (its task dropped, the wait given up)
+    /// tells its writers at once instead of leaving them to their deadline.
+    #[test]
+    fn writers_left_unanswered_are_told_when_the_proposal_ends() {
+        let (tx, mut rx) = oneshot::channel();
+        let writers = Writers::new(vec![tx]);
+        drop(Unanswered(writers.clone()));
+        assert!(matches!(rx.try_recv(), Ok(Err(ConsensusError::Stopped(_)))));
+
+        let (tx, mut rx) = oneshot::channel();
+        let writers = Writers::new(vec![tx]);
+        let left = Unanswered(writers.clone());
+        answer(writers.take(), 7, []);
+        drop(left);
+        assert!(
+            matches!(rx.try_recv(), Ok(Err(ConsensusError::Stopped(m))) if m.contains("no result")),
+            "answered once, by whoever took the writer first"
+        );
     }
 
     #[test]

@@ -43,7 +43,7 @@ pub struct Request {
     /// The writers waiting for this entry on the member that proposed it. In memory only: an
     /// entry read back from the log or received from the leader has none.
     #[serde(skip)]
-    pub writers: Writers,
+    pub(crate) writers: Writers,
 }
 
 impl Request {
@@ -63,8 +63,8 @@ impl fmt::Display for Request {
 }
 
 /// What applying an entry returned, handed back to the proposer in memory: one result per
-/// command it carried (see `proposer.rs`), none for an entry without commands or whose
-/// writers the apply answered itself. openraft wants it serializable but never ships it
+/// command it carried (see `proposer.rs`; a blank or membership entry counts as one), none
+/// for an entry whose writers the apply answered itself. openraft wants it serializable but never ships it
 /// between members, so the payload is not serialized.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Applied {

@@ -100,6 +100,7 @@ impl Recent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proposer::Writers;
     use crate::types::Request;
     use openraft::{CommittedLeaderId, LogId};
 
@@ -149,6 +150,32 @@ mod tests {
         r.set_flushed(Some(10));
         assert!(r.bytes <= RECENT_BYTES);
         assert_eq!(r.last_index(), Some(10));
+    }
+
+    /// The apply answers the writers of the entries it gets from here (`proposer.rs`): a
+    /// served entry must carry the very writers pushed with it, not a copy or none.
+    #[test]
+    fn a_served_entry_shares_the_writers_pushed_with_it() {
+        let (tx, _rx) = tokio::sync::oneshot::channel();
+        let writers = Writers::new(vec![tx]);
+        let mut r = Recent::default();
+        r.push(Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), 1),
+            payload: EntryPayload::Normal(Request {
+                command: vec![1],
+                writers: writers.clone(),
+            }),
+        });
+        let (_, served) = r.tail(1, 2);
+        let EntryPayload::Normal(req) = &served[0].payload else {
+            panic!("not a normal entry")
+        };
+        assert_eq!(
+            req.writers.take().len(),
+            1,
+            "the served entry holds the writer"
+        );
+        assert!(writers.take().is_empty(), "taken once, for everyone");
     }
 
     #[test]

@@ -14,10 +14,10 @@
 //! snapshot or read back from the WAL (no writers in memory then), a write raft refused or
 //! failed (not the leader, raft stopped), a proposal raft never answered ([`PROPOSAL_WAIT`]).
 
-use cairn_proto::stages::{self, Stage};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
+use cairn_proto::stages::{self, Stage};
 use cairn_storage::{Command, CommandResponse, StoreError};
 use openraft::error::{ClientWriteError, RaftError};
 use prost::Message;

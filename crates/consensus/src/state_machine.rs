@@ -139,10 +139,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         stages::mark(Stage::Apply);
         let done = self.applied.map(|l| l.index);
         let mut commands = Vec::new();
-        // commands per applied entry, to hand each entry its own results
-        let mut counts = Vec::new();
-        // per applied entry: its index and the writers waiting for it on this member
-        let mut waiting = Vec::new();
+        // per applied entry, to hand it its own results: its number of commands, its index
+        // and the writers waiting for it on this member
+        let mut per_entry = Vec::new();
         let mut skipped = 0usize;
         let mut last: Option<LogId> = None;
         let mut membership_changed = false;
@@ -180,8 +179,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
                 EntryPayload::Blank => commands.push(None),
             }
-            counts.push(commands.len() - first);
-            waiting.push((e.log_id.index, writers));
+            per_entry.push((commands.len() - first, e.log_id.index, writers));
         }
         let mut out: Vec<Applied> = (0..skipped).map(|_| Applied::default()).collect();
         let Some(last) = last else {
@@ -214,7 +212,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         stages::mark(Stage::Applied);
         let mut results = results.into_iter();
-        for (n, (index, writers)) in counts.into_iter().zip(waiting) {
+        for (n, index, writers) in per_entry {
             let results: Vec<_> = results.by_ref().take(n).collect();
             // writers waiting on this member are answered here, not through raft's core
             let writers = writers.take();

@@ -64,8 +64,8 @@ impl fmt::Display for Request {
 
 /// What applying an entry returned, handed back to the proposer in memory: one result per
 /// command it carried (see `proposer.rs`; a blank or membership entry counts as one), none
-/// for an entry whose writers the apply answered itself. openraft wants it serializable but never ships it
-/// between members, so the payload is not serialized.
+/// for an entry whose writers the apply answered itself. openraft wants it serializable but
+/// never ships it between members, so the payload is not serialized.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Applied {
     #[serde(skip)]

@@ -36,14 +36,26 @@ pub enum Stage {
     Written,
 }
 
+impl Stage {
+    /// Every stage, in order.
+    pub const ALL: [Stage; N] = [
+        Stage::Read,
+        Stage::Handler,
+        Stage::Proposer,
+        Stage::Append,
+        Stage::Synced,
+        Stage::Apply,
+        Stage::Applied,
+        Stage::Answered,
+        Stage::Replied,
+        Stage::Written,
+    ];
+}
+
 /// Puts per printed report.
 pub const REPORT_EVERY: u64 = 5000;
 
 const N: usize = Stage::Written as usize + 1;
-const NAMES: [&str; N] = [
-    "Read", "Handler", "Proposer", "Append", "Synced", "Apply", "Applied", "Answered", "Replied",
-    "Written",
-];
 
 /// The sums behind the reports.
 #[cfg_attr(not(feature = "stage-timing"), allow(dead_code))]
@@ -84,9 +96,9 @@ impl Timings {
     /// sums start again from zero.
     fn report(&self, every: u64) -> String {
         let mut line = String::from("stage-timing (µs per put, from the stage before):");
-        for (name, sum) in NAMES.iter().zip(&self.sum) {
+        for (stage, sum) in Stage::ALL.iter().zip(&self.sum) {
             let mean = sum.swap(0, Relaxed) as f64 / every as f64 / 1000.0;
-            line.push_str(&format!(" {name} {mean:.1}"));
+            line.push_str(&format!(" {stage:?} {mean:.1}"));
         }
         line
     }
@@ -119,22 +131,10 @@ mod tests {
     #[test]
     fn each_stage_sums_the_time_since_the_stage_before_and_a_report_gives_the_means() {
         let t = Timings::new();
-        let order = [
-            Stage::Read,
-            Stage::Handler,
-            Stage::Proposer,
-            Stage::Append,
-            Stage::Synced,
-            Stage::Apply,
-            Stage::Applied,
-            Stage::Answered,
-            Stage::Replied,
-            Stage::Written,
-        ];
         let mut now = 1_000;
         let mut reports = Vec::new();
         for _put in 0..2 {
-            for (k, stage) in order.iter().enumerate() {
+            for (k, stage) in Stage::ALL.iter().enumerate() {
                 now += 1_000 * (k as u64 + 1); // stage k takes k + 1 µs
                 reports.extend(t.pass(*stage, now, 2));
                 // a second pass before the next stage (another read, say) counts nothing

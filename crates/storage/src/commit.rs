@@ -169,6 +169,27 @@ mod tests {
     use crate::store::temp_store;
     use crate::{StoreOptions, command};
 
+    /// Status during the background flush (which clears `unflushed` before it commits) must
+    /// wait for that commit, not read the file before it lands.
+    #[test]
+    fn db_size_waits_for_a_flush_under_way() {
+        let (_dir, store) = temp_store();
+        store.unflushed.store(false, Ordering::Release);
+        let flushing = lock(&store.commit_lock);
+        let s = store.clone();
+        let sized = std::thread::spawn(move || {
+            s.db_size().unwrap();
+            std::time::Instant::now()
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        let released = std::time::Instant::now();
+        drop(flushing);
+        assert!(
+            sized.join().unwrap() >= released,
+            "sized before the flush landed"
+        );
+    }
+
     fn put(key: &str, value: &str, prev_kv: bool) -> Option<Command> {
         Some(Command::from(Op::Put(PutRequest {
             key: key.into(),

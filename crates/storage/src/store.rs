@@ -401,10 +401,13 @@ impl Store {
     /// own statistics walk every page of the file while holding its write lock).
     ///
     /// Writes applied since the last flush are flushed first (one durable commit): until then
-    /// redb keeps their pages in memory and the file would not show them.
+    /// redb keeps their pages in memory and the file would not show them. A flush already
+    /// under way (the background one clears `unflushed` before it commits) is waited for.
     pub fn db_size(&self) -> Result<(i64, i64)> {
         if self.unflushed.load(Ordering::Acquire) {
             self.flush()?;
+        } else {
+            drop(lock(&self.commit_lock));
         }
         let total = file_bytes(&self.path);
         let in_use = read_lock(&self.state).data_bytes;

@@ -1,0 +1,175 @@
+//! Opening connections to a cluster's endpoints: the [`Dialer`] holds the checked config and
+//! the TLS connector (built once), and hands out [`Client`]s.
+//!
+//! Every connection goes through `cairn_tls::Connector` (TCP, then TLS for `https://`) and
+//! `cairn_proto::coalesce` (requests that become ready together leave in one write, as
+//! grpc-go's writer sends them).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use cairn_proto::coalesce::Coalesce;
+use cairn_proto::etcdserverpb::AuthenticateRequest;
+use cairn_proto::etcdserverpb::auth_client::AuthClient;
+use cairn_tls::{ClientStream, Connector};
+use hyper_util::rt::TokioIo;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+use crate::config::ClientConfig;
+use crate::error::{ClientError, error_chain};
+use crate::security::target;
+use crate::session::Client;
+
+#[derive(Clone)]
+pub struct Dialer {
+    config: Arc<ClientConfig>,
+    connector: Connector,
+}
+
+impl Dialer {
+    /// Checks the endpoints and reads the TLS files now, so a bad flag fails before any
+    /// network traffic, naming the file or endpoint.
+    pub fn new(config: ClientConfig) -> Result<Dialer, ClientError> {
+        if config.endpoints.is_empty() {
+            return Err(ClientError::Config("no endpoints given; pass --endpoints".into()));
+        }
+        let connector = config.tls.connector(&config.endpoints)?;
+        Ok(Dialer {
+            config: Arc::new(config),
+            connector,
+        })
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    pub fn endpoints(&self) -> &[String] {
+        &self.config.endpoints
+    }
+
+    /// The same cluster with other endpoints (e.g. every member's client URL, for
+    /// `--cluster`); the TLS settings are shared.
+    pub fn with_endpoints(&self, endpoints: Vec<String>) -> Result<Dialer, ClientError> {
+        let mut config = (*self.config).clone();
+        config.endpoints = endpoints;
+        let connector = if self.connector.has_tls() {
+            self.connector.clone()
+        } else {
+            config.tls.connector(&config.endpoints)?
+        };
+        Ok(Dialer {
+            config: Arc::new(config),
+            connector,
+        })
+    }
+
+    /// The tonic endpoint for `ep` with the dial timeout and keepalive.
+    pub fn endpoint(&self, ep: &str) -> Result<Endpoint, ClientError> {
+        let uri = target(ep, self.config.tls.tls_by_default())?;
+        let mut e = Endpoint::from_shared(uri)
+            .map_err(|e| ClientError::Config(format!("bad endpoint {ep:?}: {e}")))?
+            .connect_timeout(self.config.dial_timeout);
+        if let Some((interval, timeout)) = self.config.keepalive {
+            e = e
+                .http2_keep_alive_interval(interval)
+                .keep_alive_timeout(timeout)
+                .keep_alive_while_idle(true);
+        }
+        Ok(e)
+    }
+
+    /// A channel to `ep`; `per_call_timeout` bounds every call on it by the command
+    /// timeout (leave it off for watches and keep-alive streams).
+    pub async fn channel(&self, ep: &str, per_call_timeout: bool) -> Result<Channel, ClientError> {
+        let mut e = self.endpoint(ep)?;
+        if per_call_timeout {
+            e = e.timeout(self.config.command_timeout);
+        }
+        e.connect_with_connector(Dial(self.connector.clone()))
+            .await
+            .map_err(|err| ClientError::Connect {
+                endpoint: ep.to_string(),
+                reason: connect_reason(&err),
+            })
+    }
+
+    /// A client of `ep` for unary calls (each bounded by the command timeout),
+    /// authenticated when the config has a user.
+    pub async fn connect(&self, ep: &str) -> Result<Client, ClientError> {
+        let channel = self.channel(ep, true).await?;
+        self.session(ep, channel).await
+    }
+
+    /// Like [`Dialer::connect`], without a deadline on each call: for streams. Unary calls
+    /// made through [`Client::request`] still get one.
+    pub async fn connect_streaming(&self, ep: &str) -> Result<Client, ClientError> {
+        let channel = self.channel(ep, false).await?;
+        self.session(ep, channel).await
+    }
+
+    /// The first endpoint, in order, that connects.
+    pub async fn connect_any(&self) -> Result<Client, ClientError> {
+        let mut why = Vec::new();
+        for ep in self.endpoints() {
+            match self.connect(ep).await {
+                Ok(c) => return Ok(c),
+                Err(e @ (ClientError::Config(_) | ClientError::Tls(_))) => return Err(e),
+                Err(e) => why.push(e.to_string()),
+            }
+        }
+        Err(ClientError::NoEndpoint(why.join("; ")))
+    }
+
+    async fn session(&self, ep: &str, channel: Channel) -> Result<Client, ClientError> {
+        let mut client = Client::new(ep, channel, &self.config);
+        if let Some((name, password)) = &self.config.user {
+            let req = AuthenticateRequest {
+                name: name.clone(),
+                password: password.clone(),
+            };
+            let token = AuthClient::new(client.channel())
+                .authenticate(client.request(req))
+                .await
+                .map_err(|s| ClientError::rpc(ep, s))?
+                .into_inner()
+                .token;
+            client.set_token(&token)?;
+        }
+        Ok(client)
+    }
+}
+
+/// Why connecting failed, with the cause tonic hides in its error chain, and a hint when the
+/// server seems to speak the other protocol.
+fn connect_reason(e: &tonic::transport::Error) -> String {
+    let text = error_chain(e);
+    if text.contains("frame with invalid size") || text.contains("connection reset") && !text.contains("TLS") {
+        return format!("{text} (the server may be serving TLS on this port: use https:// or pass --cacert)");
+    }
+    text
+}
+
+/// tonic's connector: TCP (and TLS) through `cairn_tls`, writes coalesced.
+#[derive(Clone)]
+pub struct Dial(pub Connector);
+
+impl tower_service::Service<Uri> for Dial {
+    type Response = TokioIo<Coalesce<ClientStream>>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = std::io::Result<Self::Response>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connector = self.0.clone();
+        Box::pin(async move {
+            let stream = connector.connect(&uri).await?;
+            Ok(TokioIo::new(Coalesce::new(stream)))
+        })
+    }
+}

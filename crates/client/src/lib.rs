@@ -1,0 +1,28 @@
+//! The one client library of the workspace: how `cairnutl`, the mirror, the load generator
+//! and the tests reach an etcd-API cluster (Cairn or etcd).
+//!
+//! # Layout
+//! - [`flags`]: etcdctl's global connection flags and `ETCDCTL_*` variables (clap).
+//! - [`config`]: [`ClientConfig`], what a cluster connection needs.
+//! - [`security`]: when a connection uses TLS (etcdctl's rules) and the endpoint's URI.
+//! - [`dial`]: [`Dialer`], connections through `cairn_tls` with write coalescing; tokens.
+//! - [`session`]: [`Client`], one endpoint's connection with every service's client.
+//! - [`pool`]: one shared connection with failover across endpoints.
+//! - [`snapshot`]: saving a snapshot to a file (checked, atomic) or a writer.
+//! - [`error`]: [`ClientError`].
+
+pub mod config;
+pub mod dial;
+pub mod error;
+pub mod flags;
+pub mod pool;
+pub mod security;
+pub mod session;
+pub mod snapshot;
+
+pub use config::ClientConfig;
+pub use dial::Dialer;
+pub use error::ClientError;
+pub use pool::Pool;
+pub use security::TlsOptions;
+pub use session::{Client, Svc};

@@ -10,16 +10,15 @@
 //!   `etcdserver: corrupt cluster`; reads are still served so operators can inspect the data
 //!   and take snapshots.
 //!
-//! Peers are asked over the client API (Maintenance.HashKV on their published client URLs).
-//! A peer that is behind (future revision), compacted past the revision, or unreachable is
-//! skipped for that round.
+//! Peers are asked over the peer transport (as etcd asks `/members/hashkv` on peer URLs), so
+//! the peer TLS settings apply. A peer that is behind (future revision), compacted past the
+//! revision, or unreachable is skipped for that round.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use cairn_proto::etcdserverpb::alarm_request::AlarmAction;
-use cairn_proto::etcdserverpb::maintenance_client::MaintenanceClient;
-use cairn_proto::etcdserverpb::{AlarmRequest, AlarmResponse, AlarmType, HashKvRequest};
+use cairn_proto::etcdserverpb::{AlarmRequest, AlarmResponse, AlarmType};
 use cairn_storage::{KvHash, Op};
 
 use crate::context::Context;
@@ -40,10 +39,7 @@ async fn peer_hashes(ctx: &Context, rev: i64) -> BTreeMap<u64, (u32, i64)> {
         if m.id == ctx.node.member_id {
             continue;
         }
-        let Some(url) = m.member.client_urls.first() else {
-            continue;
-        };
-        match peer_hash(url, rev).await {
+        match ctx.node.peer_hash_kv(&m, rev, PEER_TIMEOUT).await {
             Ok(h) => {
                 out.insert(m.id, h);
             }
@@ -52,19 +48,6 @@ async fn peer_hashes(ctx: &Context, rev: i64) -> BTreeMap<u64, (u32, i64)> {
         }
     }
     out
-}
-
-async fn peer_hash(url: &str, rev: i64) -> anyhow::Result<(u32, i64)> {
-    let channel = tonic::transport::Endpoint::from_shared(url.to_string())?
-        .connect_timeout(PEER_TIMEOUT)
-        .timeout(PEER_TIMEOUT)
-        .connect()
-        .await?;
-    let r = MaintenanceClient::new(channel)
-        .hash_kv(HashKvRequest { revision: rev })
-        .await?
-        .into_inner();
-    Ok((r.hash, r.compact_revision))
 }
 
 /// The start-up check; an error means this member must not serve.

@@ -56,6 +56,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         store: StoreOptions {
             min_lease_ttl: min_lease_ttl.max(1),
         },
+        peer_connector: cairn_tls::Connector::plain(),
     })
     .await
     .with_context(|| {

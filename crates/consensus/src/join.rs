@@ -15,10 +15,11 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 pub async fn discover(
     initial_cluster: &[(String, Vec<String>)],
     my_peer_urls: &[String],
+    connector: &cairn_tls::Connector,
 ) -> Result<(u64, u64), ConsensusError> {
     let mut mine = my_peer_urls.to_vec();
     mine.sort();
-    let peers = PeerClients::new(0, 0, Removal::new(0));
+    let peers = PeerClients::new(0, 0, Removal::new(0), connector.clone());
     let mut tried = Vec::new();
     for url in initial_cluster
         .iter()

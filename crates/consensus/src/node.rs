@@ -49,6 +49,8 @@ pub struct NodeConfig {
     /// `--experimental-snapshot-catchup-entries`).
     pub snapshot_catchup_entries: u64,
     pub store: StoreOptions,
+    /// How this member dials its peers: TLS for `https://` peer URLs (`--peer-*` flags).
+    pub peer_connector: cairn_tls::Connector,
 }
 
 /// What `Status` reports about raft.
@@ -111,7 +113,7 @@ impl Node {
             ),
             None if cfg.join_existing => {
                 let (m, c) =
-                    crate::join::discover(&cfg.initial_cluster, &cfg.initial_advertise_peer_urls)
+                    crate::join::discover(&cfg.initial_cluster, &cfg.initial_advertise_peer_urls, &cfg.peer_connector)
                         .await?;
                 (m, c, None)
             }
@@ -175,7 +177,12 @@ impl Node {
         if removal.me_removed() {
             return Err(refuse_removed());
         }
-        let peers = Arc::new(PeerClients::new(cluster_id, member_id, removal.clone()));
+        let peers = Arc::new(PeerClients::new(
+            cluster_id,
+            member_id,
+            removal.clone(),
+            cfg.peer_connector.clone(),
+        ));
         let network = Network {
             peers: peers.clone(),
             store: store.clone(),
@@ -478,6 +485,25 @@ impl Node {
                 is_learner: !voters.contains(id),
             })
             .collect()
+    }
+
+    /// Another member's (hash, compact revision) at `rev`, asked over the peer transport (its
+    /// peer URLs in turn); the error says why there is none (unreachable, compacted, behind).
+    pub async fn peer_hash_kv(
+        &self,
+        member: &MemberInfo,
+        rev: i64,
+        timeout: Duration,
+    ) -> Result<(u32, i64), String> {
+        let mut why = String::from("no peer URLs");
+        for url in &member.member.peer_urls {
+            match self.peers.hash_kv(url, rev, timeout).await {
+                Ok(Ok(h)) => return Ok((h.hash, h.compact_revision)),
+                Ok(Err(refused)) => return Err(refused),
+                Err(e) => why = e.to_string(),
+            }
+        }
+        Err(why)
     }
 
     async fn change(

@@ -19,6 +19,7 @@ fn config(dir: &std::path::Path) -> NodeConfig {
         snapshot_count: 50,
         snapshot_catchup_entries: 5000,
         store: StoreOptions::default(),
+        peer_connector: cairn_tls::Connector::plain(),
     }
 }
 

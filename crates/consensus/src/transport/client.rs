@@ -55,15 +55,23 @@ pub struct PeerClients {
     member_id: u64,
     channels: Mutex<HashMap<String, Channel>>,
     removal: Removal,
+    /// TCP, and TLS for `https://` peer URLs.
+    connector: cairn_tls::Connector,
 }
 
 impl PeerClients {
-    pub fn new(cluster_id: u64, member_id: u64, removal: Removal) -> Self {
+    pub fn new(
+        cluster_id: u64,
+        member_id: u64,
+        removal: Removal,
+        connector: cairn_tls::Connector,
+    ) -> Self {
         PeerClients {
             cluster_id: AtomicU64::new(cluster_id),
             member_id,
             channels: Mutex::new(HashMap::new()),
             removal,
+            connector,
         }
     }
 
@@ -98,10 +106,10 @@ impl PeerClients {
                 let c = Endpoint::from_shared(url.to_string())
                     .map_err(|e| PeerError::Refused(format!("bad peer URL {url:?}: {e}")))?
                     .connect_timeout(CONNECT_TIMEOUT)
-                    .tcp_nodelay(true)
                     .http2_keep_alive_interval(Duration::from_secs(5))
                     .keep_alive_while_idle(true)
-                    .connect_lazy();
+                    // the connector sets TCP_NODELAY itself
+                    .connect_with_connector_lazy(self.connector.clone());
                 channels.insert(url.to_string(), c.clone());
                 c
             }
@@ -153,6 +161,32 @@ impl PeerClients {
     }
 }
 
+impl PeerClients {
+    /// The HashKV of the member at `url` at `rev`; `Ok(Err(_))` is the member's refusal
+    /// (compacted, future revision).
+    pub async fn hash_kv(
+        &self,
+        url: &str,
+        rev: i64,
+        timeout: Duration,
+    ) -> Result<Result<wire::PeerHash, String>, PeerError> {
+        let body = wire::encode(&rev).map_err(PeerError::Refused)?;
+        let mut client = self.client(url)?;
+        let mut request = tonic::Request::new(self.envelope(body));
+        request.set_timeout(timeout);
+        let resp = match tokio::time::timeout(timeout, client.hash_kv(request)).await {
+            Ok(Ok(r)) => r.into_inner(),
+            Ok(Err(s)) => return Err(self.sort_status(url, s)),
+            Err(_) => {
+                return Err(PeerError::Lost(format!(
+                    "peer {url}: no answer in {timeout:?}"
+                )));
+            }
+        };
+        wire::decode(&resp.body).map_err(PeerError::Refused)
+    }
+}
+
 fn is_connect_failure(s: &Status) -> bool {
     use std::error::Error;
     let mut source: Option<&(dyn Error + 'static)> = s.source();
@@ -162,6 +196,7 @@ fn is_connect_failure(s: &Status) -> bool {
             || text.contains("error trying to connect")
             || text.contains("dns error")
             || text.contains("tcp connect error")
+            || text.contains("TLS handshake")
         {
             return true;
         }

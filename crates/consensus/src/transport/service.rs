@@ -105,6 +105,22 @@ impl Peer for PeerService {
         self.reply(&result)
     }
 
+    async fn hash_kv(&self, req: Request<Envelope>) -> Result<Response<Envelope>, Status> {
+        let env = req.into_inner();
+        self.admit(env.cluster_id, env.from)?;
+        let rev: i64 = wire::decode(&env.body).map_err(Status::invalid_argument)?;
+        let store = self.node.store.clone();
+        let hash = tokio::task::spawn_blocking(move || store.hash_kv(rev))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map(|h| wire::PeerHash {
+                hash: h.hash,
+                compact_revision: h.compact_revision,
+            })
+            .map_err(|e| e.to_string());
+        self.reply(&hash)
+    }
+
     async fn members(&self, _req: Request<Envelope>) -> Result<Response<Envelope>, Status> {
         self.reply(&MembersReply {
             cluster_id: self.node.cluster_id,

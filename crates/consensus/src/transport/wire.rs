@@ -79,6 +79,13 @@ pub enum Answer {
     Done,
 }
 
+/// A member's answer to the peer `HashKV` call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerHash {
+    pub hash: u32,
+    pub compact_revision: i64,
+}
+
 /// A [`ConsensusError`] as it crosses the wire.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum WireError {

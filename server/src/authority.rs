@@ -25,9 +25,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
 
 use cairn_proto::coalesce::Coalesce;
+use cairn_tls::{Listener, ServerStream};
 
 mod rewrite;
 
@@ -36,31 +36,29 @@ use rewrite::Rewriter;
 /// How much is read from the socket at a time while frames are parsed.
 const READ_CHUNK: usize = 8 * 1024;
 
-/// A client listener whose connections accept a URL as `:authority`.
-pub struct AuthorityListener(TcpListener);
+/// A client listener (plain or TLS) whose connections accept a URL as `:authority`. Replies
+/// that become ready together leave in one write (`cairn_proto::coalesce`): above TLS, so in
+/// one TLS record too.
+pub struct AuthorityListener(Listener);
 
 impl AuthorityListener {
-    pub fn new(listener: TcpListener) -> Self {
+    pub fn new(listener: Listener) -> Self {
         Self(listener)
     }
 }
 
 impl axum::serve::Listener for AuthorityListener {
-    type Io = AuthorityStream<Coalesce<TcpStream>>;
+    type Io = AuthorityStream<Coalesce<ServerStream>>;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        // axum's own accept loop: retries, and backs off on errors such as EMFILE
-        let (stream, addr) = axum::serve::Listener::accept(&mut self.0).await;
-        // small gRPC replies must not wait for the client's delayed ACK (Nagle)
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(%addr, error = %e, "could not set TCP_NODELAY");
-        }
+        // cairn_tls's accept loop sets TCP_NODELAY and backs off on errors such as EMFILE
+        let (stream, addr) = self.0.accept().await;
         (AuthorityStream::new(Coalesce::new(stream)), addr)
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.0.local_addr()
+        Ok(self.0.local_addr())
     }
 }
 

@@ -9,6 +9,8 @@ use anyhow::{Context, bail};
 use cairn_consensus::bootstrap::{parse_initial_cluster, split_urls};
 use clap::Parser;
 
+use crate::tls_flags::{TlsConfig, TlsFlags};
+
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "cairn",
@@ -121,21 +123,8 @@ pub struct Flags {
     /// Log level (debug, info, warn, error).
     #[arg(long, env = "ETCD_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
-    /// Client TLS certificate (not supported yet: refused with a clear error).
-    #[arg(long, env = "ETCD_CERT_FILE")]
-    pub cert_file: Option<PathBuf>,
-    #[arg(long, env = "ETCD_KEY_FILE")]
-    pub key_file: Option<PathBuf>,
-    #[arg(long, env = "ETCD_TRUSTED_CA_FILE")]
-    pub trusted_ca_file: Option<PathBuf>,
-    #[arg(long, env = "ETCD_CLIENT_CERT_AUTH", default_value_t = false)]
-    pub client_cert_auth: bool,
-    #[arg(long, env = "ETCD_PEER_CERT_FILE")]
-    pub peer_cert_file: Option<PathBuf>,
-    #[arg(long, env = "ETCD_PEER_KEY_FILE")]
-    pub peer_key_file: Option<PathBuf>,
-    #[arg(long, env = "ETCD_PEER_TRUSTED_CA_FILE")]
-    pub peer_trusted_ca_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: TlsFlags,
 }
 
 /// How auto-compaction runs, after validation.
@@ -153,9 +142,10 @@ pub enum AutoCompaction {
 pub struct Config {
     pub name: String,
     pub data_dir: PathBuf,
-    pub listen_client: Vec<SocketAddr>,
-    pub listen_peer: Vec<SocketAddr>,
-    pub listen_metrics: Vec<SocketAddr>,
+    pub listen_client: Vec<Listen>,
+    pub listen_peer: Vec<Listen>,
+    pub listen_metrics: Vec<Listen>,
+    pub tls: TlsConfig,
     pub advertise_client_urls: Vec<String>,
     pub peer_urls: Vec<String>,
     pub initial_cluster: Vec<(String, Vec<String>)>,
@@ -178,24 +168,52 @@ pub struct Config {
     pub log_level: String,
 }
 
+/// One listen URL: where, and whether it is https://.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listen {
+    pub addr: SocketAddr,
+    pub tls: bool,
+    /// The URL as given.
+    pub url: String,
+}
+
 /// etcd's default quota: 2 GiB.
 pub const DEFAULT_QUOTA_BYTES: i64 = 2 * 1024 * 1024 * 1024;
 
-/// `http://host:port` to a socket address (names resolved, e.g. `localhost`).
-pub fn listen_addr(url: &str) -> anyhow::Result<Vec<SocketAddr>> {
+/// `http://host:port` or `https://host:port` to a socket address (names resolved, e.g.
+/// `localhost`).
+pub fn listen_url(url: &str) -> anyhow::Result<Listen> {
     use std::net::ToSocketAddrs;
-    let Some(rest) = url.strip_prefix("http://") else {
-        if url.starts_with("https://") {
-            bail!("listen URL {url:?}: TLS is not supported yet; use http://");
-        }
-        bail!("listen URL {url:?} must look like http://HOST:PORT");
+    let (tls, rest) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+        (Some(rest), _) => (false, rest),
+        (_, Some(rest)) => (true, rest),
+        _ => bail!("listen URL {url:?} must look like http://HOST:PORT or https://HOST:PORT"),
     };
     let hostport = rest.trim_end_matches('/');
-    let addrs: Vec<SocketAddr> = hostport
+    let addr = hostport
         .to_socket_addrs()
         .with_context(|| format!("listen URL {url:?} has no usable host:port"))?
-        .collect();
-    Ok(addrs.into_iter().take(1).collect())
+        .next()
+        .with_context(|| format!("listen URL {url:?} resolves to no address"))?;
+    Ok(Listen {
+        addr,
+        tls,
+        url: url.to_string(),
+    })
+}
+
+/// Every URL of a comma-separated list.
+fn listen_urls(list: &str) -> anyhow::Result<Vec<Listen>> {
+    split_urls(list).iter().map(|u| listen_url(u)).collect()
+}
+
+/// The host part of each URL (for the SANs of a self-signed certificate).
+pub fn hosts(urls: &[String]) -> Vec<String> {
+    urls.iter()
+        .filter_map(|u| u.split_once("://").map(|(_, rest)| rest))
+        .filter_map(|hp| hp.trim_end_matches('/').rsplit_once(':').map(|(h, _)| h))
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_string())
+        .collect()
 }
 
 /// `10m`, `90s`, `1h`, `500ms`, or plain seconds.
@@ -239,18 +257,6 @@ fn auto_compaction(mode: &str, retention: &str) -> anyhow::Result<AutoCompaction
 
 impl Flags {
     pub fn validate(self) -> anyhow::Result<Config> {
-        if self.cert_file.is_some()
-            || self.key_file.is_some()
-            || self.trusted_ca_file.is_some()
-            || self.client_cert_auth
-            || self.peer_cert_file.is_some()
-            || self.peer_key_file.is_some()
-            || self.peer_trusted_ca_file.is_some()
-        {
-            bail!(
-                "TLS flags are not supported yet: run cairn on plain http:// URLs (behind a TLS proxy if needed)"
-            );
-        }
         if self.initial_cluster_state != "new" && self.initial_cluster_state != "existing" {
             bail!(
                 "--initial-cluster-state {:?} must be 'new' or 'existing'",
@@ -269,23 +275,14 @@ impl Flags {
             Some(s) => parse_initial_cluster(s)?,
             None => vec![(self.name.clone(), peer_urls.clone())],
         };
-        let mut listen_client = Vec::new();
-        for u in split_urls(&self.listen_client_urls) {
-            listen_client.extend(listen_addr(&u)?);
-        }
-        let mut listen_peer = Vec::new();
-        for u in split_urls(&self.listen_peer_urls) {
-            listen_peer.extend(listen_addr(&u)?);
-        }
-        let mut listen_metrics = Vec::new();
-        for u in self
-            .listen_metrics_urls
-            .as_deref()
-            .map(split_urls)
-            .unwrap_or_default()
-        {
-            listen_metrics.extend(listen_addr(&u)?);
-        }
+        let listen_client = listen_urls(&self.listen_client_urls)?;
+        let listen_peer = listen_urls(&self.listen_peer_urls)?;
+        let listen_metrics = listen_urls(self.listen_metrics_urls.as_deref().unwrap_or(""))?;
+        let first_https = |l: &[Listen]| l.iter().find(|l| l.tls).map(|l| l.url.clone());
+        let https_client = first_https(&listen_client).or_else(|| first_https(&listen_metrics));
+        let tls = self
+            .tls
+            .validate(https_client.as_deref(), first_https(&listen_peer).as_deref())?;
         Ok(Config {
             data_dir: self
                 .data_dir
@@ -294,6 +291,7 @@ impl Flags {
             listen_client,
             listen_peer,
             listen_metrics,
+            tls,
             advertise_client_urls: split_urls(&self.advertise_client_urls),
             peer_urls,
             initial_cluster,
@@ -337,7 +335,8 @@ mod tests {
     fn defaults_follow_etcd() {
         let c = flags(&[]).validate().unwrap();
         assert_eq!(c.data_dir, PathBuf::from("default.cairn"));
-        assert_eq!(c.listen_client, vec!["127.0.0.1:2379".parse().unwrap()]);
+        assert_eq!(c.listen_client[0].addr, "127.0.0.1:2379".parse().unwrap());
+        assert!(!c.listen_client[0].tls);
         assert_eq!(
             c.initial_cluster,
             vec![(
@@ -381,8 +380,24 @@ mod tests {
                 .validate()
                 .unwrap_err()
                 .to_string()
-                .contains("TLS")
+                .contains("TLS key/cert (--cert-file, --key-file) must be provided")
         );
+        let c = flags(&[
+            "--listen-client-urls",
+            "https://127.0.0.1:1,http://127.0.0.1:2",
+            "--auto-tls",
+        ])
+        .validate()
+        .unwrap();
+        assert_eq!(
+            c.listen_client.iter().map(|l| l.tls).collect::<Vec<_>>(),
+            vec![true, false]
+        );
+        assert_eq!(
+            hosts(&["https://[::1]:2379".into(), "http://node-a:2380/".into()]),
+            vec!["::1".to_string(), "node-a".to_string()]
+        );
+        assert!(flags(&["--listen-client-urls", "unix://x"]).validate().is_err());
         assert!(flags(&["--election-timeout", "100"]).validate().is_err());
     }
 

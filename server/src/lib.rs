@@ -7,6 +7,9 @@
 //! - `context`: what every service shares; response headers, proposals, linearizable reads.
 //! - `grpc/`: one file per gRPC service.
 //! - `http`: `/health`, `/metrics`, `/version`.
+//! - `listen`: binding listen URLs, plain or TLS (`cairn_tls`), served by axum.
+//! - [`tls_flags`]: etcd's TLS flags, validated; `tls`: the files read and the acceptors
+//!   and peer connector built at start-up.
 //! - `quota`: `--quota-backend-bytes`; raises the NOSPACE alarm before a write overflows it.
 //! - `background`: lease expiry and auto-compaction on the leader.
 //! - `corruption`: HashKV compared between members at start and periodically (CORRUPT alarm).
@@ -20,7 +23,10 @@ mod corruption;
 pub mod errors;
 mod grpc;
 mod http;
+mod listen;
 mod quota;
 pub mod server;
+mod tls;
+pub mod tls_flags;
 
 pub use config::{Config, Flags};

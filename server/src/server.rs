@@ -7,15 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::serve::ListenerExt;
 use cairn_consensus::{Node, NodeConfig};
 use cairn_storage::StoreOptions;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::authority::AuthorityListener;
 use crate::config::Config;
 use crate::context::Context;
+use crate::listen;
 
 /// How long startup waits for this member's attributes to be published before serving.
 const PUBLISH_WAIT: Duration = Duration::from_secs(3);
@@ -25,21 +24,10 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs the member until `shutdown` completes.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let mut listeners = Vec::new();
-    for addr in config.listen_client.iter().chain(&config.listen_metrics) {
-        let l = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr} (is another server using it?)"))?;
-        listeners.push(l);
-    }
-    let client_listeners = config.listen_client.len();
-    let mut peer_listeners = Vec::new();
-    for addr in &config.listen_peer {
-        let l = TcpListener::bind(addr).await.with_context(|| {
-            format!("cannot listen for peers on {addr} (is another server using it?)")
-        })?;
-        peer_listeners.push(l);
-    }
+    let client_tcp = listen::bind(&config.listen_client, "clients").await?;
+    let metrics_tcp = listen::bind(&config.listen_metrics, "metrics").await?;
+    let peer_tcp = listen::bind(&config.listen_peer, "peers").await?;
+    let tls = prepare_tls(&config)?;
 
     let min_lease_ttl = ((config.election_timeout.as_millis() * 3 / 2).div_ceil(1000)) as i64;
     let node = Node::start(NodeConfig {
@@ -56,7 +44,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         store: StoreOptions {
             min_lease_ttl: min_lease_ttl.max(1),
         },
-        peer_connector: cairn_tls::Connector::plain(),
+        peer_connector: tls.peer_connector.clone(),
     })
     .await
     .with_context(|| {
@@ -76,23 +64,23 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut servers = Vec::new();
-    for l in peer_listeners {
-        let addr = l.local_addr()?;
+    for (tcp, https) in peer_tcp {
+        let l = listen::accept(tcp, https, &tls.peer, "peer")?;
+        let addr = l.local_addr();
         let mut stop = stop_rx.clone();
         let routes = tonic::service::Routes::new(cairn_consensus::transport::service::peer_server(
             node.clone(),
         ));
         servers.push(tokio::spawn(async move {
-            let l = l.tap_io(nodelay);
-            let serve =
-                axum::serve(l, routes.into_axum_router()).with_graceful_shutdown(async move {
+            let serve = axum::serve(listen::Plain(l), routes.into_axum_router())
+                .with_graceful_shutdown(async move {
                     let _ = stop.wait_for(|s| *s).await;
                 });
             if let Err(e) = serve.await {
                 tracing::error!(%addr, error = %e, "peer listener failed");
             }
         }));
-        tracing::info!(%addr, "serving peer traffic");
+        tracing::info!(%addr, tls = https, "serving peer traffic");
     }
     let ctx = Context {
         store: node.store.clone(),
@@ -126,28 +114,33 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
 
     let client_router = crate::grpc::router(&ctx).merge(crate::http::router(ctx.clone()));
     let metrics_router = crate::http::router(ctx.clone());
-    for (i, l) in listeners.into_iter().enumerate() {
+    let client = client_tcp.into_iter().map(|l| (l, true));
+    let metrics = metrics_tcp.into_iter().map(|l| (l, false));
+    for ((tcp, https), is_client) in client.chain(metrics) {
         let mut stop = stop_rx.clone();
-        let addr = l.local_addr()?;
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
-        let serve: Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> =
-            if i < client_listeners {
+        let (addr, serve): (_, Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>) =
+            if is_client {
+                let l = listen::accept(tcp, https, &tls.client, "client")?;
+                let addr = l.local_addr();
                 // accepts the URL etcdctl 3.4 --cluster sends as :authority (see authority.rs)
-                let l = AuthorityListener::new(l);
-                let serve = axum::serve(l, client_router.clone());
-                Box::pin(serve.with_graceful_shutdown(shutdown).into_future())
+                let serve = axum::serve(AuthorityListener::new(l), client_router.clone());
+                (addr, Box::pin(serve.with_graceful_shutdown(shutdown).into_future()))
             } else {
-                let serve = axum::serve(l.tap_io(nodelay), metrics_router.clone());
-                Box::pin(serve.with_graceful_shutdown(shutdown).into_future())
+                let l = listen::accept(tcp, https, &tls.metrics, "metrics")?;
+                let addr = l.local_addr();
+                let serve = axum::serve(listen::Plain(l), metrics_router.clone());
+                (addr, Box::pin(serve.with_graceful_shutdown(shutdown).into_future()))
             };
         servers.push(tokio::spawn(async move {
             if let Err(e) = serve.await {
                 tracing::error!(%addr, error = %e, "listener failed");
             }
         }));
-        tracing::info!(%addr, "serving client traffic");
+        let what = if is_client { "client" } else { "metrics" };
+        tracing::info!(%addr, tls = https, "serving {what} traffic");
     }
     tracing::info!("ready to serve client requests");
 
@@ -225,11 +218,30 @@ async fn publish(ctx: Context) {
     }
 }
 
-/// Replies go out at once instead of waiting for the peer's delayed ACK (Nagle).
-fn nodelay(tcp: &mut tokio::net::TcpStream) {
-    if let Err(e) = tcp.set_nodelay(true) {
-        tracing::debug!(error = %e, "could not set TCP_NODELAY");
-    }
+/// Reads the TLS files (and makes `--auto-tls` certificates) for the listeners and peers.
+fn prepare_tls(config: &Config) -> anyhow::Result<crate::tls::Prepared> {
+    let https = |l: &[crate::config::Listen]| l.iter().any(|l| l.tls);
+    let listen_urls = |l: &[crate::config::Listen]| l.iter().map(|l| l.url.clone()).collect::<Vec<_>>();
+    let mut client_urls = listen_urls(&config.listen_client);
+    client_urls.extend(listen_urls(&config.listen_metrics));
+    client_urls.extend(config.advertise_client_urls.iter().cloned());
+    let mut peer_urls = listen_urls(&config.listen_peer);
+    peer_urls.extend(config.peer_urls.iter().cloned());
+    let dials_https_peers = config
+        .initial_cluster
+        .iter()
+        .flat_map(|(_, urls)| urls)
+        .chain(&config.peer_urls)
+        .any(|u| u.starts_with("https://"));
+    let needs = crate::tls::Needs {
+        client: https(&config.listen_client),
+        metrics: https(&config.listen_metrics),
+        peer: https(&config.listen_peer),
+        dials_https_peers,
+        client_hosts: &crate::config::hosts(&client_urls),
+        peer_hosts: &crate::config::hosts(&peer_urls),
+    };
+    crate::tls::prepare(&config.tls, &config.data_dir, &needs)
 }
 
 /// Completes on SIGTERM or SIGINT.

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::pki::ServerTls;
 use crate::server::{Kind, TestServer};
 use crate::{grpc, ports, wait};
 
@@ -13,10 +14,12 @@ pub const LEADER_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct TestCluster {
     pub members: Vec<TestServer>,
     extra_args: Vec<String>,
+    tls: Option<ServerTls>,
 }
 
-fn url(port: u16) -> String {
-    format!("http://127.0.0.1:{port}")
+fn url(port: u16, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://127.0.0.1:{port}")
 }
 
 impl TestCluster {
@@ -30,11 +33,27 @@ impl TestCluster {
     pub fn start_prepared(
         n: usize,
         extra_args: &[&str],
+        prepare: impl FnMut(&TestServer, &str),
+    ) -> Self {
+        Self::start_inner(n, extra_args, None, prepare)
+    }
+
+    /// Like [`TestCluster::start`], every member with `tls` (client TLS, and peer TLS when
+    /// `tls.peer`).
+    pub fn start_tls(n: usize, extra_args: &[&str], tls: &ServerTls) -> Self {
+        Self::start_inner(n, extra_args, Some(tls), |_, _| {})
+    }
+
+    fn start_inner(
+        n: usize,
+        extra_args: &[&str],
+        tls: Option<&ServerTls>,
         mut prepare: impl FnMut(&TestServer, &str),
     ) -> Self {
         let ports = ports::free_ports(2 * n);
+        let peer_tls = tls.is_some_and(|t| t.peer);
         let initial_cluster = (0..n)
-            .map(|i| format!("m{}={}", i + 1, url(ports[2 * i + 1])))
+            .map(|i| format!("m{}={}", i + 1, url(ports[2 * i + 1], peer_tls)))
             .collect::<Vec<_>>()
             .join(",");
         let extra_args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
@@ -46,6 +65,7 @@ impl TestCluster {
                     (ports[2 * i], ports[2 * i + 1]),
                     &initial_cluster,
                     &extra_args,
+                    tls,
                 )
             })
             .collect();
@@ -59,18 +79,25 @@ impl TestCluster {
         let cluster = TestCluster {
             members,
             extra_args,
+            tls: tls.cloned(),
         };
         cluster.wait_leader(LEADER_TIMEOUT);
         cluster
     }
 
-    /// Client endpoints of the running members, comma separated (etcdctl's --endpoints).
+    /// Client endpoints of the running members, comma separated (etcdctl's --endpoints;
+    /// with TLS, etcdctl also needs [`TestCluster::tls_args`]).
     pub fn endpoints(&mut self) -> String {
         self.running()
             .iter()
             .map(|&i| self.members[i].endpoint())
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// etcdctl's `--cacert --cert --key` for a TLS cluster (empty without TLS).
+    pub fn tls_args(&self) -> Vec<String> {
+        self.tls.as_ref().map(|t| t.client_args()).unwrap_or_default()
     }
 
     /// Indexes of the members whose process runs.
@@ -82,7 +109,8 @@ impl TestCluster {
 
     /// The member ID each running member reports for itself.
     pub fn member_id(&self, i: usize) -> u64 {
-        grpc::status_blocking(&self.members[i].endpoint(), Duration::from_secs(5))
+        self.members[i]
+            .status(Duration::from_secs(5))
             .expect("status")
             .header
             .expect("header")
@@ -110,7 +138,7 @@ impl TestCluster {
                 let mut leader = None;
                 let mut ids = Vec::new();
                 for (i, m) in self.members.iter().enumerate() {
-                    let Ok(s) = grpc::status_blocking(&m.endpoint(), Duration::from_secs(2)) else {
+                    let Ok(s) = m.status(Duration::from_secs(2)) else {
                         continue;
                     };
                     ids.push((i, s.header.as_ref().map(|h| h.member_id).unwrap_or(0)));
@@ -133,10 +161,11 @@ impl TestCluster {
             .iter()
             .map(|&i| self.members[i].endpoint())
             .collect();
+        let tls = self.tls.clone();
         wait::until(timeout, "every member to reach the same HashKV", || {
             let mut seen = Vec::new();
             for ep in &endpoints {
-                let h = grpc::hash_kv_blocking(ep, 0).ok()?;
+                let h = grpc::hash_kv_blocking_tls(ep, tls.as_ref(), 0).ok()?;
                 seen.push(h);
             }
             let first = seen[0];
@@ -153,13 +182,14 @@ impl TestCluster {
         };
         let name = format!("m{}", self.members.len() + 1);
         let endpoints = self.endpoints();
-        let mut args = vec!["member", "add", &name];
-        let peer_url = url(peer);
+        let peer_url = url(peer, self.tls.as_ref().is_some_and(|t| t.peer));
         let flag = format!("--peer-urls={peer_url}");
-        args.push(&flag);
+        let mut args: Vec<String> = self.tls_args();
+        args.extend(["member".into(), "add".into(), name.clone(), flag]);
         if learner {
-            args.push("--learner");
+            args.push("--learner".into());
         }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = crate::etcdctl_ok(&endpoints, &args);
         let initial_cluster = out
             .lines()
@@ -175,6 +205,7 @@ impl TestCluster {
             (client, peer),
             &initial_cluster,
             &extra,
+            self.tls.as_ref(),
         ));
         self.members.len() - 1
     }

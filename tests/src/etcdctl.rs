@@ -94,7 +94,18 @@ fn drain(mut pipe: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
     })
 }
 
-fn run(mut cmd: Command, stdin: Option<&str>, what: &str) -> Output {
+/// Like [`etcdctl()`], for long commands (`check perf`): panics after `timeout`.
+pub fn etcdctl_within(endpoint: &str, args: &[&str], timeout: Duration) -> Output {
+    let mut cmd = command(endpoint);
+    cmd.args(args);
+    run_within(cmd, None, &describe(args), timeout)
+}
+
+fn run(cmd: Command, stdin: Option<&str>, what: &str) -> Output {
+    run_within(cmd, stdin, what, TIMEOUT)
+}
+
+fn run_within(mut cmd: Command, stdin: Option<&str>, what: &str, timeout: Duration) -> Output {
     let mut child = cmd
         .stdin(if stdin.is_some() {
             Stdio::piped()
@@ -112,7 +123,7 @@ fn run(mut cmd: Command, stdin: Option<&str>, what: &str) -> Output {
     }
     let stdout = drain(child.stdout.take().expect("piped stdout"));
     let stderr = drain(child.stderr.take().expect("piped stderr"));
-    let deadline = Instant::now() + TIMEOUT;
+    let deadline = Instant::now() + timeout;
     let status = loop {
         if let Some(status) = child.try_wait().expect("try_wait") {
             break status;
@@ -121,7 +132,7 @@ fn run(mut cmd: Command, stdin: Option<&str>, what: &str) -> Output {
             let _ = child.kill();
             let _ = child.wait();
             panic!(
-                "{what} did not finish within {TIMEOUT:?}; stderr:\n{}",
+                "{what} did not finish within {timeout:?}; stderr:\n{}",
                 String::from_utf8_lossy(&stderr.join().unwrap_or_default())
             );
         }

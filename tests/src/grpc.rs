@@ -1,4 +1,5 @@
-//! Direct gRPC access to a server through the generated tonic clients.
+//! Direct gRPC access to a server through the generated tonic clients, dialed by the
+//! workspace's client library (`cairn_client`), plain or TLS.
 
 use std::future::Future;
 use std::sync::OnceLock;
@@ -11,8 +12,11 @@ use cairn_proto::etcdserverpb::{
 };
 use cairn_proto::v3electionpb::election_client::ElectionClient;
 use cairn_proto::v3lockpb::lock_client::LockClient;
+use cairn_client::{ClientConfig, ClientError, Dialer};
 use tokio::runtime::Runtime;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
+
+use crate::pki::ServerTls;
 
 /// One client per service, all sharing a channel to one server.
 #[derive(Clone)]
@@ -29,8 +33,16 @@ pub struct Clients {
 
 impl Clients {
     /// Connects to `endpoint` (`127.0.0.1:<port>`); every call times out after 10 s.
-    pub async fn connect(endpoint: &str) -> Result<Self, tonic::transport::Error> {
-        let channel = channel(endpoint, Duration::from_secs(10)).await?;
+    pub async fn connect(endpoint: &str) -> Result<Self, ClientError> {
+        Self::connect_tls(endpoint, None).await
+    }
+
+    /// Like [`Clients::connect`], over TLS with the harness's client certificate when
+    /// `tls` is given.
+    pub async fn connect_tls(endpoint: &str, tls: Option<&ServerTls>) -> Result<Self, ClientError> {
+        let channel = dialer(endpoint, tls, Duration::from_secs(10))?
+            .channel(endpoint, true)
+            .await?;
         Ok(Self::from_channel(channel))
     }
 
@@ -48,32 +60,60 @@ impl Clients {
     }
 }
 
+/// The client library's dialer for one endpoint: TLS with the harness's client certificate
+/// when `tls` is given, every call bounded by `timeout`.
+pub fn dialer(endpoint: &str, tls: Option<&ServerTls>, timeout: Duration) -> Result<Dialer, ClientError> {
+    let mut cfg = ClientConfig::new([endpoint]);
+    cfg.command_timeout = timeout;
+    if let Some(tls) = tls {
+        cfg.tls = tls.client_options();
+    }
+    Dialer::new(cfg)
+}
+
 /// A plaintext HTTP/2 channel to `endpoint` with per-call `timeout`.
-pub async fn channel(
-    endpoint: &str,
-    timeout: Duration,
-) -> Result<Channel, tonic::transport::Error> {
-    Endpoint::from_shared(format!("http://{endpoint}"))?
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(timeout)
-        .connect()
-        .await
+pub async fn channel(endpoint: &str, timeout: Duration) -> Result<Channel, ClientError> {
+    dialer(endpoint, None, timeout)?.channel(endpoint, true).await
 }
 
 /// One `Maintenance/Status` call from synchronous code.
 pub fn status_blocking(endpoint: &str, timeout: Duration) -> anyhow::Result<StatusResponse> {
+    status_blocking_tls(endpoint, None, timeout)
+}
+
+/// [`status_blocking`] over TLS when `tls` is given.
+pub fn status_blocking_tls(
+    endpoint: &str,
+    tls: Option<&ServerTls>,
+    timeout: Duration,
+) -> anyhow::Result<StatusResponse> {
     let endpoint = endpoint.to_string();
     block_on(async move {
-        let mut client = MaintenanceClient::new(channel(&endpoint, timeout).await?);
-        Ok(client.status(StatusRequest {}).await?.into_inner())
+        let channel = dialer(&endpoint, tls, timeout)?.channel(&endpoint, true).await?;
+        Ok(MaintenanceClient::new(channel)
+            .status(StatusRequest {})
+            .await?
+            .into_inner())
     })
 }
 
 /// One `Maintenance/HashKV` call at `revision` (0 = latest): (hash, hash revision).
 pub fn hash_kv_blocking(endpoint: &str, revision: i64) -> anyhow::Result<(u32, i64)> {
+    hash_kv_blocking_tls(endpoint, None, revision)
+}
+
+/// [`hash_kv_blocking`] over TLS when `tls` is given.
+pub fn hash_kv_blocking_tls(
+    endpoint: &str,
+    tls: Option<&ServerTls>,
+    revision: i64,
+) -> anyhow::Result<(u32, i64)> {
     let endpoint = endpoint.to_string();
     block_on(async move {
-        let mut client = MaintenanceClient::new(channel(&endpoint, Duration::from_secs(5)).await?);
+        let channel = dialer(&endpoint, tls, Duration::from_secs(5))?
+            .channel(&endpoint, true)
+            .await?;
+        let mut client = MaintenanceClient::new(channel);
         let r = client
             .hash_kv(cairn_proto::etcdserverpb::HashKvRequest { revision })
             .await?

@@ -11,7 +11,10 @@
 //!   with `etcdctl member add`.
 //! - [`etcdctl`]: runs etcdctl with a timeout, plus [`Background`] for long-running commands
 //!   (`watch`, `lock`, `elect`) whose output lines are awaited with a deadline.
-//! - [`grpc`]: tonic clients for every service, for direct API tests.
+//! - [`grpc`]: tonic clients for every service, for direct API tests (dialed by
+//!   `cairn_client`, plain or TLS).
+//! - [`pki`]: certificates made by the tests (CA, server, client, expired, revoked) and a
+//!   server's TLS setup ([`pki::ServerTls`]) as flags for the servers, etcdctl and curl.
 //! - [`json`], [`base64`]: reading etcdctl's `-w json` output (base64 keys and values).
 //! - [`hashkv`], [`etcd_ids`]: models of etcd's HashKV and member/cluster ID derivation, so
 //!   tests can check values a server reports against values computed from what the test did.
@@ -30,6 +33,7 @@ pub mod hashkv;
 pub mod http;
 pub mod json;
 pub mod mirror;
+pub mod pki;
 pub mod ports;
 pub mod prng;
 pub mod server;

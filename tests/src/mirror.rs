@@ -10,6 +10,7 @@ use std::time::Duration;
 use cairn_proto::etcdserverpb::RangeRequest;
 use tempfile::TempDir;
 
+use crate::pki::ServerTls;
 use crate::{binaries, grpc, wait};
 
 /// A running `cairnutl make-mirror ... -w json`, killed on drop.
@@ -157,6 +158,16 @@ impl Drop for Mirror {
 /// (key, value, has a lease) of every key in `[prefix)`, with `prefix` replaced by `as_prefix`
 /// and the mirrors' reserved keys left out, read at the latest revision.
 pub fn contents(endpoint: &str, prefix: &str, as_prefix: &str) -> Vec<(String, String, bool)> {
+    contents_tls(endpoint, None, prefix, as_prefix)
+}
+
+/// [`contents`] over TLS when `tls` is given.
+pub fn contents_tls(
+    endpoint: &str,
+    tls: Option<&ServerTls>,
+    prefix: &str,
+    as_prefix: &str,
+) -> Vec<(String, String, bool)> {
     let endpoint = endpoint.to_string();
     let (key, range_end) = if prefix.is_empty() {
         (vec![0], vec![0])
@@ -166,7 +177,7 @@ pub fn contents(endpoint: &str, prefix: &str, as_prefix: &str) -> Vec<(String, S
         (prefix.as_bytes().to_vec(), end)
     };
     let r = grpc::block_on(async move {
-        let mut c = grpc::Clients::connect(&endpoint).await?;
+        let mut c = grpc::Clients::connect_tls(&endpoint, tls).await?;
         let r =
             c.kv.range(RangeRequest {
                 key,
@@ -194,10 +205,21 @@ pub fn contents(endpoint: &str, prefix: &str, as_prefix: &str) -> Vec<(String, S
 
 /// Waits until the destination's `dest_prefix` holds exactly the source's `prefix`.
 pub fn wait_equal(source: &str, prefix: &str, dest: &str, dest_prefix: &str, timeout: Duration) {
+    wait_equal_tls((source, None), prefix, (dest, None), dest_prefix, timeout)
+}
+
+/// [`wait_equal`] with each side's endpoint and TLS setup.
+pub fn wait_equal_tls(
+    (source, source_tls): (&str, Option<&ServerTls>),
+    prefix: &str,
+    (dest, dest_tls): (&str, Option<&ServerTls>),
+    dest_prefix: &str,
+    timeout: Duration,
+) {
     let deadline = std::time::Instant::now() + timeout;
     let last = loop {
-        let s = contents(source, prefix, dest_prefix);
-        let d = contents(dest, dest_prefix, dest_prefix);
+        let s = contents_tls(source, source_tls, prefix, dest_prefix);
+        let d = contents_tls(dest, dest_tls, dest_prefix, dest_prefix);
         if s == d {
             return;
         }

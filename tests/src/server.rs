@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+use crate::pki::ServerTls;
 use crate::{binaries, grpc, ports, wait};
 
 /// How long a server may take to start answering `Status` with a leader.
@@ -50,6 +51,8 @@ pub struct TestServer {
     /// `--initial-cluster` for a member of a multi-member cluster (`None`: just this one).
     initial_cluster: Option<String>,
     extra_args: Vec<String>,
+    /// TLS on the client (and maybe peer) listener; the harness dials with its client cert.
+    tls: Option<ServerTls>,
     child: Option<Child>,
     /// Set once a panic message already carried the log tail.
     log_reported: bool,
@@ -71,6 +74,12 @@ impl TestServer {
         Self::start_prepared(kind, "s1", extra_args, |_, _| {})
     }
 
+    /// Like [`TestServer::start_with`], with TLS on the client listener (and on the peer
+    /// listener when `tls.peer`), client certificates required.
+    pub fn start_tls(kind: Kind, tls: &ServerTls, extra_args: &[&str]) -> Self {
+        Self::start_inner(kind, "s1", Some(tls), extra_args, |_, _| {})
+    }
+
     /// Starts member `name` on a data dir that `prepare(data_dir, peer_url)` fills first, e.g.
     /// with `cairnutl snapshot restore`. It runs once per attempt, after the ports are picked,
     /// because a restore bakes the peer URL into the member ID; the server gets
@@ -79,12 +88,23 @@ impl TestServer {
         kind: Kind,
         name: &str,
         extra_args: &[&str],
+        prepare: impl FnMut(&Path, &str),
+    ) -> Self {
+        Self::start_inner(kind, name, None, extra_args, prepare)
+    }
+
+    fn start_inner(
+        kind: Kind,
+        name: &str,
+        tls: Option<&ServerTls>,
+        extra_args: &[&str],
         mut prepare: impl FnMut(&Path, &str),
     ) -> Self {
         for _ in 0..PORT_ATTEMPTS {
             let extra: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
             let mut server =
                 TestServer::unstarted(kind, name, ports::free_port_pair(), None, &extra);
+            server.tls = tls.cloned();
             prepare(&server.data_dir(), &server.peer_url());
             match server.spawn_and_wait() {
                 Ok(()) => return server,
@@ -106,9 +126,12 @@ impl TestServer {
         (client_port, peer_port): (u16, u16),
         initial_cluster: &str,
         extra_args: &[String],
+        tls: Option<&ServerTls>,
     ) -> Self {
         let ports = (client_port, peer_port);
-        TestServer::unstarted(kind, name, ports, Some(initial_cluster), extra_args)
+        let mut m = TestServer::unstarted(kind, name, ports, Some(initial_cluster), extra_args);
+        m.tls = tls.cloned();
+        m
     }
 
     fn unstarted(
@@ -129,6 +152,7 @@ impl TestServer {
             name: name.to_string(),
             initial_cluster: initial_cluster.map(String::from),
             extra_args: extra_args.to_vec(),
+            tls: None,
             child: None,
             log_reported: false,
         }
@@ -186,14 +210,41 @@ impl TestServer {
         format!("127.0.0.1:{}", self.client_port)
     }
 
-    /// The client URL: `http://127.0.0.1:<port>`.
+    /// The client URL: `http://127.0.0.1:<port>` (`https://` with TLS).
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
-    /// The peer URL: `http://127.0.0.1:<peer port>`.
+    /// The peer URL: `http://127.0.0.1:<peer port>` (`https://` with peer TLS).
     pub fn peer_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.peer_port)
+        let scheme = if self.tls.as_ref().is_some_and(|t| t.peer) { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.peer_port)
+    }
+
+    /// Changes the TLS setup for the next start.
+    pub fn set_tls(&mut self, tls: ServerTls) {
+        self.tls = Some(tls);
+    }
+
+    /// The TLS setup, if the server runs with one.
+    pub fn tls(&self) -> Option<&ServerTls> {
+        self.tls.as_ref()
+    }
+
+    /// What etcdctl and cairnutl need to reach this server: `--endpoints=<url>` and, with
+    /// TLS, `--cacert --cert --key`.
+    pub fn client_args(&self) -> Vec<String> {
+        let mut a = vec![format!("--endpoints={}", self.url())];
+        if let Some(t) = &self.tls {
+            a.extend(t.client_args());
+        }
+        a
+    }
+
+    /// `Maintenance/Status`, over TLS when the server has it.
+    pub fn status(&self, timeout: Duration) -> anyhow::Result<cairn_proto::etcdserverpb::StatusResponse> {
+        grpc::status_blocking_tls(&self.endpoint(), self.tls.as_ref(), timeout)
     }
 
     pub fn kind(&self) -> Kind {
@@ -303,6 +354,9 @@ impl TestServer {
                 .clone()
                 .unwrap_or_else(|| format!("{}={peer}", self.name)),
         ];
+        if let Some(t) = &self.tls {
+            args.extend(t.server_args());
+        }
         args.extend(self.extra_args.iter().cloned());
         args
     }
@@ -357,7 +411,7 @@ impl TestServer {
                 )));
             }
             if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                match grpc::status_blocking(&self.endpoint(), Duration::from_secs(2)) {
+                match self.status(Duration::from_secs(2)) {
                     Ok(status) if status.leader != 0 => return Ok(()),
                     Ok(_) => last_error = "Status answered without a leader".into(),
                     Err(e) => last_error = format!("Status failed: {e}"),

@@ -81,23 +81,32 @@ impl Connector {
 /// The handshake's error with what it most likely means for the operator.
 fn handshake_error(host: &str, port: u16, e: io::Error) -> io::Error {
     let text = e.to_string();
-    let hint = if text.contains("UnknownIssuer") {
-        " (the server's certificate is not signed by a trusted CA: pass the cluster's CA with --cacert)"
-    } else if text.contains("NotValidForName") {
-        " (the server's certificate does not list this host name or IP address among its SANs)"
-    } else if text.contains("Expired") {
-        " (the server's certificate has expired)"
-    } else if text.contains("CertificateRequired") || text.contains("BadCertificate") {
-        " (the server refused our client certificate or wants one: pass --cert and --key signed by its CA)"
-    } else if text.contains("InvalidContentType") || text.contains("corrupt message") {
-        " (the server does not seem to speak TLS on this port: try http://)"
-    } else {
-        ""
-    };
+    let hint = explain(&text).map(|h| format!(" ({h})")).unwrap_or_default();
     io::Error::new(
         e.kind(),
         format!("TLS handshake with {host}:{port} failed: {text}{hint}"),
     )
+}
+
+/// What a TLS failure seen by a client most likely means, from rustls' error text (the
+/// handshake's, or an alert the server sent after it, which TLS 1.3 reports at the first
+/// read).
+pub fn explain(error: &str) -> Option<&'static str> {
+    let hints: [(&[&str], &str); 9] = [
+        (&["UnknownIssuer"], "the server's certificate is not signed by a trusted CA: pass the cluster's CA with --cacert"),
+        (&["NotValidForName"], "the server's certificate does not list this host name or IP address among its SANs"),
+        (&["invalid peer certificate: Expired", "certificate expired"], "the server's certificate has expired"),
+        (&["alert: CertificateRequired"], "the server requires a client certificate: pass --cert and --key"),
+        (&["alert: CertificateExpired"], "the server refused our client certificate: it has expired"),
+        (&["alert: CertificateRevoked"], "the server refused our client certificate: it is revoked"),
+        (&["alert: UnknownCA", "alert: BadCertificate", "alert: CertificateUnknown"], "the server refused our client certificate: is it signed by the server's trusted CA, and for a name it allows?"),
+        (&["alert: ProtocolVersion", "alert: HandshakeFailure"], "no TLS version or cipher suite in common with the server"),
+        (&["InvalidContentType", "corrupt message"], "the server does not seem to speak TLS on this port: try http://"),
+    ];
+    hints
+        .iter()
+        .find(|(needles, _)| needles.iter().any(|n| error.contains(n)))
+        .map(|(_, hint)| *hint)
 }
 
 impl tower_service::Service<Uri> for Connector {

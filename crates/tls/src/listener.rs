@@ -149,10 +149,17 @@ async fn handshake(acceptor: &Acceptor, mut tcp: TcpStream, addr: SocketAddr) ->
         let _ = tcp.shutdown().await;
         return Err("plain-text request on a TLS port (the client must use https://)".into());
     }
-    let tls = tokio_rustls::TlsAcceptor::from(acceptor.config.clone())
+    let tls = match tokio_rustls::TlsAcceptor::from(acceptor.config.clone())
         .accept(tcp)
+        .into_fallible()
         .await
-        .map_err(|e| format!("TLS handshake failed: {e}"))?;
+    {
+        Ok(tls) => tls,
+        Err((e, tcp)) => {
+            linger(tcp).await;
+            return Err(format!("TLS handshake failed: {e}"));
+        }
+    };
     let conn = ServerStream::Tls(Box::new(tls));
     if acceptor.check_client_san
         && let Some(cert) = conn.peer_certificate()
@@ -160,6 +167,26 @@ async fn handshake(acceptor: &Acceptor, mut tcp: TcpStream, addr: SocketAddr) ->
         crate::identity::san_covers_remote(cert, addr.ip()).await?;
     }
     Ok(conn)
+}
+
+/// Closes a refused connection so that the client reads our alert. A TLS 1.3 client sends
+/// its first request right after its certificate, before it knows it was refused; closing
+/// with that request unread makes the kernel send a reset, which can overtake the alert, and
+/// the client would only see "connection closed" instead of why.
+async fn linger(mut tcp: TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let _ = tcp.shutdown().await;
+    let drain = async {
+        let mut sink = [0u8; 4096];
+        let mut left = 256 * 1024;
+        while left > 0 {
+            match tcp.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left -= n.min(left),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
 }
 
 /// A server connection, plain or TLS.

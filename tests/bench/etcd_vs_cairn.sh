@@ -10,6 +10,8 @@
 # BENCH_SECONDS: length of each throughput workload (default 10); BENCH_KEY_SPACE: keys the
 # put/range/mixed workloads use (default 100000, written first by a txn-put fill);
 # ONLY="put-1 range-s-100": run only these workloads; SKIP_MEMORY=1 skips the memory phase.
+# The tls-* workloads run against a second etcd/cairn pair serving https:// with client
+# certificates (the same certificates for both; made by cairn-pki under the work directory).
 # ROUNDS=5: each workload pair five times (the table shows medians and the spread of ratios).
 # KEEP=1 keeps the work directory (the JSON of every run is in it).
 # Needs Debian's etcd-server and etcd-client (etcd 3.4), python3. Writes under ${BENCH_DIR:-/tmp}.
@@ -39,18 +41,24 @@ WORKLOADS=(
   "lease-100|lease-keepalive --clients 100 --conns 10 --duration ${SECS}s"
   "watch|watch --watchers 100 --watched-keys 1 --streams 10 --clients 1 --total 1000 --rate 100"
   "watch-busy|watch --watchers 1000 --watched-keys 100 --streams 10 --clients 10 --conns 10 --total 10000 --rate 2000"
+  # the same workloads over TLS with client certificates, against a second pair of servers
+  # (etcd and cairn with the same certificates: $SERVER_TLS in common.sh)
+  "tls-fill|txn-put $K $V --sequential-keys --txn-ops 100 --total $((KS / 100)) --clients 16 --conns 4"
+  "tls-put-100|put $K $V --clients 100 --conns 10 --duration ${SECS}s"
+  "tls-range-s-100|range $K --consistency s --clients 100 --conns 10 --duration ${SECS}s"
 )
 
 # stop PID: SIGTERM, then wait for the process to be gone.
 stop() { kill "$1" 2>/dev/null || true; while kill -0 "$1" 2>/dev/null; do sleep 0.05; done; }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 anon_kb() { awk '/^RssAnon/ {print $2}' "/proc/$1/status"; }
-# wait_status ENDPOINT [SECONDS]: polls until Status answers (every 20 ms); fails after
-# SECONDS (default 120).
+# wait_status "ENDPOINT [TLS FLAGS]" [SECONDS]: polls until Status answers (every 20 ms);
+# fails after SECONDS (default 120).
 wait_status() {
   local end=$(( $(date +%s) + ${2:-120} ))
   while [ "$(date +%s)" -lt "$end" ]; do
-    $U --endpoints "$1" --command-timeout 1s endpoint status >/dev/null 2>&1 && return 0; sleep 0.02
+    # shellcheck disable=SC2086
+    $U --endpoints $1 --command-timeout 1s endpoint status >/dev/null 2>&1 && return 0; sleep 0.02
   done; echo "server at $1 did not answer Status within ${2:-120} s" >&2; return 1
 }
 RESTART_TIMEOUT=${RESTART_TIMEOUT:-300}
@@ -70,31 +78,38 @@ R="$W/results"; mkdir -p "$R"
 # (etcd's rates move by 10-30% between runs minutes apart) falls on both alike.
 run_workloads() {
   # `servers`, not `pids`: start_* add each pid to the global `pids` the exit trap stops
-  local kind ports=() servers=() i=0 r name args order
-  for kind in etcd cairn; do
-    local port pport; port=$(free_port); pport=$(free_port)
-    start "$kind" "$kind" "$W/$kind" "$port" "$pport"; servers+=("$LAST_PID"); ports+=("$port")
+  # servers 0, 1: etcd and cairn on http://; 2, 3: the same on https:// with client certificates
+  local kind ports=() servers=() i=0 r name args order tls base endpoint
+  for tls in "" tls; do
+    for kind in etcd cairn; do
+      local port pport; port=$(free_port); pport=$(free_port)
+      start "$kind" "$kind" "$W/$kind$tls" "$port" "$pport" $tls; servers+=("$LAST_PID"); ports+=("$port")
+    done
   done
   for i in 0 1; do wait_status "127.0.0.1:${ports[$i]}" || exit 1; done
+  for i in 2 3; do wait_status "https://127.0.0.1:${ports[$i]} $CLIENT_TLS" || exit 1; done
   echo "$(rss_kb "${servers[0]}")" >"$R/etcd-rss-fresh"; echo "$(rss_kb "${servers[1]}")" >"$R/cairn-rss-fresh"
   i=0
   for w in "${WORKLOADS[@]}"; do
     name=${w%%|*} args=${w#*|}
-    if [ -n "${ONLY:-}" ] && [ "$name" != fill ] && [[ " $ONLY " != *" $name "* ]]; then continue; fi
+    if [ -n "${ONLY:-}" ] && [ "${name#tls-}" != fill ] && [[ " $ONLY " != *" $name "* ]]; then continue; fi
+    base=0; [ "${name#tls-}" != "$name" ] && base=2
     for r in $(seq 1 "$ROUNDS"); do
-      [ "$name" = fill ] && [ "$r" -gt 1 ] && break
+      [ "${name#tls-}" = fill ] && [ "$r" -gt 1 ] && break
       order="0 1"; [ $(( (i + r) % 2 )) -eq 1 ] && order="1 0"
       for k in $order; do
         kind=etcd; [ "$k" = 1 ] && kind=cairn
+        endpoint="127.0.0.1:${ports[$((base + k))]}"
+        [ "$base" = 2 ] && endpoint="https://$endpoint $CLIENT_TLS"
         echo "$kind: $name, round $r ($args)"
         # shellcheck disable=SC2086
-        $U --endpoints "127.0.0.1:${ports[$k]}" --command-timeout 30s -w json bench $args >"$R/$kind-$name.$r.json" || true
+        $U --endpoints $endpoint --command-timeout 30s -w json bench $args >"$R/$kind-$name.$r.json" || true
       done
     done
     i=$((i + 1))
   done
   echo "$(rss_kb "${servers[0]}")" >"$R/etcd-rss-after-workloads"; echo "$(rss_kb "${servers[1]}")" >"$R/cairn-rss-after-workloads"
-  stop "${servers[0]}"; stop "${servers[1]}"; rm -rf "${W:?}/etcd" "${W:?}/cairn"
+  for p in "${servers[@]}"; do stop "$p"; done; rm -rf "${W:?}/etcd" "${W:?}/cairn" "${W:?}/etcdtls" "${W:?}/cairntls"
 }
 
 memory_and_restart() { # KIND

@@ -8,7 +8,8 @@ import sys
 
 R, KEYS = sys.argv[1], int(sys.argv[2])
 NAMES = ["fill", "put-1", "put-100", "put-500", "txn-put-100", "range-s-1", "range-s-100",
-         "range-l-100", "mixed-100", "lease-100", "watch", "watch-busy"]
+         "range-l-100", "mixed-100", "lease-100", "watch", "watch-busy",
+         "tls-fill", "tls-put-100", "tls-range-s-100"]
 
 
 def rounds(kind, name):
@@ -54,7 +55,7 @@ p50 = lambda d: d.get("latency_ms", {}).get("p50", 0)
 p99 = lambda d: d.get("latency_ms", {}).get("p99", 0)
 
 print()
-print(f"{'workload':<12} {'etcd /s':>9} {'cairn /s':>9} {'c/e':>18}   "
+print(f"{'workload':<15} {'etcd /s':>9} {'cairn /s':>9} {'c/e':>18}   "
       f"{'etcd p50':>8} {'p99 ms':>7} {'cairn p50':>9} {'p99 ms':>7} {'p99 c/e':>18}  errors e/c")
 for name in NAMES:
     es, cs = rounds("etcd", name), rounds("cairn", name)
@@ -62,11 +63,12 @@ for name in NAMES:
         continue
     med = lambda ds, get: median([get(d) for d in ds])
     errors = lambda ds: sum(d.get("errors", 0) for d in ds) if ds else "?"
-    print(f"{name:<12} {med(es, rate):>9.0f} {med(cs, rate):>9.0f} "
+    print(f"{name:<15} {med(es, rate):>9.0f} {med(cs, rate):>9.0f} "
           f"{show_ratios(pair_ratios(es, cs, rate)):>18}   "
           f"{med(es, p50):>8.2f} {med(es, p99):>7.2f} {med(cs, p50):>9.2f} {med(cs, p99):>7.2f} "
           f"{show_ratios(pair_ratios(es, cs, p99)):>18}  {errors(es)}/{errors(cs)}")
 print("(watch rows: /s is events per second; latency is put sent -> event received)")
+print("(tls-* rows: https with client certificates, both servers with the same certificates)")
 if max((len(rounds("cairn", n)) for n in NAMES), default=0) > 1:
     print("(medians of the rounds; c/e is the median of each round's ratio, its range in brackets)")
 

@@ -48,8 +48,14 @@ impl ClientConfig {
     }
 }
 
-/// `name:password`, or `name` with `--password`, as etcdctl's `--user` takes it.
-pub fn credentials(user: Option<&str>, password: Option<&str>) -> Result<Option<(String, String)>, String> {
+/// `name:password`, or `name` with `--password`, as etcdctl's `--user` takes it. `flag` is
+/// the flags' prefix the error names: `""` for `--user`/`--password`, `"dest-"` for
+/// make-mirror's `--dest-user`/`--dest-password`.
+pub fn credentials(
+    flag: &str,
+    user: Option<&str>,
+    password: Option<&str>,
+) -> Result<Option<(String, String)>, String> {
     let Some(user) = user else {
         return Ok(None);
     };
@@ -59,7 +65,7 @@ pub fn credentials(user: Option<&str>, password: Option<&str>) -> Result<Option<
     match user.split_once(':') {
         Some((name, pass)) => Ok(Some((name.to_string(), pass.to_string()))),
         None => Err(format!(
-            "--user {user:?} has no password: give --user {user}:PASSWORD or --password"
+            "--{flag}user {user:?} has no password: give --{flag}user {user}:PASSWORD or --{flag}password"
         )),
     }
 }
@@ -70,15 +76,16 @@ mod tests {
 
     #[test]
     fn user_forms() {
-        assert_eq!(credentials(None, None).unwrap(), None);
+        assert_eq!(credentials("", None, None).unwrap(), None);
         assert_eq!(
-            credentials(Some("root:pw"), None).unwrap(),
+            credentials("", Some("root:pw"), None).unwrap(),
             Some(("root".into(), "pw".into()))
         );
         assert_eq!(
-            credentials(Some("root"), Some("a:b")).unwrap(),
+            credentials("", Some("root"), Some("a:b")).unwrap(),
             Some(("root".into(), "a:b".into()))
         );
-        assert!(credentials(Some("root"), None).is_err());
+        let e = credentials("dest-", Some("root"), None).unwrap_err();
+        assert!(e.starts_with("--dest-user \"root\" has no password"), "{e}");
     }
 }

@@ -1,9 +1,9 @@
 //! Opening connections to a cluster's endpoints: the [`Dialer`] holds the checked config and
 //! the TLS connector (built once), and hands out [`Client`]s.
 //!
-//! Every connection goes through `cairn_tls::Connector` (TCP, then TLS for `https://`) and
-//! `cairn_proto::coalesce` (requests that become ready together leave in one write, as
-//! grpc-go's writer sends them).
+//! Every connection goes through `cairn_tls::Connector` (TCP, then TLS for `https://`),
+//! [`crate::sniff`] (a connection the server refuses after connecting says why) and `cairn_proto::coalesce`
+//! (requests that become ready together leave in one write, as grpc-go's writer sends them).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,9 +18,10 @@ use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint, Uri};
 
 use crate::config::ClientConfig;
-use crate::error::{ClientError, error_chain};
+use crate::error::{ClientError, error_chain, with_hint};
 use crate::security::target;
 use crate::session::Client;
+use crate::sniff::{Explain, FirstAnswer, Verdict};
 
 #[derive(Clone)]
 pub struct Dialer {
@@ -84,37 +85,67 @@ impl Dialer {
     /// A channel to `ep`; `per_call_timeout` bounds every call on it by the command
     /// timeout (leave it off for watches and keep-alive streams).
     pub async fn channel(&self, ep: &str, per_call_timeout: bool) -> Result<Channel, ClientError> {
+        Ok(self.explained(ep, per_call_timeout).await?.inner().clone())
+    }
+
+    /// [`Dialer::channel`], its failed calls explained by its connections' [`Verdict`].
+    async fn explained(
+        &self,
+        ep: &str,
+        per_call_timeout: bool,
+    ) -> Result<Explain<Channel>, ClientError> {
         let mut e = self.endpoint(ep)?;
         if per_call_timeout {
             e = e.timeout(self.config.command_timeout);
         }
-        e.connect_with_connector(Dial(self.connector.clone()))
+        let verdict = Verdict::default();
+        let dial = Dial {
+            connector: self.connector.clone(),
+            verdict: verdict.clone(),
+        };
+        let channel = e
+            .connect_with_connector(dial)
             .await
             .map_err(|err| ClientError::Connect {
                 endpoint: ep.to_string(),
-                reason: connect_reason(&err),
-            })
+                reason: with_hint(error_chain(&err)),
+            })?;
+        Ok(Explain::new(channel, verdict))
     }
 
     /// A client of `ep` for unary calls (each bounded by the command timeout),
     /// authenticated when the config has a user.
     pub async fn connect(&self, ep: &str) -> Result<Client, ClientError> {
-        let channel = self.channel(ep, true).await?;
+        let channel = self.explained(ep, true).await?;
         self.session(ep, channel).await
     }
 
     /// Like [`Dialer::connect`], without a deadline on each call: for streams. Unary calls
     /// made through [`Client::request`] still get one.
     pub async fn connect_streaming(&self, ep: &str) -> Result<Client, ClientError> {
-        let channel = self.channel(ep, false).await?;
+        let channel = self.explained(ep, false).await?;
         self.session(ep, channel).await
     }
 
     /// The first endpoint, in order, that connects.
     pub async fn connect_any(&self) -> Result<Client, ClientError> {
+        self.first_that_connects(false).await
+    }
+
+    /// Like [`Dialer::connect_any`], without a deadline on each call: for a stream (a watch).
+    pub async fn connect_any_streaming(&self) -> Result<Client, ClientError> {
+        self.first_that_connects(true).await
+    }
+
+    async fn first_that_connects(&self, streaming: bool) -> Result<Client, ClientError> {
         let mut why = Vec::new();
         for ep in self.endpoints() {
-            match self.connect(ep).await {
+            let client = if streaming {
+                self.connect_streaming(ep).await
+            } else {
+                self.connect(ep).await
+            };
+            match client {
                 Ok(c) => return Ok(c),
                 Err(e @ (ClientError::Config(_) | ClientError::Tls(_))) => return Err(e),
                 Err(e) => why.push(e.to_string()),
@@ -123,7 +154,7 @@ impl Dialer {
         Err(ClientError::NoEndpoint(why.join("; ")))
     }
 
-    async fn session(&self, ep: &str, channel: Channel) -> Result<Client, ClientError> {
+    async fn session(&self, ep: &str, channel: Explain<Channel>) -> Result<Client, ClientError> {
         let mut client = Client::new(ep, channel, &self.config);
         if let Some((name, password)) = &self.config.user {
             let req = AuthenticateRequest {
@@ -142,22 +173,17 @@ impl Dialer {
     }
 }
 
-/// Why connecting failed, with the cause tonic hides in its error chain, and a hint when the
-/// server seems to speak the other protocol.
-fn connect_reason(e: &tonic::transport::Error) -> String {
-    let text = error_chain(e);
-    if text.contains("frame with invalid size") || text.contains("connection reset") && !text.contains("TLS") {
-        return format!("{text} (the server may be serving TLS on this port: use https:// or pass --cacert)");
-    }
-    text
+/// tonic's connector: TCP (and TLS) through `cairn_tls`, each connection's first answer
+/// checked, writes coalesced.
+#[derive(Clone)]
+pub struct Dial {
+    pub connector: Connector,
+    /// Where a connection's refusal is left for the channel's calls.
+    pub verdict: Verdict,
 }
 
-/// tonic's connector: TCP (and TLS) through `cairn_tls`, writes coalesced.
-#[derive(Clone)]
-pub struct Dial(pub Connector);
-
 impl tower_service::Service<Uri> for Dial {
-    type Response = TokioIo<Coalesce<ClientStream>>;
+    type Response = TokioIo<Coalesce<FirstAnswer<ClientStream>>>;
     type Error = std::io::Error;
     type Future = Pin<Box<dyn Future<Output = std::io::Result<Self::Response>> + Send>>;
 
@@ -166,10 +192,11 @@ impl tower_service::Service<Uri> for Dial {
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        let connector = self.0.clone();
+        let (connector, verdict) = (self.connector.clone(), self.verdict.clone());
         Box::pin(async move {
             let stream = connector.connect(&uri).await?;
-            Ok(TokioIo::new(Coalesce::new(stream)))
+            let plain = matches!(stream, ClientStream::Plain(_));
+            Ok(TokioIo::new(Coalesce::new(FirstAnswer::new(stream, plain, verdict))))
         })
     }
 }

@@ -1,5 +1,8 @@
 //! The client library's one error type. Messages name the endpoint or file and say what to
 //! do next; a failed call keeps its gRPC status so callers can sort it.
+//!
+//! Every message already carries its cause's text, so no variant hands the cause out again as
+//! `source()`: a binary printing the chain (`anyhow`'s `{:#}`) would print it twice.
 
 use std::path::PathBuf;
 
@@ -9,8 +12,8 @@ pub enum ClientError {
     #[error("{0}")]
     Config(String),
     /// A TLS file or setting (names the file).
-    #[error(transparent)]
-    Tls(#[from] cairn_tls::TlsError),
+    #[error("{0}")]
+    Tls(cairn_tls::TlsError),
     /// The endpoint could not be reached, or the TLS handshake failed.
     #[error("cannot connect to {endpoint}: {reason}")]
     Connect { endpoint: String, reason: String },
@@ -24,15 +27,21 @@ pub enum ClientError {
     #[error("{0}")]
     NoEndpoint(String),
     /// A local file could not be written or read.
-    #[error("{what} {}: {source}", path.display())]
+    #[error("{what} {}: {error}", path.display())]
     File {
         what: &'static str,
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A snapshot stream that failed or did not check out; nothing was kept.
     #[error("{0}")]
     Snapshot(String),
+}
+
+impl From<cairn_tls::TlsError> for ClientError {
+    fn from(e: cairn_tls::TlsError) -> Self {
+        ClientError::Tls(e)
+    }
 }
 
 impl ClientError {
@@ -52,13 +61,44 @@ impl ClientError {
     }
 }
 
-/// A status as etcdctl prints it: the message alone, or the code's name when it has none.
+/// A status as etcdctl prints it: the message alone, or the code's name when it has none. A
+/// call that never reached the server (tonic's "transport error") is told by its cause and
+/// what that most likely means: under TLS 1.3 a server refusing our client certificate says
+/// so only at the first call, not while connecting.
 pub fn describe(s: &tonic::Status) -> String {
+    if s.message() == "transport error"
+        && let Some(cause) = std::error::Error::source(s)
+    {
+        return with_hint(error_chain(cause));
+    }
     if s.message().is_empty() {
         s.code().description().to_string()
     } else {
         s.message().to_string()
     }
+}
+
+/// A connection's failure with what it most likely means for the operator (unless the text
+/// already says, as `cairn_tls`'s handshake errors and [`crate::sniff`] do).
+pub(crate) fn with_hint(text: String) -> String {
+    const REFUSED: [&str; 5] = [
+        "CertificateRequired",
+        "BadCertificate",
+        "UnknownCA",
+        "CertificateRevoked",
+        "CertificateExpired",
+    ];
+    let hint = if text.contains(" (the server") {
+        ""
+    } else if REFUSED
+        .iter()
+        .any(|a| text.contains(&format!("alert: {a}")))
+    {
+        " (the server refused our client certificate or wants one: pass --cert and --key signed by its CA)"
+    } else {
+        ""
+    };
+    text + hint
 }
 
 /// `e` and its causes on one line (tonic's transport errors hide the reason in the chain;
@@ -75,4 +115,44 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cause is in the message once, not again as `source()`.
+    #[test]
+    fn causes_are_printed_once() {
+        let e = ClientError::File {
+            what: "cannot create",
+            path: "s.db.part".into(),
+            error: std::io::Error::other("disk on fire"),
+        };
+        assert_eq!(e.to_string(), "cannot create s.db.part: disk on fire");
+        assert!(std::error::Error::source(&e).is_none());
+        let tls = cairn_tls::TlsError::Config("bad".into());
+        assert!(std::error::Error::source(&ClientError::from(tls)).is_none());
+    }
+
+    /// A refusal that arrives with the first call (TLS 1.3) says what to do, once.
+    #[test]
+    fn transport_failures_get_a_hint() {
+        let refused =
+            with_hint("connection error: received fatal alert: CertificateRequired".into());
+        assert!(
+            refused.ends_with("pass --cert and --key signed by its CA)"),
+            "{refused}"
+        );
+        assert_eq!(with_hint(refused.clone()), refused);
+        assert_eq!(with_hint("Connection refused".into()), "Connection refused");
+        assert_eq!(
+            describe(&tonic::Status::unavailable("etcdserver: no leader")),
+            "etcdserver: no leader"
+        );
+        assert_eq!(
+            describe(&tonic::Status::unavailable("")),
+            "The service is currently unavailable"
+        );
+    }
 }

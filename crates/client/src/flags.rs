@@ -3,6 +3,9 @@
 //!
 //! One difference: etcdctl refuses a flag that is also set in the environment ("conflicting
 //! environment variable ... is shadowed"); here the flag wins, as in most tools.
+//!
+//! The boolean flags take a value only after `=`, as Go's flags do: `--insecure-skip-tls-verify
+//! get k` is the flag and the command `get k`, not the value `get`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -33,12 +36,14 @@ pub struct ConnectionFlags {
     pub key: Option<PathBuf>,
     /// Skip server certificate verification (CAUTION: only for testing).
     #[arg(long, global = true, env = "ETCDCTL_INSECURE_SKIP_TLS_VERIFY", default_value_t = false,
-          action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+          action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
+          default_missing_value = "true")]
     pub insecure_skip_tls_verify: bool,
     /// Disable transport security for client connections (bare HOST:PORT endpoints are plain
     /// unless certificates are given).
     #[arg(long, global = true, env = "ETCDCTL_INSECURE_TRANSPORT", default_value_t = true,
-          action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+          action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
+          default_missing_value = "true")]
     pub insecure_transport: bool,
     /// Username[:password] for authentication (prompting is not supported: give the password).
     #[arg(long, global = true, env = "ETCDCTL_USER")]
@@ -67,7 +72,7 @@ impl ConnectionFlags {
             dial_timeout: self.dial_timeout,
             command_timeout: self.command_timeout,
             keepalive: None,
-            user: credentials(self.user.as_deref(), self.password.as_deref())
+            user: credentials("", self.user.as_deref(), self.password.as_deref())
                 .map_err(ClientError::Config)?,
             require_leader: false,
         })
@@ -161,5 +166,14 @@ mod tests {
         assert!(Cli::try_parse_from(["x", "--cert", ""]).is_err());
         let cli = Cli::try_parse_from(["x", "--insecure-transport=false"]).unwrap();
         assert!(cli.c.config().unwrap().tls.tls_by_default());
+        // a bare boolean flag is true and leaves the next word alone, as Go's flags do
+        #[derive(clap::Parser)]
+        struct WithArg {
+            #[command(flatten)]
+            c: ConnectionFlags,
+            word: String,
+        }
+        let cli = WithArg::try_parse_from(["x", "--insecure-skip-tls-verify", "get"]).unwrap();
+        assert!(cli.c.insecure_skip_tls_verify && cli.word == "get");
     }
 }

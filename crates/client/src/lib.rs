@@ -7,9 +7,11 @@
 //! - [`security`]: when a connection uses TLS (etcdctl's rules) and the endpoint's URI.
 //! - [`dial`]: [`Dialer`], connections through `cairn_tls` with write coalescing; tokens.
 //! - [`session`]: [`Client`], one endpoint's connection with every service's client.
+//! - [`sniff`]: a connection the server refuses after connecting (a TLS port over http://,
+//!   a client certificate refused under TLS 1.3) fails saying why.
 //! - [`pool`]: one shared connection with failover across endpoints.
 //! - [`snapshot`]: saving a snapshot to a file (checked, atomic) or a writer.
-//! - [`error`]: [`ClientError`].
+//! - [`error`], [`ClientError`]: the one error type.
 
 pub mod config;
 pub mod dial;
@@ -18,6 +20,7 @@ pub mod flags;
 pub mod pool;
 pub mod security;
 pub mod session;
+pub mod sniff;
 pub mod snapshot;
 
 pub use config::ClientConfig;

@@ -18,9 +18,11 @@ use tonic::transport::Channel;
 
 use crate::config::ClientConfig;
 use crate::error::ClientError;
+use crate::sniff::Explain;
 
-/// What the generated clients run over.
-pub type Svc = InterceptedService<Channel, Stamp>;
+/// What the generated clients run over: the channel, whose failed calls say why a plain
+/// connection was refused ([`crate::sniff`]), and the stamp.
+pub type Svc = InterceptedService<Explain<Channel>, Stamp>;
 
 /// Largest answer accepted (etcdctl's `MaxCallRecvMsgSize`).
 const MAX_RECV: usize = i32::MAX as usize;
@@ -48,7 +50,7 @@ impl Interceptor for Stamp {
 #[derive(Clone)]
 pub struct Client {
     endpoint: String,
-    channel: Channel,
+    channel: Explain<Channel>,
     stamp: Stamp,
     timeout: Duration,
 }
@@ -64,7 +66,7 @@ macro_rules! service {
 }
 
 impl Client {
-    pub(crate) fn new(endpoint: &str, channel: Channel, config: &ClientConfig) -> Client {
+    pub(crate) fn new(endpoint: &str, channel: Explain<Channel>, config: &ClientConfig) -> Client {
         Client {
             endpoint: endpoint.to_string(),
             channel,
@@ -91,7 +93,7 @@ impl Client {
 
     /// The raw channel (no token, no `hasleader`).
     pub fn channel(&self) -> Channel {
-        self.channel.clone()
+        self.channel.inner().clone()
     }
 
     /// `msg` with the command timeout as its deadline: for unary calls on a streaming

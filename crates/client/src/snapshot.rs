@@ -27,7 +27,8 @@ pub enum Output {
     /// Written to `FILE.part`, renamed to the path when complete and checked.
     File(PathBuf),
     /// Streamed as it comes (nothing can be taken back: a failure is reported, that is all).
-    Writer(Box<dyn Write>),
+    /// `name` is what messages call it (`stdout`).
+    Writer { name: &'static str, out: Box<dyn Write> },
 }
 
 /// What was saved.
@@ -85,9 +86,9 @@ pub async fn save(
             let nothing = format!("nothing was written to {}", path.display());
             (Sink::create(&path)?, nothing, Some(path))
         }
-        Output::Writer(w) => (
-            Sink::Writer(w),
-            "the data written is not a valid snapshot".to_string(),
+        Output::Writer { name, out } => (
+            Sink::Writer { name, out },
+            format!("the data on {name} is not a valid snapshot"),
             None,
         ),
     };
@@ -205,16 +206,16 @@ impl Tail {
 /// Where the bytes go: `FILE.part` (removed on drop unless committed), or a writer.
 enum Sink {
     Part { part: PathBuf, file: Option<File> },
-    Writer(Box<dyn Write>),
+    Writer { name: &'static str, out: Box<dyn Write> },
 }
 
 impl Sink {
     fn create(file: &Path) -> Result<Sink, ClientError> {
         let part = PathBuf::from(format!("{}.part", file.display()));
-        let f = File::create(&part).map_err(|source| ClientError::File {
+        let f = File::create(&part).map_err(|error| ClientError::File {
             what: "cannot create",
             path: part.clone(),
-            source,
+            error,
         })?;
         Ok(Sink::Part {
             part,
@@ -229,8 +230,8 @@ impl Sink {
                 .expect("open until committed")
                 .write_all(data)
                 .map_err(|e| format!("cannot write {}: {e}", part.display())),
-            Sink::Writer(out) => out.write_all(data).map_err(|e| {
-                format!("cannot write to stdout (closed before the snapshot was complete?): {e}")
+            Sink::Writer { name, out } => out.write_all(data).map_err(|e| {
+                format!("cannot write to {name} (closed before the snapshot was complete?): {e}")
             }),
         }
     }
@@ -238,7 +239,7 @@ impl Sink {
     fn flush(&mut self) -> Result<(), String> {
         match self {
             Sink::Part { .. } => Ok(()),
-            Sink::Writer(out) => out.flush().map_err(|e| format!("cannot write to stdout: {e}")),
+            Sink::Writer { name, out } => out.flush().map_err(|e| format!("cannot write to {name}: {e}")),
         }
     }
 

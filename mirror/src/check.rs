@@ -65,10 +65,10 @@ impl Hasher {
 
 pub async fn check(cfg: &Config) -> Result<CheckReport, Error> {
     cfg.validate()?;
-    let src = Pool::new(Side::Source, cfg.source.clone()).get().await?;
-    let dst = Pool::new(Side::Destination, cfg.destination.clone())
-        .get()
-        .await?;
+    // both pools first: a bad TLS file on either side fails before anything is dialed
+    let src = Pool::new(Side::Source, cfg.source.clone())?;
+    let dst = Pool::new(Side::Destination, cfg.destination.clone())?;
+    let (src, dst) = (src.get().await?, dst.get().await?);
     let keys = &cfg.keys;
     let (stored, dest_rev) = load_checkpoint(&dst, &keys.state_key("checkpoint")).await?;
     let mut note = None;

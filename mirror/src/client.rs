@@ -1,71 +1,67 @@
-//! Connections to one cluster: endpoints tried in turn, optional TLS and authentication,
-//! HTTP/2 keepalives (a dead peer is noticed even while a watch is idle), require-leader
-//! on every call, and a per-call deadline on unary calls.
+//! The mirror's connections: `cairn_client` dials (endpoints in turn, TLS, authentication,
+//! require-leader, keepalives); this layer adds which side a connection belongs to, so every
+//! error names it and the engine knows which pool to reset, the mirror's message limits, and
+//! the few calls the engine makes on both sides.
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
-
-use cairn_proto::etcdserverpb::auth_client::AuthClient;
+use cairn_client::{ClientConfig, ClientError, Dialer, Svc};
 use cairn_proto::etcdserverpb::kv_client::KvClient;
 use cairn_proto::etcdserverpb::lease_client::LeaseClient;
 use cairn_proto::etcdserverpb::watch_client::WatchClient;
 use cairn_proto::etcdserverpb::{
-    AuthenticateRequest, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, RangeRequest,
-    RangeResponse, TxnRequest, TxnResponse,
+    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, RangeRequest, RangeResponse, TxnRequest,
+    TxnResponse,
 };
-use tonic::metadata::MetadataValue;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
-use crate::config::ClusterConfig;
 use crate::error::{Error, Side};
 
 /// Largest message accepted: a range page or a watch response can be big.
 const MAX_MESSAGE: usize = 512 * 1024 * 1024;
 
-/// One live connection to one endpoint of a cluster, with the clients the mirror uses.
+/// One live connection to one endpoint of a cluster, with the clients the mirror uses. The
+/// token and `hasleader` are added to every call by `cairn_client`.
 #[derive(Clone)]
 pub struct Client {
     pub side: Side,
-    pub endpoint: String,
-    channel: Channel,
-    token: Option<String>,
-    timeout: Duration,
+    inner: cairn_client::Client,
 }
 
 impl Client {
-    /// A request with the token, require-leader and (for unary calls) the deadline.
+    pub fn endpoint(&self) -> &str {
+        self.inner.endpoint()
+    }
+
+    /// A request; unary calls get the command timeout as their deadline (streams none).
     pub fn request<T>(&self, msg: T, unary: bool) -> tonic::Request<T> {
-        let mut r = tonic::Request::new(msg);
-        r.metadata_mut()
-            .insert("hasleader", MetadataValue::from_static("true"));
-        if let Some(t) = &self.token
-            && let Ok(v) = t.parse()
-        {
-            r.metadata_mut().insert("token", v);
-        }
         if unary {
-            r.set_timeout(self.timeout);
+            self.inner.request(msg)
+        } else {
+            tonic::Request::new(msg)
         }
-        r
     }
 
     pub fn err(&self, status: tonic::Status) -> Error {
-        Error::rpc(self.side, &self.endpoint, status)
+        Error::rpc(self.side, self.inner.endpoint(), status)
     }
 
-    pub fn kv(&self) -> KvClient<Channel> {
-        KvClient::new(self.channel.clone())
+    pub fn kv(&self) -> KvClient<Svc> {
+        self.inner
+            .kv()
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE)
     }
 
-    pub fn watch_client(&self) -> WatchClient<Channel> {
-        WatchClient::new(self.channel.clone()).max_decoding_message_size(MAX_MESSAGE)
+    pub fn watch_client(&self) -> WatchClient<Svc> {
+        self.inner
+            .watch()
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE)
     }
 
-    pub fn lease(&self) -> LeaseClient<Channel> {
-        LeaseClient::new(self.channel.clone())
+    pub fn lease(&self) -> LeaseClient<Svc> {
+        self.inner
+            .lease()
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE)
     }
 
     pub async fn range(&self, req: RangeRequest) -> Result<RangeResponse, Error> {
@@ -120,19 +116,17 @@ impl Client {
 /// call [`Pool::invalidate`]s it, and the next `get` tries the next endpoint.
 pub struct Pool {
     side: Side,
-    config: ClusterConfig,
-    current: Mutex<Option<Client>>,
-    next: AtomicUsize,
+    inner: cairn_client::Pool,
 }
 
 impl Pool {
-    pub fn new(side: Side, config: ClusterConfig) -> Self {
-        Pool {
+    /// Reads the TLS files now: a bad one is a [`Error::Config`] before anything is dialed.
+    pub fn new(side: Side, config: ClientConfig) -> Result<Self, Error> {
+        let dialer = Dialer::new(config).map_err(|e| from_client(side, e))?;
+        Ok(Pool {
             side,
-            config,
-            current: Mutex::new(None),
-            next: AtomicUsize::new(0),
-        }
+            inner: cairn_client::Pool::new(dialer),
+        })
     }
 
     pub fn side(&self) -> Side {
@@ -140,133 +134,89 @@ impl Pool {
     }
 
     pub async fn get(&self) -> Result<Client, Error> {
-        // A std mutex: held only to copy or store the handle, never across an await.
-        if let Some(c) = self.current.lock().expect("pool lock").clone() {
-            return Ok(c);
-        }
-        let n = self.config.endpoints.len();
-        let mut last = String::new();
-        for _ in 0..n {
-            let i = self.next.fetch_add(1, Ordering::Relaxed) % n;
-            let ep = &self.config.endpoints[i];
-            match connect(self.side, ep, &self.config).await {
-                Ok(c) => {
-                    // Stay on this endpoint until it fails.
-                    self.next.store(i, Ordering::Relaxed);
-                    *self.current.lock().expect("pool lock") = Some(c.clone());
-                    return Ok(c);
-                }
-                Err(e @ Error::Config(_)) => return Err(e),
-                Err(e) if !e.is_transient() => return Err(e),
-                Err(Error::Connect { reason, .. }) => last = format!("{ep}: {reason}"),
-                Err(e) => last = e.to_string(),
-            }
-        }
-        Err(Error::Connect {
+        let inner = self
+            .inner
+            .get()
+            .await
+            .map_err(|e| from_client(self.side, e))?;
+        Ok(Client {
             side: self.side,
-            endpoints: self.config.endpoints.join(","),
-            reason: last,
+            inner,
         })
     }
 
     /// Drops the connection after a failure; the next `get` moves to the next endpoint.
     pub fn invalidate(&self) {
-        let mut cur = self.current.lock().expect("pool lock");
-        if cur.take().is_some() {
-            self.next.fetch_add(1, Ordering::Relaxed);
-        }
+        self.inner.invalidate();
     }
 }
 
-async fn connect(side: Side, endpoint: &str, cfg: &ClusterConfig) -> Result<Client, Error> {
-    let tls = cfg.tls.is_some() || endpoint.starts_with("https://");
-    let url = if endpoint.contains("://") {
-        endpoint.to_string()
-    } else if tls {
-        format!("https://{endpoint}")
-    } else {
-        format!("http://{endpoint}")
-    };
-    let mut ep = Endpoint::from_shared(url)
-        .map_err(|e| Error::Config(format!("bad {side} endpoint {endpoint:?}: {e}")))?
-        .connect_timeout(cfg.connect_timeout)
-        .http2_keep_alive_interval(Duration::from_secs(5))
-        .keep_alive_timeout(Duration::from_secs(5))
-        .keep_alive_while_idle(true)
-        .tcp_nodelay(true);
-    if tls {
-        ep = ep
-            .tls_config(tls_config(side, cfg)?)
-            .map_err(|e| Error::Config(format!("{side} TLS settings: {e}")))?;
+/// `cairn_client`'s error as the engine sorts it: unreachable endpoints and failed calls
+/// (authentication) are retried as before, bad flags and files end the mirror.
+fn from_client(side: Side, e: ClientError) -> Error {
+    match e {
+        ClientError::Connect { endpoint, reason } => Error::Connect {
+            side,
+            endpoints: endpoint,
+            reason,
+        },
+        ClientError::Rpc { endpoint, status } => Error::rpc(side, &endpoint, status),
+        e @ (ClientError::Config(_)
+        | ClientError::Tls(_)
+        | ClientError::NoEndpoint(_)
+        | ClientError::File { .. }
+        | ClientError::Snapshot(_)) => Error::Config(format!("{side}: {e}")),
     }
-    let channel = ep.connect().await.map_err(|e| Error::Connect {
-        side,
-        endpoints: endpoint.to_string(),
-        reason: error_chain(&e),
-    })?;
-    let mut client = Client {
-        side,
-        endpoint: endpoint.to_string(),
-        channel,
-        token: None,
-        timeout: cfg.request_timeout,
-    };
-    if let Some((name, password)) = &cfg.user {
-        let req = AuthenticateRequest {
-            name: name.clone(),
-            password: password.clone(),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_errors_keep_their_kind() {
+        let e = from_client(
+            Side::Destination,
+            ClientError::Connect {
+                endpoint: "a:1,b:2".into(),
+                reason: "refused".into(),
+            },
+        );
+        assert!(e.is_transient());
+        assert_eq!(
+            e.to_string(),
+            "cannot connect to any destination endpoint (a:1,b:2): refused"
+        );
+        let e = from_client(
+            Side::Source,
+            ClientError::rpc("a:1", tonic::Status::unavailable("etcdserver: no leader")),
+        );
+        assert!(
+            matches!(
+                e,
+                Error::Rpc {
+                    side: Side::Source,
+                    ..
+                }
+            ) && e.is_transient()
+        );
+        let e = from_client(Side::Source, ClientError::Config("bad endpoint".into()));
+        assert!(!e.is_transient());
+        assert_eq!(e.to_string(), "source: bad endpoint");
+    }
+
+    #[test]
+    fn a_missing_ca_file_fails_the_pool_at_once() {
+        let mut cfg = ClientConfig::new(["127.0.0.1:1"]);
+        cfg.tls.cacert = Some("/nonexistent/ca.crt".into());
+        let Err(e) = Pool::new(Side::Destination, cfg) else {
+            panic!("a pool with a missing CA file")
         };
-        let resp = AuthClient::new(client.channel.clone())
-            .authenticate(client.request(req, true))
-            .await
-            .map_err(|s| client.err(s))?;
-        client.token = Some(resp.into_inner().token);
+        let text = e.to_string();
+        assert!(!e.is_transient(), "{text}");
+        assert!(
+            text.starts_with("destination: ") && text.contains("/nonexistent/ca.crt"),
+            "{text}"
+        );
     }
-    Ok(client)
-}
-
-fn tls_config(side: Side, cfg: &ClusterConfig) -> Result<ClientTlsConfig, Error> {
-    let read = |what: &str, p: &std::path::Path| {
-        std::fs::read(p).map_err(|e| {
-            Error::Config(format!(
-                "cannot read the {side} {what} {}: {e}",
-                p.display()
-            ))
-        })
-    };
-    let mut t = ClientTlsConfig::new();
-    let Some(files) = &cfg.tls else {
-        return Ok(t);
-    };
-    if let Some(ca) = &files.ca {
-        t = t.ca_certificate(Certificate::from_pem(read("CA certificate", ca)?));
-    }
-    match (&files.cert, &files.key) {
-        (Some(c), Some(k)) => {
-            t = t.identity(Identity::from_pem(read("certificate", c)?, read("key", k)?))
-        }
-        (None, None) => {}
-        _ => {
-            return Err(Error::Config(format!(
-                "{side} TLS: give both the certificate and the key, or neither"
-            )));
-        }
-    }
-    Ok(t)
-}
-
-/// `e` and its causes on one line (tonic's transport errors hide the reason in the chain).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let part = c.to_string();
-        // Layers often repeat their cause's text ("tcp connect error: tcp connect error").
-        if !s.ends_with(&part) {
-            s.push_str(": ");
-            s.push_str(&part);
-        }
-        cur = c.source();
-    }
-    s
 }

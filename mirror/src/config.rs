@@ -1,37 +1,24 @@
 //! What a mirror is told: both clusters, the prefix mapping and the knobs. Validated once by
 //! [`Config::validate`]; the engine trusts it afterwards.
 
-use std::path::PathBuf;
 use std::time::Duration;
+
+use cairn_client::ClientConfig;
 
 use crate::error::Error;
 use crate::keys::KeyMap;
 
-/// How to reach one cluster.
-#[derive(Debug, Clone, Default)]
-pub struct ClusterConfig {
-    /// `HOST:PORT`, `http://HOST:PORT` or `https://HOST:PORT`; tried in turn on failures.
-    pub endpoints: Vec<String>,
-    pub tls: Option<TlsFiles>,
-    /// `(user, password)` for etcd's authentication.
-    pub user: Option<(String, String)>,
-    pub connect_timeout: Duration,
-    /// Deadline of each unary call (watch streams have none; they are checked for liveness).
-    pub request_timeout: Duration,
-}
-
-/// PEM files for TLS; any may be absent (then the system roots / no client certificate).
-#[derive(Debug, Clone, Default)]
-pub struct TlsFiles {
-    pub ca: Option<PathBuf>,
-    pub cert: Option<PathBuf>,
-    pub key: Option<PathBuf>,
-}
+/// HTTP/2 pings on every connection, so a dead member is noticed even while a watch is idle:
+/// (interval, timeout).
+pub const KEEPALIVE: (Duration, Duration) = (Duration::from_secs(5), Duration::from_secs(5));
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub source: ClusterConfig,
-    pub destination: ClusterConfig,
+    /// How to reach each cluster (`cairn_client`'s: endpoints tried in turn, TLS, user,
+    /// `command_timeout` as the deadline of each unary call; watch streams have none, they
+    /// are checked for liveness).
+    pub source: ClientConfig,
+    pub destination: ClientConfig,
     pub keys: KeyMap,
     /// Start from this source revision (everything up to it is taken as already mirrored)
     /// instead of a full copy; ignored when the destination has a checkpoint.
@@ -63,10 +50,17 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn new(source: ClusterConfig, destination: ClusterConfig, keys: KeyMap) -> Self {
+    /// The defaults; both clusters get [`KEEPALIVE`] and require-leader (a member that lost
+    /// its leader fails calls at once instead of stalling the mirror, etcd issue #9569).
+    pub fn new(source: ClientConfig, destination: ClientConfig, keys: KeyMap) -> Self {
+        let mirrored = |mut c: ClientConfig| {
+            c.keepalive = Some(KEEPALIVE);
+            c.require_leader = true;
+            c
+        };
         Config {
-            source,
-            destination,
+            source: mirrored(source),
+            destination: mirrored(destination),
             keys,
             start_revision: 0,
             max_txn_ops: 128,

@@ -92,8 +92,8 @@ pub async fn run(
     })
     .to_string();
     let ctx = Arc::new(Ctx {
-        src: Arc::new(Pool::new(Side::Source, cfg.source.clone())),
-        dst: Arc::new(Pool::new(Side::Destination, cfg.destination.clone())),
+        src: Arc::new(Pool::new(Side::Source, cfg.source.clone())?),
+        dst: Arc::new(Pool::new(Side::Destination, cfg.destination.clone())?),
         checkpoint_key: cfg.keys.state_key("checkpoint"),
         owner_key: cfg.keys.state_key("owner"),
         leases: cfg.with_leases.then(Leases::default),

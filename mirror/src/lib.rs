@@ -11,7 +11,8 @@
 //!   [`pipeline`]: the watch phase's chained txns in flight.
 //! - [`leases`]: `--with-leases`; [`keys`]: prefix rewrite and the reserved namespace;
 //!   [`batch`]: cutting operations into txns; [`pager`]: paged range reads.
-//! - [`client`]: connections (endpoints in turn, TLS, auth, require-leader, keepalives).
+//! - [`client`]: `cairn_client`'s connections (endpoints in turn, TLS, auth, require-leader,
+//!   keepalives) with the side they belong to and mirror-sized message limits.
 //! - [`progress`], [`metrics`]: what the caller sees; [`check`]: `make-mirror --check`.
 //!
 //! The design (checkpoint key, fencing, resume, compaction, leases) is in docs/mirror.md.
@@ -34,7 +35,7 @@ pub mod progress;
 pub mod sync;
 pub mod watch_loop;
 
-pub use config::{ClusterConfig, Config, TlsFiles};
+pub use config::Config;
 pub use engine::run;
 pub use error::{Error, Side};
 pub use keys::KeyMap;

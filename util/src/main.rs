@@ -1,5 +1,6 @@
-//! `cairnutl`: the Cairn operations tool. Online commands take `--endpoints`; offline ones
-//! take `--data-dir` (the server stopped). This file only parses flags and dispatches.
+//! `cairnutl`: the Cairn operations tool. Online commands take etcdctl's connection flags
+//! (`--endpoints`, TLS, `--user`); offline ones take `--data-dir` (the server stopped). This
+//! file only parses flags and dispatches.
 
 mod cmd;
 mod printer;
@@ -21,17 +22,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
     about = "Operate Cairn (and etcd) clusters: status, health, hashes"
 )]
 struct Cli {
-    /// gRPC endpoints, comma separated (HOST:PORT or http://HOST:PORT).
-    #[arg(
-        long,
-        global = true,
-        env = "ETCDCTL_ENDPOINTS",
-        default_value = "127.0.0.1:2379"
-    )]
-    endpoints: String,
-    /// Timeout for each command, e.g. 5s.
-    #[arg(long, global = true, default_value = "5s", value_parser = humantime_secs)]
-    command_timeout: std::time::Duration,
+    /// etcdctl's connection flags: --endpoints, TLS, --user, timeouts.
+    #[command(flatten)]
+    conn: cairn_client::flags::ConnectionFlags,
     /// Output format: simple, json, table or fields.
     #[arg(
         short = 'w',
@@ -85,47 +78,16 @@ enum Command {
     Version,
 }
 
-fn humantime_secs(s: &str) -> Result<std::time::Duration, String> {
-    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = n
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 5s or 500ms"))?;
-    match unit {
-        "ms" => Ok(std::time::Duration::from_millis(n)),
-        "s" | "" => Ok(std::time::Duration::from_secs(n)),
-        "m" => Ok(std::time::Duration::from_secs(n * 60)),
-        _ => Err(format!("{s:?} has an unknown unit (use ms, s or m)")),
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let endpoints: Vec<String> = cli
-        .endpoints
-        .split(',')
-        .map(|e| e.trim().to_string())
-        .filter(|e| !e.is_empty())
-        .collect();
-    let global = cmd::Global {
-        endpoints: endpoints.clone(),
-        command_timeout: cli.command_timeout,
-        format: cli.write_out,
-    };
+    let global = cmd::Global::new(&cli.conn, cli.write_out);
     let result = match cli.command {
         Command::Version => {
             println!("cairnutl version: {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        Command::Endpoint(e) => {
-            cmd::endpoint::run(e, &endpoints, cli.command_timeout, cli.write_out)
-        }
-        Command::Snapshot(s) => {
-            let online = cmd::snapshot::Online {
-                endpoints: &endpoints,
-                command_timeout: cli.command_timeout,
-            };
-            cmd::snapshot::run(s, online, cli.write_out)
-        }
+        Command::Endpoint(e) => cmd::endpoint::run(e, &global),
+        Command::Snapshot(s) => cmd::snapshot::run(s, &global),
         Command::Compaction(a) => cmd::compaction::run(a, &global),
         Command::Defrag(a) => cmd::defrag::run(a, &global),
         Command::Alarm(a) => cmd::alarm::run(a, &global),

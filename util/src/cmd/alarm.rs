@@ -4,11 +4,10 @@
 //! is etcdctl's, from Go's compact proto text); `-w json` is the `AlarmResponse`.
 
 use cairn_proto::etcdserverpb::alarm_request::AlarmAction;
-use cairn_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use cairn_proto::etcdserverpb::{AlarmMember, AlarmRequest, AlarmResponse, AlarmType};
 use serde_json::{Map, Value};
 
-use super::online::{block_on, first_channel, header_obj, print_out, put_int, put_uint, rpc_error};
+use super::online::{block_on, header_obj, print_out, put_int, put_uint, rpc_error};
 use crate::printer::{Format, Report, render};
 
 #[derive(clap::Subcommand)]
@@ -21,7 +20,7 @@ pub enum Alarm {
 
 pub fn run(a: Alarm, g: &super::Global) -> anyhow::Result<()> {
     let r = block_on(async {
-        let mut c = MaintenanceClient::new(first_channel(g).await?);
+        let mut c = g.connect_any().await?.maintenance();
         let listed = c
             .alarm(AlarmRequest {
                 action: AlarmAction::Get as i32,

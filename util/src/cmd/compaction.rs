@@ -4,10 +4,9 @@
 //! `-w json` is ours: the response header plus `compacted_revision`.
 
 use cairn_proto::etcdserverpb::CompactionRequest;
-use cairn_proto::etcdserverpb::kv_client::KvClient;
 use serde_json::Value;
 
-use super::online::{block_on, first_channel, header_obj, print_out, rpc_error};
+use super::online::{block_on, header_obj, print_out, rpc_error};
 use crate::printer::Format;
 
 #[derive(clap::Args)]
@@ -25,8 +24,8 @@ pub fn run(a: Args, g: &super::Global) -> anyhow::Result<()> {
         physical: a.physical,
     };
     let r = block_on(async {
-        let mut c = KvClient::new(first_channel(g).await?);
-        c.compact(req).await.map_err(rpc_error)
+        let c = g.connect_any().await?;
+        c.kv().compact(req).await.map_err(rpc_error)
     })?
     .into_inner();
     match g.format {

@@ -4,10 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use cairn_proto::etcdserverpb::cluster_client::ClusterClient;
-use cairn_proto::etcdserverpb::maintenance_client::MaintenanceClient;
-use cairn_proto::etcdserverpb::{DefragmentRequest, MemberListRequest};
+use cairn_client::Dialer;
+use cairn_proto::etcdserverpb::DefragmentRequest;
+
+use super::online::{cluster_dialer, rpc_error};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -72,16 +72,17 @@ fn online(cluster: bool, g: &super::Global) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let endpoints = if cluster {
-            cluster_endpoints(g).await?
+        let dialer = if cluster {
+            &cluster_dialer(g).await?
         } else {
-            g.endpoints.clone()
+            g.dialer()?
         };
+        let endpoints = dialer.endpoints();
         let mut failed = 0;
-        for ep in &endpoints {
+        for ep in endpoints {
             let bar = spinner(format!("defragmenting {ep}"));
             let start = Instant::now();
-            let res = defragment(ep, g.command_timeout).await;
+            let res = defragment(dialer, ep).await;
             bar.finish_and_clear();
             let took = start.elapsed();
             match res {
@@ -102,33 +103,11 @@ fn online(cluster: bool, g: &super::Global) -> anyhow::Result<()> {
     })
 }
 
-async fn defragment(ep: &str, timeout: Duration) -> anyhow::Result<()> {
-    let mut c = MaintenanceClient::new(super::connect(ep, timeout).await?);
-    c.defragment(DefragmentRequest {}).await?;
+async fn defragment(dialer: &Dialer, ep: &str) -> anyhow::Result<()> {
+    let c = dialer.connect(ep).await?;
+    c.maintenance()
+        .defragment(DefragmentRequest {})
+        .await
+        .map_err(rpc_error)?;
     Ok(())
-}
-
-/// Every member's client URLs, asked of the first endpoint that answers.
-async fn cluster_endpoints(g: &super::Global) -> anyhow::Result<Vec<String>> {
-    let mut last = None;
-    for ep in &g.endpoints {
-        let ch = match super::connect(ep, g.command_timeout).await {
-            Ok(ch) => ch,
-            Err(e) => {
-                last = Some(e);
-                continue;
-            }
-        };
-        let list = ClusterClient::new(ch)
-            .member_list(MemberListRequest { linearizable: true })
-            .await
-            .with_context(|| format!("member list from {ep}"))?
-            .into_inner();
-        return Ok(list
-            .members
-            .into_iter()
-            .flat_map(|m| m.client_ur_ls)
-            .collect());
-    }
-    Err(last.unwrap_or_else(|| anyhow::anyhow!("no endpoints given")))
 }

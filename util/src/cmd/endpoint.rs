@@ -1,14 +1,14 @@
 //! `cairnutl endpoint status|health|hashkv`: per-endpoint checks, as etcdctl prints them.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
-use cairn_proto::etcdserverpb::kv_client::KvClient;
-use cairn_proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use cairn_client::Dialer;
 use cairn_proto::etcdserverpb::{HashKvRequest, RangeRequest, StatusRequest};
 use clap::Subcommand;
 use serde_json::json;
 
+use super::online::{cluster_dialer, rpc_error};
 use crate::printer::{Format, Report, render};
 
 #[derive(Subcommand)]
@@ -35,12 +35,7 @@ pub enum Endpoint {
     },
 }
 
-pub fn run(
-    cmd: Endpoint,
-    endpoints: &[String],
-    timeout: Duration,
-    format: Format,
-) -> anyhow::Result<()> {
+pub fn run(cmd: Endpoint, g: &super::Global) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -48,42 +43,32 @@ pub fn run(
         let (Endpoint::Status { cluster }
         | Endpoint::Health { cluster }
         | Endpoint::Hashkv { cluster, .. }) = cmd;
-        let endpoints = if cluster {
-            &cluster_endpoints(endpoints, timeout).await?
+        let dialer = if cluster {
+            &cluster_dialer(g).await?
         } else {
-            endpoints
+            g.dialer()?
         };
         match cmd {
-            Endpoint::Status { .. } => status(endpoints, timeout).await,
-            Endpoint::Health { .. } => health(endpoints, timeout).await,
-            Endpoint::Hashkv { rev, .. } => hashkv(endpoints, timeout, rev).await,
+            Endpoint::Status { .. } => status(dialer).await,
+            Endpoint::Health { .. } => health(dialer).await,
+            Endpoint::Hashkv { rev, .. } => hashkv(dialer, rev).await,
         }
     })?;
-    print!("{}", render(&report, format));
+    print!("{}", render(&report, g.format));
     Ok(())
 }
 
-/// `--cluster`: the client URLs of every member, asked of the first endpoint that answers,
-/// as etcdctl does.
-async fn cluster_endpoints(endpoints: &[String], timeout: Duration) -> anyhow::Result<Vec<String>> {
-    let mut last = anyhow::anyhow!("no endpoints given; pass --endpoints");
-    for ep in endpoints {
-        match super::member::cluster_endpoints(ep, timeout).await {
-            Ok(eps) => return Ok(eps),
-            Err(e) => last = e.context(format!("member list from {ep}")),
-        }
-    }
-    Err(last)
-}
-
-async fn status(endpoints: &[String], timeout: Duration) -> anyhow::Result<Report> {
+async fn status(dialer: &Dialer) -> anyhow::Result<Report> {
     let mut rows = Vec::new();
     let mut json = Vec::new();
-    for ep in endpoints {
-        let mut c = MaintenanceClient::new(super::connect(ep, timeout).await?);
-        let s = c
+    for ep in dialer.endpoints() {
+        let s = dialer
+            .connect(ep)
+            .await?
+            .maintenance()
             .status(StatusRequest {})
             .await
+            .map_err(rpc_error)
             .with_context(|| format!("status of {ep}"))?
             .into_inner();
         let h = s.header.unwrap_or_default();
@@ -124,19 +109,22 @@ async fn status(endpoints: &[String], timeout: Duration) -> anyhow::Result<Repor
     })
 }
 
-async fn health(endpoints: &[String], timeout: Duration) -> anyhow::Result<Report> {
+async fn health(dialer: &Dialer) -> anyhow::Result<Report> {
+    let endpoints = dialer.endpoints();
     let mut rows = Vec::new();
     let mut json = Vec::new();
     let mut unhealthy = 0;
     for ep in endpoints {
         let started = Instant::now();
         let result = async {
-            let mut c = KvClient::new(super::connect(ep, timeout).await?);
-            c.range(RangeRequest {
-                key: b"health".to_vec(),
-                ..Default::default()
-            })
-            .await?;
+            let c = dialer.connect(ep).await?;
+            c.kv()
+                .range(RangeRequest {
+                    key: b"health".to_vec(),
+                    ..Default::default()
+                })
+                .await
+                .map_err(rpc_error)?;
             anyhow::Ok(())
         }
         .await;
@@ -178,14 +166,17 @@ async fn health(endpoints: &[String], timeout: Duration) -> anyhow::Result<Repor
     })
 }
 
-async fn hashkv(endpoints: &[String], timeout: Duration, rev: i64) -> anyhow::Result<Report> {
+async fn hashkv(dialer: &Dialer, rev: i64) -> anyhow::Result<Report> {
     let mut rows = Vec::new();
     let mut json = Vec::new();
-    for ep in endpoints {
-        let mut c = MaintenanceClient::new(super::connect(ep, timeout).await?);
-        let h = c
+    for ep in dialer.endpoints() {
+        let h = dialer
+            .connect(ep)
+            .await?
+            .maintenance()
             .hash_kv(HashKvRequest { revision: rev })
             .await
+            .map_err(rpc_error)
             .with_context(|| format!("hashkv of {ep}"))?
             .into_inner();
         rows.push(vec![

@@ -4,26 +4,26 @@
 //! and values, zero fields left out as Go's `omitempty` does). The JSON and RPC helpers at the
 //! bottom are shared by the other online commands.
 
+use cairn_client::Svc;
 use cairn_proto::etcdserverpb::kv_client::KvClient;
-use cairn_proto::etcdserverpb::watch_client::WatchClient;
 use cairn_proto::etcdserverpb::{
     DeleteRangeRequest, PutRequest, RangeRequest, ResponseHeader, WatchCreateRequest, WatchRequest,
     watch_request,
 };
 use cairn_proto::mvccpb::{self, KeyValue};
 use serde_json::{Map, Value, json};
-use tonic::transport::Channel;
 
 use cairn_storage::index::prefix_end;
 
 use super::online::{
-    block_on, first_channel, header_json, header_obj, print_out, put_bool, put_int, put_list,
-    rpc_error,
+    block_on, header_json, header_obj, print_out, put_bool, put_int, put_list, rpc_error,
 };
 use crate::printer::Format;
 
 #[derive(clap::Args)]
 pub struct GetArgs {
+    // not the id `key`: that is the global `--key` (TLS key file)
+    #[arg(id = "key_arg", value_name = "KEY")]
     key: String,
     range_end: Option<String>,
     /// Get keys with matching prefix.
@@ -48,6 +48,8 @@ pub struct GetArgs {
 
 #[derive(clap::Args)]
 pub struct PutArgs {
+    // not the id `key`: that is the global `--key` (TLS key file)
+    #[arg(id = "key_arg", value_name = "KEY")]
     key: String,
     /// The value; read from stdin when left out, as etcdctl does.
     value: Option<String>,
@@ -61,6 +63,8 @@ pub struct PutArgs {
 
 #[derive(clap::Args)]
 pub struct DelArgs {
+    // not the id `key`: that is the global `--key` (TLS key file)
+    #[arg(id = "key_arg", value_name = "KEY")]
     key: String,
     range_end: Option<String>,
     /// Delete keys with matching prefix.
@@ -76,6 +80,8 @@ pub struct DelArgs {
 
 #[derive(clap::Args)]
 pub struct WatchArgs {
+    // not the id `key`: that is the global `--key` (TLS key file)
+    #[arg(id = "key_arg", value_name = "KEY")]
     key: String,
     range_end: Option<String>,
     /// Watch keys with matching prefix.
@@ -190,22 +196,14 @@ pub fn watch(a: WatchArgs, g: &super::Global) -> anyhow::Result<()> {
             },
         )),
     };
-    let endpoint = g
-        .endpoints
-        .first()
-        .ok_or_else(|| anyhow::anyhow!("no endpoints given; pass --endpoints"))?
-        .clone();
-    let connect_timeout = g.command_timeout;
     block_on(async move {
         // No per-call timeout here: a watch runs until stopped.
-        let channel = super::endpoint_of(&endpoint, connect_timeout)?
-            .connect()
-            .await
-            .map_err(|e| super::unreachable(&endpoint, e))?;
+        let client = g.dialer()?.connect_any_streaming().await?;
         use tonic::codegen::tokio_stream::{self, StreamExt};
         // Keep the request stream open: a half-closed stream would end the watch.
         let requests = tokio_stream::iter([create]).chain(tokio_stream::pending());
-        let mut events = WatchClient::new(channel)
+        let mut events = client
+            .watch()
             .watch(requests)
             .await
             .map_err(rpc_error)?
@@ -268,13 +266,13 @@ pub fn watch(a: WatchArgs, g: &super::Global) -> anyhow::Result<()> {
     })
 }
 
-/// One unary KV call on the first endpoint.
+/// One unary KV call on the first endpoint that connects.
 fn call<R>(
     g: &super::Global,
-    rpc: impl AsyncFnOnce(&mut KvClient<Channel>) -> Result<tonic::Response<R>, tonic::Status>,
+    rpc: impl AsyncFnOnce(&mut KvClient<Svc>) -> Result<tonic::Response<R>, tonic::Status>,
 ) -> anyhow::Result<R> {
     let r = block_on(async {
-        let mut c = KvClient::new(first_channel(g).await?);
+        let mut c = g.connect_any().await?.kv();
         rpc(&mut c).await.map_err(rpc_error)
     })?;
     Ok(r.into_inner())

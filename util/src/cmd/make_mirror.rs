@@ -1,5 +1,5 @@
-//! `cairnutl make-mirror DEST`: keeps DEST's prefix equal to the source's (`--endpoints`),
-//! with etcdctl's flags. The engine is the `cairn-mirror` library; this file turns flags into
+//! `cairnutl make-mirror DEST`: keeps DEST's prefix equal to the source's (`--endpoints` and
+//! the other global connection flags), with etcdctl's flags. The engine is the `cairn-mirror` library; this file turns flags into
 //! its config and renders its events: a status line on a terminal, one JSON object per line
 //! with `-w json`, otherwise a line per notable event and a status line every 30 s.
 //! `--check` compares both sides once instead, and exits non-zero on any difference.
@@ -9,9 +9,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use cairn_client::flags::{parse_duration, split_endpoints};
+use cairn_client::{ClientConfig, TlsOptions, config::credentials};
 use cairn_mirror::check::CheckReport;
 use cairn_mirror::progress::Status;
-use cairn_mirror::{ClusterConfig, Config, Event, KeyMap, Stats, TlsFiles};
+use cairn_mirror::{Config, Event, KeyMap, Stats};
 
 use super::online::print_out;
 use crate::printer::Format;
@@ -50,7 +52,8 @@ pub struct Args {
     dest_key: Option<PathBuf>,
     /// Disable transport security for destination connections (default true; TLS is used
     /// when certificates or an https:// endpoint are given).
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1,
+          require_equals = true, default_missing_value = "true")]
     dest_insecure_transport: bool,
     /// Destination username[:password] for authentication.
     #[arg(long)]
@@ -58,12 +61,6 @@ pub struct Args {
     /// Destination password (when --dest-user has none).
     #[arg(long)]
     dest_password: Option<String>,
-    /// Source username[:password] (etcdctl's global --user).
-    #[arg(long)]
-    user: Option<String>,
-    /// Source password (when --user has none).
-    #[arg(long)]
-    password: Option<String>,
     /// Attach mirrored keys to destination leases with the source's IDs and TTLs.
     #[arg(long)]
     with_leases: bool,
@@ -82,7 +79,7 @@ pub struct Args {
     #[arg(long)]
     force_resync: bool,
     /// How long the claim on the destination prefix outlives a killed mirror.
-    #[arg(long, default_value = "10s", value_parser = crate::humantime_secs)]
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
     fence_ttl: Duration,
     /// Destination txns in flight during a full copy.
     #[arg(long, default_value_t = 8)]
@@ -95,7 +92,7 @@ pub struct Args {
     #[arg(long)]
     txn_per_revision: bool,
     /// Ask a silent source watch for progress after this long; reopen it after twice that.
-    #[arg(long, default_value = "5s", value_parser = crate::humantime_secs)]
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
     watch_idle: Duration,
 }
 
@@ -120,31 +117,22 @@ pub fn run(a: Args, g: &super::Global) -> anyhow::Result<()> {
 }
 
 fn config(a: &Args, g: &super::Global) -> anyhow::Result<Config> {
-    let timeout = g.command_timeout.max(Duration::from_secs(5));
-    let source = ClusterConfig {
-        endpoints: g.endpoints.clone(),
-        tls: None,
-        user: credentials(a.user.as_deref(), a.password.as_deref()),
-        connect_timeout: timeout,
-        request_timeout: timeout,
-    };
-    let tls_files = TlsFiles {
-        ca: a.dest_cacert.clone(),
-        cert: a.dest_cert.clone(),
-        key: a.dest_key.clone(),
-    };
-    let wants_tls = tls_files.ca.is_some() || tls_files.cert.is_some() || tls_files.key.is_some();
-    let destination = ClusterConfig {
-        endpoints: a
-            .destination
-            .split(',')
-            .map(|e| e.trim().to_string())
-            .filter(|e| !e.is_empty())
-            .collect(),
-        tls: (wants_tls || !a.dest_insecure_transport).then_some(tls_files),
-        user: credentials(a.dest_user.as_deref(), a.dest_password.as_deref()),
-        connect_timeout: timeout,
-        request_timeout: timeout,
+    let mut source: ClientConfig = g.dialer()?.config().clone();
+    // at least 5 s per call, whatever --command-timeout says: a busy destination's txn that
+    // times out is only retried, so a short deadline slows the mirror down instead of failing
+    source.command_timeout = source.command_timeout.max(Duration::from_secs(5));
+    let destination = ClientConfig {
+        endpoints: split_endpoints(&a.destination),
+        tls: TlsOptions {
+            cacert: a.dest_cacert.clone(),
+            cert: a.dest_cert.clone(),
+            key: a.dest_key.clone(),
+            insecure_skip_tls_verify: false,
+            insecure_transport: a.dest_insecure_transport,
+        },
+        user: credentials("dest-", a.dest_user.as_deref(), a.dest_password.as_deref())
+            .map_err(anyhow::Error::msg)?,
+        ..source.clone()
     };
     let dest_prefix = if a.no_dest_prefix {
         Some(&b""[..])
@@ -166,15 +154,6 @@ fn config(a: &Args, g: &super::Global) -> anyhow::Result<Config> {
     cfg.merge_revisions = !a.txn_per_revision;
     cfg.validate()?;
     Ok(cfg)
-}
-
-/// `user:password`, or `user` with the password from its own flag.
-fn credentials(user: Option<&str>, password: Option<&str>) -> Option<(String, String)> {
-    let user = user?;
-    Some(match (user.split_once(':'), password) {
-        (Some((u, p)), None) => (u.to_string(), p.to_string()),
-        (_, p) => (user.to_string(), p.unwrap_or_default().to_string()),
-    })
 }
 
 /// Completes on Ctrl-C or SIGTERM.

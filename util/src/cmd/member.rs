@@ -4,16 +4,13 @@
 //! changes call the Cluster RPCs and print etcdctl's success lines; a server without
 //! multi-member support answers them with an error, which comes out as one line.
 
-use cairn_proto::etcdserverpb::cluster_client::ClusterClient;
 use cairn_proto::etcdserverpb::{
     Member as PbMember, MemberAddRequest, MemberListRequest, MemberPromoteRequest,
     MemberRemoveRequest, MemberUpdateRequest, ResponseHeader,
 };
 use serde_json::{Map, Value};
 
-use super::online::{
-    block_on, first_channel, header_obj, print_out, put_bool, put_list, put_uint, rpc_error,
-};
+use super::online::{block_on, header_obj, print_out, put_bool, put_list, put_uint, rpc_error};
 use crate::printer::{Format, Report, render};
 
 #[derive(clap::Subcommand)]
@@ -44,7 +41,7 @@ pub enum Member {
 
 pub fn run(m: Member, g: &super::Global) -> anyhow::Result<()> {
     let out = block_on(async {
-        let mut c = ClusterClient::new(first_channel(g).await?);
+        let mut c = g.connect_any().await?.cluster();
         // The changes to one member print alike; list and add have their own output.
         let (id, what, header, members) = match m {
             Member::List => {
@@ -224,28 +221,4 @@ fn list_report(h: Option<&ResponseHeader>, members: &[PbMember]) -> Report {
             .collect(),
         json: Value::Object(json),
     }
-}
-
-/// Client URLs of every member, as etcdctl's `--cluster` collects them.
-pub async fn cluster_endpoints(
-    ep: &str,
-    timeout: std::time::Duration,
-) -> anyhow::Result<Vec<String>> {
-    let mut c = ClusterClient::new(super::connect(ep, timeout).await?);
-    let r = c
-        .member_list(MemberListRequest {
-            linearizable: false,
-        })
-        .await
-        .map_err(rpc_error)?
-        .into_inner();
-    let eps: Vec<String> = r
-        .members
-        .iter()
-        .flat_map(|m| m.client_ur_ls.clone())
-        .collect();
-    if eps.is_empty() {
-        anyhow::bail!("no member of the cluster at {ep} advertises a client URL");
-    }
-    Ok(eps)
 }

@@ -14,54 +14,43 @@ pub mod online;
 pub mod snapshot;
 pub mod status;
 
+use std::time::Duration;
+
+use cairn_client::flags::ConnectionFlags;
+use cairn_client::{Client, ClientError, Dialer};
+
+use crate::printer::Format;
+
 /// What every command gets from the global flags.
 pub struct Global {
+    /// Built once from the connection flags; kept as a result so that a bad TLS flag (or
+    /// `ETCDCTL_CACERT` left in the environment) fails only the commands that go online.
+    dialer: Result<Dialer, ClientError>,
     pub endpoints: Vec<String>,
-    pub command_timeout: std::time::Duration,
-    pub format: crate::printer::Format,
+    pub command_timeout: Duration,
+    pub format: Format,
 }
 
-/// The error for an endpoint that could not be reached, with every cause (tonic's own says
-/// only "transport error"; the refused connection or unknown host is in its sources).
-pub fn unreachable(endpoint: &str, e: tonic::transport::Error) -> anyhow::Error {
-    let mut causes: Vec<String> = Vec::new();
-    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-    while let Some(cause) = next {
-        let text = cause.to_string();
-        // hyper and tonic repeat their source's text in their own
-        if causes.last() != Some(&text) {
-            causes.push(text);
+impl Global {
+    pub fn new(conn: &ConnectionFlags, format: Format) -> Global {
+        Global {
+            dialer: conn.config().and_then(Dialer::new),
+            endpoints: conn.endpoint_list(),
+            command_timeout: conn.command_timeout,
+            format,
         }
-        next = cause.source();
     }
-    anyhow::anyhow!("cannot connect to {endpoint}: {}", causes.join(": "))
-}
 
-/// The tonic endpoint for `HOST:PORT` or `http://HOST:PORT`, giving up connecting after
-/// `connect_timeout`.
-pub fn endpoint_of(
-    endpoint: &str,
-    connect_timeout: std::time::Duration,
-) -> anyhow::Result<tonic::transport::Endpoint> {
-    let url = if endpoint.contains("://") {
-        endpoint.to_string()
-    } else {
-        format!("http://{endpoint}")
-    };
-    Ok(tonic::transport::Endpoint::from_shared(url)
-        .map_err(|e| anyhow::anyhow!("bad endpoint {endpoint:?}: {e}"))?
-        .connect_timeout(connect_timeout))
-}
+    /// The dialer of `--endpoints`, or the one error that says which flag or file is wrong.
+    pub fn dialer(&self) -> anyhow::Result<&Dialer> {
+        self.dialer
+            .as_ref()
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    }
 
-/// A gRPC channel to one endpoint (`HOST:PORT` or `http://HOST:PORT`).
-pub async fn connect(
-    endpoint: &str,
-    timeout: std::time::Duration,
-) -> anyhow::Result<tonic::transport::Channel> {
-    let ch = endpoint_of(endpoint, timeout)?
-        .timeout(timeout)
-        .connect()
-        .await
-        .map_err(|e| unreachable(endpoint, e))?;
-    Ok(ch)
+    /// A client of the first endpoint, in order, that connects; each call bounded by
+    /// `--command-timeout`.
+    pub async fn connect_any(&self) -> anyhow::Result<Client> {
+        Ok(self.dialer()?.connect_any().await?)
+    }
 }

@@ -3,7 +3,6 @@
 //! Like etcdctl, it asks each endpoint for its status, sends the request to the one that is
 //! the leader, and prints `Leadership transferred from <leader> to <target>` (hex IDs).
 
-use cairn_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use cairn_proto::etcdserverpb::{MoveLeaderRequest, StatusRequest};
 use serde_json::Value;
 
@@ -23,8 +22,9 @@ pub fn run(a: Args, g: &super::Global) -> anyhow::Result<()> {
     let target = u64::from_str_radix(&a.target, 16)
         .map_err(|e| anyhow::anyhow!("bad member ID arg ({e}), expecting ID in Hex"))?;
     let found = block_on(async {
-        for ep in &g.endpoints {
-            let mut c = MaintenanceClient::new(super::connect(ep, g.command_timeout).await?);
+        let dialer = g.dialer()?;
+        for ep in dialer.endpoints() {
+            let mut c = dialer.connect(ep).await?.maintenance();
             let s = c
                 .status(StatusRequest {})
                 .await

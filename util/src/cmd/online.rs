@@ -1,10 +1,11 @@
-//! What the online commands share: a runtime, a channel to the first endpoint, etcdctl's
-//! error text, and JSON in the shape etcdctl prints (Go's omitempty).
+//! What the online commands share: a runtime, `--cluster`'s member URLs, etcdctl's error
+//! text, and JSON in the shape etcdctl prints (Go's omitempty).
 
 use std::future::Future;
 use std::io::Write as _;
 
-use cairn_proto::etcdserverpb::ResponseHeader;
+use cairn_client::Dialer;
+use cairn_proto::etcdserverpb::{MemberListRequest, ResponseHeader};
 use serde_json::{Map, Value};
 
 /// Prints to stdout; a closed pipe (`| head`) is not an error.
@@ -25,17 +26,42 @@ pub fn block_on<F: Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
-/// A channel to the first endpoint, with the command timeout.
-pub(super) async fn first_channel(g: &super::Global) -> anyhow::Result<tonic::transport::Channel> {
-    let ep = g
-        .endpoints
-        .first()
-        .ok_or_else(|| anyhow::anyhow!("no endpoints given; pass --endpoints"))?;
-    super::connect(ep, g.command_timeout).await
+/// `--cluster`: a dialer of every member's client URL (asked of the first endpoint that
+/// answers, as etcdctl does), with the TLS settings and credentials of `--endpoints`.
+pub async fn cluster_dialer(g: &super::Global) -> anyhow::Result<Dialer> {
+    let dialer = g.dialer()?;
+    let mut last = anyhow::anyhow!("no endpoints given; pass --endpoints");
+    for ep in dialer.endpoints() {
+        match member_urls(dialer, ep).await {
+            Ok(urls) => return Ok(dialer.with_endpoints(urls)?),
+            Err(e) => last = e.context(format!("member list from {ep}")),
+        }
+    }
+    Err(last)
+}
+
+/// Client URLs of every member, as `ep` lists them.
+async fn member_urls(dialer: &Dialer, ep: &str) -> anyhow::Result<Vec<String>> {
+    let c = dialer.connect(ep).await?;
+    let req = MemberListRequest {
+        linearizable: false,
+    };
+    let r = c
+        .cluster()
+        .member_list(req)
+        .await
+        .map_err(rpc_error)?
+        .into_inner();
+    let urls: Vec<String> = r.members.into_iter().flat_map(|m| m.client_ur_ls).collect();
+    if urls.is_empty() {
+        anyhow::bail!("no member of the cluster at {ep} advertises a client URL");
+    }
+    Ok(urls)
 }
 
 /// A server's error as etcdctl prints it: the status message alone (e.g.
-/// `etcdserver: mvcc: required revision has been compacted`).
+/// `etcdserver: mvcc: required revision has been compacted`); a call that failed on the way
+/// (a TLS refusal) by its cause.
 pub fn rpc_error(s: tonic::Status) -> anyhow::Error {
     match s.code() {
         tonic::Code::DeadlineExceeded
@@ -43,8 +69,7 @@ pub fn rpc_error(s: tonic::Status) -> anyhow::Error {
         {
             anyhow::anyhow!("context deadline exceeded (raise --command-timeout)")
         }
-        _ if s.message().is_empty() => anyhow::anyhow!("{}", s.code().description()),
-        _ => anyhow::anyhow!("{}", s.message()),
+        _ => anyhow::anyhow!("{}", cairn_client::error::describe(&s)),
     }
 }
 

@@ -3,7 +3,6 @@
 //! `benchmark lease-keepalive` opens a new stream per request (`KeepAliveOnce`); the steady
 //! stream is what a busy cluster sees from its clients.
 
-use cairn_proto::etcdserverpb::lease_client::LeaseClient;
 use cairn_proto::etcdserverpb::{LeaseGrantRequest, LeaseKeepAliveRequest, LeaseKeepAliveResponse};
 use tokio::sync::mpsc;
 use tonic::Streaming;
@@ -45,10 +44,10 @@ impl Worker for KeepAlive {
 }
 
 pub async fn run(a: Args, g: &crate::cmd::Global) -> anyhow::Result<Summary> {
-    let channels = super::connect(g, a.load.conns, false).await?;
+    let conns = super::connect(g, a.load.conns, false).await?;
     let mut workers = Vec::new();
     for c in 0..a.load.clients {
-        let mut lease = LeaseClient::new(super::channel_for(&channels, c));
+        let mut lease = super::conn_for(&conns, c).lease();
         let grant = LeaseGrantRequest { ttl: a.ttl, id: 0 };
         let id = tokio::time::timeout(g.command_timeout, lease.lease_grant(grant))
             .await

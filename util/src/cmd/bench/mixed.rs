@@ -1,9 +1,9 @@
 //! `bench mixed`: reads and writes over one key space, a fixed share of reads (--read-ratio);
 //! whether request `n` reads is a hash of `n`, so two runs send the same sequence.
 
+use cairn_client::Svc;
 use cairn_proto::etcdserverpb::kv_client::KvClient;
 use cairn_proto::etcdserverpb::{PutRequest, RangeRequest};
-use tonic::transport::Channel;
 
 use super::driver::{Plan, Worker, drive};
 use super::report::Summary;
@@ -24,7 +24,7 @@ const READ: usize = 0;
 const WRITE: usize = 1;
 
 struct Mixed {
-    kv: KvClient<Channel>,
+    kv: KvClient<Svc>,
     keys: Keys,
     value: Vec<u8>,
     /// Reads when the request's hash modulo 10,000 is below this.

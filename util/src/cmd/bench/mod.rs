@@ -9,8 +9,11 @@
 //! - one file per workload.
 //!
 //! The load generator runs on a multi-threaded tokio runtime; `--clients` clients share
-//! `--conns` gRPC channels (one HTTP/2 connection each), client `i` on channel `i % conns`,
-//! channels spread round-robin over `--endpoints`.
+//! `--conns` gRPC connections (one HTTP/2 connection each), client `i` on connection
+//! `i % conns`, connections spread round-robin over `--endpoints`. They are dialed by
+//! `cairn_client` (TLS and `--user` as for every other command; requests that become ready
+//! together leave in one write, as grpc-go's writer sends them, so the load generator and
+//! the server do not pay a TCP segment per request on the same cores).
 
 mod driver;
 mod histogram;
@@ -24,9 +27,8 @@ mod watch;
 
 use std::time::Duration;
 
-use cairn_proto::coalesce::Coalesce;
+use cairn_client::{Client, Svc};
 use cairn_proto::etcdserverpb::kv_client::KvClient;
-use tonic::transport::Channel;
 
 use driver::{Plan, Worker, drive};
 use report::Summary;
@@ -60,7 +62,7 @@ pub struct Load {
     #[arg(long, conflicts_with = "duration")]
     pub total: Option<u64>,
     /// Run for this long instead of a total, e.g. 30s or 2m.
-    #[arg(long, value_parser = crate::humantime_secs)]
+    #[arg(long, value_parser = cairn_client::flags::parse_duration)]
     pub duration: Option<Duration>,
     /// Requests per second over all clients together (default: as fast as the server answers).
     #[arg(long)]
@@ -178,66 +180,42 @@ pub fn run(b: Bench, g: &super::Global) -> anyhow::Result<()> {
     summary.check()
 }
 
-/// `conns` channels over the endpoints, round-robin. `per_call_timeout` bounds each unary
-/// call by --command-timeout; streaming workloads (watch, keep-alive) go without.
+/// `conns` connections over the endpoints, round-robin. `per_call_timeout` bounds each
+/// unary call by --command-timeout; streaming workloads (watch, keep-alive) go without.
 pub async fn connect(
     g: &super::Global,
     conns: u64,
     per_call_timeout: bool,
-) -> anyhow::Result<Vec<Channel>> {
-    if g.endpoints.is_empty() {
-        anyhow::bail!("no endpoints given; pass --endpoints");
-    }
+) -> anyhow::Result<Vec<Client>> {
+    let dialer = g.dialer()?;
+    let endpoints = dialer.endpoints();
     let mut out = Vec::new();
     for i in 0..conns as usize {
-        let endpoint = &g.endpoints[i % g.endpoints.len()];
-        let mut ep = super::endpoint_of(endpoint, g.command_timeout)?;
-        if per_call_timeout {
-            ep = ep.timeout(g.command_timeout);
-        }
-        let ch = ep
-            .connect_with_connector(tower::service_fn(coalesced_tcp))
-            .await
-            .map_err(|e| super::unreachable(endpoint, e))?;
-        out.push(ch);
+        let endpoint = &endpoints[i % endpoints.len()];
+        out.push(if per_call_timeout {
+            dialer.connect(endpoint).await?
+        } else {
+            dialer.connect_streaming(endpoint).await?
+        });
     }
     Ok(out)
 }
 
-/// The load generator's connections: TCP without Nagle (as tonic's own connector), and
-/// requests that become ready together leave in one write, as grpc-go's writer sends them
-/// (see `cairn_proto::coalesce`); otherwise each request costs its own TCP segment on both
-/// sides, which the load generator and the server pay on the same cores.
-async fn coalesced_tcp(
-    uri: tonic::transport::Uri,
-) -> std::io::Result<hyper_util::rt::TokioIo<Coalesce<tokio::net::TcpStream>>> {
-    if uri.scheme_str() == Some("https") {
-        return Err(std::io::Error::other(format!(
-            "{uri}: TLS endpoints are not supported; use http://"
-        )));
-    }
-    let host = uri.host().unwrap_or("127.0.0.1").trim_matches(['[', ']']);
-    let port = uri.port_u16().unwrap_or(2379);
-    let stream = tokio::net::TcpStream::connect((host, port)).await?;
-    stream.set_nodelay(true)?;
-    Ok(hyper_util::rt::TokioIo::new(Coalesce::new(stream)))
+/// The connection client `i` uses.
+pub fn conn_for(conns: &[Client], client: u64) -> &Client {
+    &conns[client as usize % conns.len()]
 }
 
-/// The channel client `i` uses.
-pub fn channel_for(channels: &[Channel], client: u64) -> Channel {
-    channels[client as usize % channels.len()].clone()
-}
-
-/// One worker per --clients client, built by `make` around a KV client on the client's channel
-/// (unary calls, bounded by --command-timeout).
+/// One worker per --clients client, built by `make` around a KV client on the client's
+/// connection (unary calls, bounded by --command-timeout).
 pub async fn kv_workers<W>(
     g: &super::Global,
     load: &Load,
-    mut make: impl FnMut(KvClient<Channel>) -> W,
+    mut make: impl FnMut(KvClient<Svc>) -> W,
 ) -> anyhow::Result<Vec<W>> {
-    let channels = connect(g, load.conns, true).await?;
+    let conns = connect(g, load.conns, true).await?;
     Ok((0..load.clients)
-        .map(|c| make(KvClient::new(channel_for(&channels, c))))
+        .map(|c| make(conn_for(&conns, c).kv()))
         .collect())
 }
 

@@ -1,15 +1,15 @@
 //! `bench put`: one put per request, to a key from the key space (etcd `benchmark put`).
 
+use cairn_client::Svc;
 use cairn_proto::etcdserverpb::PutRequest;
 use cairn_proto::etcdserverpb::kv_client::KvClient;
-use tonic::transport::Channel;
 
 use super::driver::Worker;
 use super::report::Summary;
 use super::{Keys, Puts};
 
 struct Put {
-    kv: KvClient<Channel>,
+    kv: KvClient<Svc>,
     keys: Keys,
     value: Vec<u8>,
 }

@@ -1,9 +1,9 @@
 //! `bench range`: one single-key read per request from the key space (etcd `benchmark range`
 //! with a key), linearizable (`--consistency l`, the default) or serializable (`s`).
 
+use cairn_client::Svc;
 use cairn_proto::etcdserverpb::RangeRequest;
 use cairn_proto::etcdserverpb::kv_client::KvClient;
-use tonic::transport::Channel;
 
 use super::driver::Worker;
 use super::report::Summary;
@@ -20,7 +20,7 @@ pub struct Args {
 }
 
 struct Range {
-    kv: KvClient<Channel>,
+    kv: KvClient<Svc>,
     keys: Keys,
     serializable: bool,
 }

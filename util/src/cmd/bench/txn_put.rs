@@ -3,10 +3,10 @@
 //! duplicate keys in a txn); `--sequential-keys --txn-ops 100 --total N/100` writes every key
 //! of an N-key space once.
 
+use cairn_client::Svc;
 use cairn_proto::etcdserverpb::kv_client::KvClient;
 use cairn_proto::etcdserverpb::request_op::Request;
 use cairn_proto::etcdserverpb::{PutRequest, RequestOp, TxnRequest};
-use tonic::transport::Channel;
 
 use super::driver::Worker;
 use super::report::Summary;
@@ -22,7 +22,7 @@ pub struct Args {
 }
 
 struct TxnPut {
-    kv: KvClient<Channel>,
+    kv: KvClient<Svc>,
     keys: Keys,
     ops: u64,
     value: Vec<u8>,

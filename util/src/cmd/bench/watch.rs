@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use cairn_client::Svc;
 use cairn_proto::etcdserverpb::kv_client::KvClient;
 use cairn_proto::etcdserverpb::watch_client::WatchClient;
 use cairn_proto::etcdserverpb::{PutRequest, WatchCreateRequest, WatchRequest, watch_request};
 use tokio::sync::{mpsc, watch};
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 
 use super::driver::{Plan, Series, Worker, drive};
 use super::report::Summary;
@@ -44,7 +44,7 @@ pub struct Args {
 
 /// A putter: writes the send time into the value.
 struct StampedPut {
-    kv: KvClient<Channel>,
+    kv: KvClient<Svc>,
     keys: Keys,
     value: Vec<u8>,
     base: Instant,
@@ -84,7 +84,7 @@ pub async fn run(a: Args, g: &crate::cmd::Global) -> anyhow::Result<Summary> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let (created_tx, mut created_rx) = mpsc::channel(a.watchers as usize);
 
-    let watch_channels = super::connect(g, a.load.conns, false).await?;
+    let watch_conns = super::connect(g, a.load.conns, false).await?;
     let mut streams = Vec::new();
     for s in 0..a.streams {
         let mine: Vec<Vec<u8>> = (0..a.watchers)
@@ -94,7 +94,7 @@ pub async fn run(a: Args, g: &crate::cmd::Global) -> anyhow::Result<Summary> {
         if mine.is_empty() {
             continue;
         }
-        let client = WatchClient::new(super::channel_for(&watch_channels, s));
+        let client = super::conn_for(&watch_conns, s).watch();
         streams.push(tokio::spawn(watch_stream(
             client,
             mine,
@@ -116,11 +116,11 @@ pub async fn run(a: Args, g: &crate::cmd::Global) -> anyhow::Result<Summary> {
         }
     }
 
-    let put_channels = super::connect(g, a.load.conns, true).await?;
+    let put_conns = super::connect(g, a.load.conns, true).await?;
     let value = super::value(a.val_size);
     let putters = (0..a.load.clients)
         .map(|c| StampedPut {
-            kv: KvClient::new(super::channel_for(&put_channels, c)),
+            kv: super::conn_for(&put_conns, c).kv(),
             keys: keys.clone(),
             value: value.clone(),
             base,
@@ -165,7 +165,7 @@ pub async fn run(a: Args, g: &crate::cmd::Global) -> anyhow::Result<Summary> {
 /// One watch stream: creates a watcher per key, reports each creation, then records the
 /// latency of every event until told to stop.
 async fn watch_stream(
-    mut client: WatchClient<Channel>,
+    mut client: WatchClient<Svc>,
     keys: Vec<Vec<u8>>,
     base: Instant,
     received: Arc<AtomicU64>,

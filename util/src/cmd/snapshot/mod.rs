@@ -2,11 +2,8 @@
 //! command in its own file, the format itself in `cairn_storage::snapshot`.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::{Args, Subcommand};
-
-use crate::printer::Format;
 
 mod restore;
 mod save;
@@ -68,17 +65,11 @@ pub struct RestoreArgs {
     pub mark_compacted: bool,
 }
 
-/// What online commands share.
-pub struct Online<'a> {
-    pub endpoints: &'a [String],
-    pub command_timeout: Duration,
-}
-
-pub fn run(cmd: Snapshot, online: Online<'_>, format: Format) -> anyhow::Result<()> {
+pub fn run(cmd: Snapshot, g: &crate::cmd::Global) -> anyhow::Result<()> {
     match cmd {
-        Snapshot::Save(a) => save::run(a, online),
-        Snapshot::Status(a) => status::run(a, format),
-        Snapshot::Verify(a) => verify::run(a, format),
+        Snapshot::Save(a) => save::run(a, g),
+        Snapshot::Status(a) => status::run(a, g.format),
+        Snapshot::Verify(a) => verify::run(a, g.format),
         Snapshot::Restore(a) => restore::run(a),
     }
 }

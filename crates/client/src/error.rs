@@ -78,27 +78,16 @@ pub fn describe(s: &tonic::Status) -> String {
     }
 }
 
-/// A connection's failure with what it most likely means for the operator (unless the text
-/// already says, as `cairn_tls`'s handshake errors and [`crate::sniff`] do).
+/// A connection's failure with what it most likely means for the operator (from the one
+/// table of TLS failures, `cairn_tls::connector::explain`), unless the text already says,
+/// as `cairn_tls`'s handshake errors and [`crate::sniff`] do.
 pub(crate) fn with_hint(text: String) -> String {
-    const REFUSED: [&str; 5] = [
-        "CertificateRequired",
-        "BadCertificate",
-        "UnknownCA",
-        "CertificateRevoked",
-        "CertificateExpired",
-    ];
-    let hint = if text.contains(" (the server") {
-        ""
-    } else if REFUSED
-        .iter()
-        .any(|a| text.contains(&format!("alert: {a}")))
-    {
-        " (the server refused our client certificate or wants one: pass --cert and --key signed by its CA)"
-    } else {
-        ""
-    };
-    text + hint
+    match cairn_tls::connector::explain(&text) {
+        Some(hint) if !text.contains(hint) && !text.contains(" (the server") => {
+            format!("{text} ({hint})")
+        }
+        _ => text,
+    }
 }
 
 /// `e` and its causes on one line (tonic's transport errors hide the reason in the chain;
@@ -141,7 +130,7 @@ mod tests {
         let refused =
             with_hint("connection error: received fatal alert: CertificateRequired".into());
         assert!(
-            refused.ends_with("pass --cert and --key signed by its CA)"),
+            refused.ends_with("(the server requires a client certificate: pass --cert and --key)"),
             "{refused}"
         );
         assert_eq!(with_hint(refused.clone()), refused);

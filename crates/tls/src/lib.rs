@@ -12,7 +12,7 @@
 //! - [`listener`]: accepting plain or TLS connections, handshakes off the accept loop.
 //! - [`connector`]: dialing plain or TLS, as tonic's connector.
 //! - [`selfcert`]: `--auto-tls` certificates.
-//! - [`error`]: [`TlsError`].
+//! - [`error`]: the crate's error type, [`TlsError`].
 //! - `testpki` (feature `test-pki`): certificates made by tests.
 
 pub mod client;

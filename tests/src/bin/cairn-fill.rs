@@ -34,8 +34,8 @@ async fn main() -> anyhow::Result<()> {
         .next()
         .unwrap_or_default()
         .to_string();
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{endpoint}"))?
-        .connect()
+    let channel = cairn_client::Dialer::new(cairn_client::ClientConfig::new([endpoint.as_str()]))?
+        .channel(&endpoint, false)
         .await?;
     let started = Instant::now();
     let mut tasks = Vec::new();

@@ -49,25 +49,20 @@ pub fn prepare(cfg: &TlsConfig, data_dir: &Path, needs: &Needs<'_>) -> anyhow::R
     warn_unused(&cfg.peer, "peer", needs.peer);
     if needs.client || needs.metrics {
         let (cert, key) = pair(&cfg.client, cfg, data_dir, "client", needs.client_hosts)?;
-        let settings = ServerSettings {
-            cert_file: cert,
-            key_file: key,
-            trusted_ca_file: cfg.client.trusted_ca.clone(),
-            client_cert_auth: cfg.client.client_cert_auth,
-            crl_file: cfg.client.crl.clone(),
-            allowed: cfg.client.allowed.clone(),
-            policy: cfg.policy.clone(),
-        };
-        let config = cairn_tls::server_config(&settings)?;
-        tracing::info!(
-            cert = %settings.cert_file.display(),
-            trusted_ca = ?settings.trusted_ca_file,
-            client_cert_auth = settings.requires_client_cert(),
-            crl = ?settings.crl_file,
-            "starting with client TLS"
-        );
-        prepared.client = Some(Acceptor::new(config.clone()));
-        prepared.metrics = Some(Acceptor::new(config).check_client_san(true));
+        let client = acceptor(
+            "client",
+            ServerSettings {
+                cert_file: cert,
+                key_file: key,
+                trusted_ca_file: cfg.client.trusted_ca.clone(),
+                client_cert_auth: cfg.client.client_cert_auth,
+                crl_file: cfg.client.crl.clone(),
+                allowed: cfg.client.allowed.clone(),
+                policy: cfg.policy.clone(),
+            },
+        )?;
+        prepared.metrics = Some(client.clone().check_client_san(true));
+        prepared.client = Some(client);
     }
     // a member without a peer certificate can still dial https:// peers (no client cert)
     let peer_cert = if cfg.peer.usable() && (needs.peer || needs.dials_https_peers) {
@@ -84,24 +79,19 @@ pub fn prepare(cfg: &TlsConfig, data_dir: &Path, needs: &Needs<'_>) -> anyhow::R
                  --peer-trusted-ca-file and --peer-client-cert-auth are ignored (as in etcd)"
             );
         }
-        let settings = ServerSettings {
-            cert_file: cert,
-            key_file: key,
-            trusted_ca_file: if self_signed_peers { None } else { cfg.peer.trusted_ca.clone() },
-            client_cert_auth: !self_signed_peers && cfg.peer.client_cert_auth,
-            crl_file: cfg.peer.crl.clone(),
-            allowed: cfg.peer.allowed.clone(),
-            policy: cfg.policy.clone(),
-        };
-        let config = cairn_tls::server_config(&settings)?;
-        tracing::info!(
-            cert = %settings.cert_file.display(),
-            trusted_ca = ?settings.trusted_ca_file,
-            client_cert_auth = settings.requires_client_cert(),
-            crl = ?settings.crl_file,
-            "starting with peer TLS"
-        );
-        prepared.peer = Some(Acceptor::new(config).check_client_san(!cfg.skip_peer_client_san));
+        let peer = acceptor(
+            "peer",
+            ServerSettings {
+                cert_file: cert,
+                key_file: key,
+                trusted_ca_file: if self_signed_peers { None } else { cfg.peer.trusted_ca.clone() },
+                client_cert_auth: !self_signed_peers && cfg.peer.client_cert_auth,
+                crl_file: cfg.peer.crl.clone(),
+                allowed: cfg.peer.allowed.clone(),
+                policy: cfg.policy.clone(),
+            },
+        )?;
+        prepared.peer = Some(peer.check_client_san(!cfg.skip_peer_client_san));
     }
     if needs.dials_https_peers || needs.peer {
         let (cert_file, key_file) = match peer_cert {
@@ -119,6 +109,19 @@ pub fn prepare(cfg: &TlsConfig, data_dir: &Path, needs: &Needs<'_>) -> anyhow::R
         prepared.peer_connector = Connector::new(Some(cairn_tls::client_config(&settings)?));
     }
     Ok(prepared)
+}
+
+/// One listener kind's acceptor, logged as etcd logs "starting with client TLS".
+fn acceptor(kind: &str, settings: ServerSettings) -> anyhow::Result<Acceptor> {
+    let config = cairn_tls::server_config(&settings)?;
+    tracing::info!(
+        cert = %settings.cert_file.display(),
+        trusted_ca = ?settings.trusted_ca_file,
+        client_cert_auth = settings.requires_client_cert(),
+        crl = ?settings.crl_file,
+        "starting with {kind} TLS"
+    );
+    Ok(Acceptor::new(config))
 }
 
 /// The certificate and key of one side: given, or self-signed under

@@ -145,23 +145,12 @@ impl PeerClients {
     ) -> Result<Result<Answer, WireError>, PeerError> {
         let body = wire::encode(req).map_err(PeerError::Refused)?;
         let mut client = self.client(url)?;
-        let mut request = tonic::Request::new(self.envelope(body));
-        request.set_timeout(timeout);
-        let call = client.forward(request);
-        let resp = match tokio::time::timeout(timeout, call).await {
-            Ok(Ok(r)) => r.into_inner(),
-            Ok(Err(s)) => return Err(self.sort_status(url, s)),
-            Err(_) => {
-                return Err(PeerError::Lost(format!(
-                    "peer {url}: no answer in {timeout:?}"
-                )));
-            }
-        };
+        let resp = self
+            .answered(url, timeout, client.forward(self.request(body, timeout)))
+            .await?;
         wire::decode(&resp.body).map_err(PeerError::Refused)
     }
-}
 
-impl PeerClients {
     /// The HashKV of the member at `url` at `rev`; `Ok(Err(_))` is the member's refusal
     /// (compacted, future revision).
     pub async fn hash_kv(
@@ -172,18 +161,31 @@ impl PeerClients {
     ) -> Result<Result<wire::PeerHash, String>, PeerError> {
         let body = wire::encode(&rev).map_err(PeerError::Refused)?;
         let mut client = self.client(url)?;
+        let resp = self
+            .answered(url, timeout, client.hash_kv(self.request(body, timeout)))
+            .await?;
+        wire::decode(&resp.body).map_err(PeerError::Refused)
+    }
+
+    /// An envelope of `body` with `timeout` as its deadline.
+    fn request(&self, body: Vec<u8>, timeout: Duration) -> tonic::Request<Envelope> {
         let mut request = tonic::Request::new(self.envelope(body));
         request.set_timeout(timeout);
-        let resp = match tokio::time::timeout(timeout, client.hash_kv(request)).await {
-            Ok(Ok(r)) => r.into_inner(),
-            Ok(Err(s)) => return Err(self.sort_status(url, s)),
-            Err(_) => {
-                return Err(PeerError::Lost(format!(
-                    "peer {url}: no answer in {timeout:?}"
-                )));
-            }
-        };
-        wire::decode(&resp.body).map_err(PeerError::Refused)
+        request
+    }
+
+    /// The answer of a unary call to `url`, or why there is none within `timeout`.
+    async fn answered(
+        &self,
+        url: &str,
+        timeout: Duration,
+        call: impl std::future::Future<Output = Result<tonic::Response<Envelope>, Status>>,
+    ) -> Result<Envelope, PeerError> {
+        match tokio::time::timeout(timeout, call).await {
+            Ok(Ok(r)) => Ok(r.into_inner()),
+            Ok(Err(s)) => Err(self.sort_status(url, s)),
+            Err(_) => Err(PeerError::Lost(format!("peer {url}: no answer in {timeout:?}"))),
+        }
     }
 }
 

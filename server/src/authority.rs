@@ -78,6 +78,19 @@ enum State {
     Failed,
 }
 
+/// What the services learn about a client connection: the common name of its verified
+/// client certificate (etcd's CN user under `--client-cert-auth`), as axum's `ConnectInfo`.
+#[derive(Clone, Debug, Default)]
+pub struct ClientCert(pub Option<String>);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, AuthorityListener>>
+    for ClientCert
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, AuthorityListener>) -> Self {
+        ClientCert(stream.io().inner.get_ref().peer_common_name())
+    }
+}
+
 impl<S> AuthorityStream<S> {
     pub fn new(inner: S) -> Self {
         Self {

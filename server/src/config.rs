@@ -125,6 +125,16 @@ pub struct Flags {
     pub log_level: String,
     #[command(flatten)]
     pub tls: TlsFlags,
+    /// Specify auth token type and options: 'simple' or
+    /// 'jwt,pub-key=PATH,priv-key=PATH,sign-method=RS256,ttl=5m'.
+    #[arg(long, env = "ETCD_AUTH_TOKEN", default_value = "simple")]
+    pub auth_token: String,
+    /// The lifetime in seconds of a simple auth token after its last use.
+    #[arg(long, env = "ETCD_AUTH_TOKEN_TTL", default_value_t = 300)]
+    pub auth_token_ttl: u64,
+    /// Specify bcrypt algorithm cost factor for auth password hashing (4 to 31).
+    #[arg(long, env = "ETCD_BCRYPT_COST", default_value_t = 10)]
+    pub bcrypt_cost: u32,
 }
 
 /// How auto-compaction runs, after validation.
@@ -146,6 +156,9 @@ pub struct Config {
     pub listen_peer: Vec<Listen>,
     pub listen_metrics: Vec<Listen>,
     pub tls: TlsConfig,
+    pub auth_token: crate::tokens::TokenConfig,
+    pub auth_token_ttl: Duration,
+    pub bcrypt_cost: u32,
     pub advertise_client_urls: Vec<String>,
     pub peer_urls: Vec<String>,
     pub initial_cluster: Vec<(String, Vec<String>)>,
@@ -292,6 +305,10 @@ impl Flags {
             listen_peer,
             listen_metrics,
             tls,
+            auth_token: crate::tokens::TokenConfig::parse(&self.auth_token)?,
+            auth_token_ttl: Duration::from_secs(self.auth_token_ttl.max(1)),
+            // etcd: a cost outside bcrypt's range falls back to the default
+            bcrypt_cost: if (4..=31).contains(&self.bcrypt_cost) { self.bcrypt_cost } else { 10 },
             advertise_client_urls: split_urls(&self.advertise_client_urls),
             peer_urls,
             initial_cluster,

@@ -52,6 +52,12 @@ pub enum ApiError {
     Relayed(Box<ApiError>),
 }
 
+impl From<cairn_storage::AuthError> for ApiError {
+    fn from(e: cairn_storage::AuthError) -> Self {
+        ApiError::Store(StoreError::Auth(e))
+    }
+}
+
 impl From<ConsensusError> for ApiError {
     fn from(e: ConsensusError) -> Self {
         match e {
@@ -68,6 +74,30 @@ impl From<ConsensusError> for ApiError {
             }
             other => ApiError::Stopped(other.to_string()),
         }
+    }
+}
+
+/// etcd's gRPC code of each auth error (`rpctypes/error.go`).
+fn auth_code(a: cairn_storage::AuthError) -> Code {
+    use cairn_storage::AuthError as A;
+    match a {
+        A::RootUserNotExist
+        | A::RootRoleNotExist
+        | A::UserAlreadyExist
+        | A::UserNotFound
+        | A::RoleAlreadyExist
+        | A::RoleNotFound
+        | A::RoleNotGranted
+        | A::PermissionNotGranted
+        | A::AuthNotEnabled => Code::FailedPrecondition,
+        A::UserEmpty
+        | A::RoleEmpty
+        | A::AuthFailed
+        | A::PermissionNotGiven
+        | A::InvalidAuthMgmt
+        | A::AuthOldRevision => Code::InvalidArgument,
+        A::PermissionDenied => Code::PermissionDenied,
+        A::InvalidAuthToken => Code::Unauthenticated,
     }
 }
 
@@ -106,6 +136,7 @@ pub fn code_and_message(e: &ApiError) -> (Code, String) {
                 "etcdserver: mvcc: database space exceeded",
             ),
             S::ClusterCorrupt => fixed(Code::DataLoss, "etcdserver: corrupt cluster"),
+            S::Auth(a) => (auth_code(*a), format!("etcdserver: {a}")),
             S::Backend { .. } | S::Corrupt(_) => {
                 (Code::Internal, format!("cairn: storage failure: {s}"))
             }

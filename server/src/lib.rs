@@ -13,6 +13,7 @@
 //! - `quota`: `--quota-backend-bytes`; raises the NOSPACE alarm before a write overflows it.
 //! - `background`: lease expiry and auto-compaction on the leader.
 //! - `corruption`: HashKV compared between members at start and periodically (CORRUPT alarm).
+//! - `tokens`: `--auth-token` simple and JWT tokens.
 //! - [`errors`]: the one table from internal errors to etcd's gRPC codes and messages.
 
 mod authority;
@@ -28,5 +29,6 @@ mod quota;
 pub mod server;
 mod tls;
 pub mod tls_flags;
+mod tokens;
 
 pub use config::{Config, Flags};

@@ -28,6 +28,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let metrics_tcp = listen::bind(&config.listen_metrics, "metrics").await?;
     let peer_tcp = listen::bind(&config.listen_peer, "peers").await?;
     let tls = prepare_tls(&config)?;
+    let tokens = Arc::new(crate::tokens::Tokens::new(&config.auth_token)?);
 
     let min_lease_ttl = ((config.election_timeout.as_millis() * 3 / 2).div_ceil(1000)) as i64;
     let node = Node::start(NodeConfig {
@@ -43,6 +44,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         snapshot_catchup_entries: config.snapshot_catchup_entries,
         store: StoreOptions {
             min_lease_ttl: min_lease_ttl.max(1),
+            token_ttl: config.auth_token_ttl,
         },
         peer_connector: tls.peer_connector.clone(),
     })
@@ -87,6 +89,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         node: node.clone(),
         config: Arc::new(config),
         shutdown: stop_rx.clone(),
+        tokens,
+        who: None,
     };
     tokio::spawn(crate::background::expire_leases(ctx.clone()));
     tokio::spawn(crate::background::auto_compact(
@@ -126,7 +130,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                 let l = listen::accept(tcp, https, &tls.client, "client")?;
                 let addr = l.local_addr();
                 // accepts the URL etcdctl 3.4 --cluster sends as :authority (see authority.rs)
-                let serve = axum::serve(AuthorityListener::new(l), client_router.clone());
+                // the client certificate's CN reaches the services as ConnectInfo (CN users)
+                let app = client_router
+                    .clone()
+                    .into_make_service_with_connect_info::<crate::authority::ClientCert>();
+                let serve = axum::serve(AuthorityListener::new(l), app);
                 (addr, Box::pin(serve.with_graceful_shutdown(shutdown).into_future()))
             } else {
                 let l = listen::accept(tcp, https, &tls.metrics, "metrics")?;

@@ -36,6 +36,11 @@ impl<S> Coalesce<S> {
         }
     }
 
+    /// The stream written to.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
     /// `Pending` once per burst (with the task woken to come back), then ready to write.
     fn wait_turn(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if self.yielded {

@@ -8,7 +8,7 @@
 //! revocation, alarms) still applies. Every member decides this from its replicated alarm
 //! table, so all of them refuse the same entries.
 
-use std::sync::{MutexGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLockWriteGuard};
 use std::time::Instant;
 
 use cairn_proto::etcdserverpb::alarm_request::AlarmAction;
@@ -22,8 +22,9 @@ use prost::Message;
 use redb::{Durability, ReadableTable};
 
 use crate::backend::{LeaseRecord, alarm_from_key, alarm_key};
-use crate::command::{Command, CommandResponse, Op};
-use crate::error::{Result, StoreError, backend};
+use crate::auth::SimpleTokens;
+use crate::command::{AuthOp, Command, CommandResponse, Op, RequestAuth};
+use crate::error::{AuthError, Result, StoreError, backend};
 use crate::index::KeyRange;
 use crate::lease::Lessor;
 use crate::lease::MAX_LEASE_TTL;
@@ -90,9 +91,10 @@ impl Store {
         // epoch together under the state lock); a late notification of replaced data is dropped
         let epoch = self.hub.epoch();
         let now = Instant::now();
+        let tokens = &self.tokens;
         let applied = if overlay_takes(&state, batch) {
             let sink = Sink::Overlay(LazyTable::new(db));
-            let applied = run(&mut state, sink, &mut lessor, batch, now);
+            let applied = run(&mut state, sink, &mut lessor, tokens, batch, now);
             for (name, value) in meta {
                 state.overlay.set_meta(name, value);
             }
@@ -106,7 +108,7 @@ impl Store {
                     other => other.map_err(backend("begin write")),
                 },
             };
-            txn.and_then(|txn| apply_in_txn(&mut state, txn, &mut lessor, batch, meta, now))
+            txn.and_then(|txn| apply_in_txn(&mut state, txn, &mut lessor, tokens, batch, meta, now))
         };
         let (results, events) = match applied {
             Ok(applied) => applied,
@@ -115,6 +117,7 @@ impl Store {
         self.unflushed
             .store(true, std::sync::atomic::Ordering::Release);
         let (current, compact) = (state.current_rev, state.compact_rev);
+        self.publish_auth(&state.auth);
         drop(lessor);
         drop(state);
         self.hub.notify(&events, current, compact, epoch);
@@ -136,7 +139,7 @@ type Applied = (Vec<Result<CommandResponse>>, Vec<Event>);
 fn overlay_takes(state: &State, batch: &[Option<Command>]) -> bool {
     state.overlay.takes_more()
         && batch.iter().all(|cmd| match cmd {
-            Some(Command { op: Some(op) }) => {
+            Some(Command { op: Some(op), .. }) => {
                 matches!(op, Op::Put(_) | Op::DeleteRange(_) | Op::Txn(_))
             }
             _ => true,
@@ -149,6 +152,7 @@ fn apply_in_txn(
     state: &mut State,
     mut txn: redb::WriteTransaction,
     lessor: &mut Lessor,
+    tokens: &Mutex<SimpleTokens>,
     batch: &[Option<Command>],
     meta: &[(&str, Vec<u8>)],
     now: Instant,
@@ -158,7 +162,7 @@ fn apply_in_txn(
     let applied = {
         let mut tables = Tables::open(&txn)?;
         state.overlay.write_to(&mut tables)?;
-        let applied = run(state, Sink::Tables(&mut tables), lessor, batch, now)?;
+        let applied = run(state, Sink::Tables(&mut tables), lessor, tokens, batch, now)?;
         for (name, value) in meta {
             tables
                 .meta
@@ -179,13 +183,14 @@ fn run(
     state: &mut State,
     mut sink: Sink<'_, '_>,
     lessor: &mut Lessor,
+    tokens: &Mutex<SimpleTokens>,
     batch: &[Option<Command>],
     now: Instant,
 ) -> Result<Applied> {
     let mut results = Vec::with_capacity(batch.len());
     let mut events = Vec::new();
     for cmd in batch {
-        let Some(Command { op: Some(op) }) = cmd else {
+        let Some(Command { op: Some(op), auth: who }) = cmd else {
             results.push(Ok(CommandResponse::Empty));
             continue;
         };
@@ -197,8 +202,18 @@ fn run(
             results.push(Err(StoreError::NoSpace));
             continue;
         }
+        // a client's command is checked against the auth state as of this point in the log
+        if let Some(who) = who
+            && let Err(e) = crate::auth::check::command(&state.auth, who, op, lessor)
+        {
+            results.push(Err(e.into()));
+            continue;
+        }
         let mut w = WriteTxn::new(state, &mut sink, lessor, now);
-        let result = apply_op(&mut w, op);
+        let result = match op {
+            Op::Auth(a) => auth_op(&mut w, a, who.as_ref(), tokens),
+            _ => apply_op(&mut w, op),
+        };
         let changes = std::mem::take(&mut w.changes);
         if !changes.is_empty() {
             let rev = state.current_rev + 1;
@@ -278,7 +293,28 @@ fn apply_op(w: &mut WriteTxn<'_, '_, '_>, op: &Op) -> Result<CommandResponse> {
         Op::LeaseGrant(g) => lease_grant(w, g).map(CommandResponse::LeaseGrant),
         Op::LeaseRevoke(r) => lease_revoke(w, r.id).map(CommandResponse::LeaseRevoke),
         Op::Alarm(a) => alarm(w, a).map(CommandResponse::Alarm),
+        Op::Auth(a) => Err(StoreError::Backend {
+            context: "apply",
+            message: format!("auth command {a:?} reached the KV path"),
+        }),
     }
+}
+
+/// An auth command: its change goes to the auth tables, and the state's view is replaced.
+fn auth_op(
+    w: &mut WriteTxn<'_, '_, '_>,
+    a: &AuthOp,
+    who: Option<&RequestAuth>,
+    tokens: &Mutex<SimpleTokens>,
+) -> Result<CommandResponse> {
+    let req = a.request.as_ref().ok_or(AuthError::PermissionNotGiven)?;
+    let view = w.state.auth.clone();
+    let (mut response, changed) = crate::auth::apply::apply(&view, w.sink.tables()?, tokens, req, who, w.now)?;
+    *response.header() = header(w.state.current_rev);
+    if let Some(v) = changed {
+        w.state.auth = Arc::new(v);
+    }
+    Ok(CommandResponse::Auth(crate::auth::apply::reply(response)))
 }
 
 fn lease_grant(w: &mut WriteTxn<'_, '_, '_>, g: &LeaseGrantRequest) -> Result<LeaseGrantResponse> {

@@ -6,6 +6,11 @@
 //! | `meta`  | name                         | bytes (compact revisions, raft state)   |
 //! | `lease` | lease ID                     | protobuf `LeaseRecord`                  |
 //! | `alarm` | member ID ++ alarm type      | empty                                   |
+//! | `authUsers` | user name                | protobuf `authpb.User` (etcd's)         |
+//! | `authRoles` | role name                | protobuf `authpb.Role` (etcd's)         |
+//!
+//! `meta` also holds etcd's `authEnabled` (one byte, 1 = on) and `authRevision` (u64, big
+//! endian).
 
 use redb::{ReadableTable, TableDefinition};
 
@@ -16,6 +21,12 @@ pub(crate) const KEY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("key"
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub(crate) const LEASE: TableDefinition<i64, &[u8]> = TableDefinition::new("lease");
 pub(crate) const ALARM: TableDefinition<&[u8], ()> = TableDefinition::new("alarm");
+pub(crate) const AUTH_USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("authUsers");
+pub(crate) const AUTH_ROLES: TableDefinition<&str, &[u8]> = TableDefinition::new("authRoles");
+
+/// etcd's meta keys of the auth switch and the auth revision.
+pub(crate) const AUTH_ENABLED: &str = "authEnabled";
+pub(crate) const AUTH_REVISION: &str = "authRevision";
 
 /// etcd's meta key names for compaction progress (17-byte revision encoding, sub 0).
 pub(crate) const SCHEDULED_COMPACT_REV: &str = "scheduledCompactRev";

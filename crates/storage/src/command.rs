@@ -9,10 +9,34 @@ use cairn_proto::etcdserverpb::{
     LeaseRevokeResponse, PutRequest, PutResponse, TxnRequest, TxnResponse,
 };
 
+pub use crate::auth::ops::{AuthOp, AuthReply, AuthRequest, AuthResponse, InternalAuthenticate};
+
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Command {
-    #[prost(oneof = "Op", tags = "1, 2, 3, 4, 5, 6, 7")]
+    // tag 8 is the raft layer's batch of commands (consensus `proposer::Batch`): never use it
+    #[prost(oneof = "Op", tags = "1, 2, 3, 4, 5, 6, 7, 9")]
     pub op: Option<Op>,
+    /// Who asked, for the permission checks made when the command is applied (etcd's
+    /// request header `username` and `auth_revision`). `None`: the server itself (lease
+    /// expiry, auto-compaction, alarms), never checked.
+    #[prost(message, optional, tag = "16")]
+    pub auth: Option<RequestAuth>,
+}
+
+/// The user a client request runs as, and the auth revision its token was minted at.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct RequestAuth {
+    #[prost(string, tag = "1")]
+    pub user: String,
+    #[prost(uint64, tag = "2")]
+    pub revision: u64,
+}
+
+impl Command {
+    /// `op` made on behalf of `auth` (a client; `None` for the server's own commands).
+    pub fn new(op: Op, auth: Option<RequestAuth>) -> Command {
+        Command { op: Some(op), auth }
+    }
 }
 
 #[derive(Clone, PartialEq, prost::Oneof)]
@@ -32,11 +56,14 @@ pub enum Op {
     /// An alarm change; `member_id` names the member raising it.
     #[prost(message, tag = "7")]
     Alarm(AlarmRequest),
+    /// A change of users, roles, the auth switch, or a simple token minted.
+    #[prost(message, tag = "9")]
+    Auth(AuthOp),
 }
 
 impl From<Op> for Command {
     fn from(op: Op) -> Self {
-        Command { op: Some(op) }
+        Command { op: Some(op), auth: None }
     }
 }
 
@@ -50,6 +77,7 @@ pub enum CommandResponse {
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
     Alarm(AlarmResponse),
+    Auth(AuthReply),
     /// An entry with no command (raft's blank or membership entries).
     Empty,
 }

@@ -40,6 +40,80 @@ pub enum StoreError {
     },
     #[error("data dir is corrupt: {0}")]
     Corrupt(String),
+    /// etcd's auth errors (users, roles, permissions, tokens).
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+}
+
+/// etcd's auth errors (`auth/store.go`), each with etcd's message (without `etcdserver: `).
+#[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum AuthError {
+    #[error("root user does not exist")]
+    RootUserNotExist = 1,
+    #[error("root user does not have root role")]
+    RootRoleNotExist,
+    #[error("user name already exists")]
+    UserAlreadyExist,
+    #[error("user name is empty")]
+    UserEmpty,
+    #[error("user name not found")]
+    UserNotFound,
+    #[error("role name already exists")]
+    RoleAlreadyExist,
+    #[error("role name not found")]
+    RoleNotFound,
+    #[error("role name is empty")]
+    RoleEmpty,
+    #[error("authentication failed, invalid user ID or password")]
+    AuthFailed,
+    #[error("permission not given")]
+    PermissionNotGiven,
+    #[error("permission denied")]
+    PermissionDenied,
+    #[error("role is not granted to the user")]
+    RoleNotGranted,
+    #[error("permission is not granted to the role")]
+    PermissionNotGranted,
+    #[error("authentication is not enabled")]
+    AuthNotEnabled,
+    #[error("invalid auth token")]
+    InvalidAuthToken,
+    #[error("invalid auth management")]
+    InvalidAuthMgmt,
+    #[error("revision of auth store is old")]
+    AuthOldRevision,
+}
+
+impl AuthError {
+    pub const ALL: [AuthError; 17] = [
+        AuthError::RootUserNotExist,
+        AuthError::RootRoleNotExist,
+        AuthError::UserAlreadyExist,
+        AuthError::UserEmpty,
+        AuthError::UserNotFound,
+        AuthError::RoleAlreadyExist,
+        AuthError::RoleNotFound,
+        AuthError::RoleEmpty,
+        AuthError::AuthFailed,
+        AuthError::PermissionNotGiven,
+        AuthError::PermissionDenied,
+        AuthError::RoleNotGranted,
+        AuthError::PermissionNotGranted,
+        AuthError::AuthNotEnabled,
+        AuthError::InvalidAuthToken,
+        AuthError::InvalidAuthMgmt,
+        AuthError::AuthOldRevision,
+    ];
+
+    /// A small number for the wire (peer forwarding), stable across releases.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    pub fn from_code(code: u8) -> Option<AuthError> {
+        AuthError::ALL.into_iter().find(|e| e.code() == code)
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

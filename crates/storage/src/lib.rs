@@ -12,6 +12,7 @@
 //! - [`txn`]: compare evaluation and request checks, pure.
 //! - `compact`, `hash`: compaction and etcd's HashKV.
 //! - [`lease`]: the lessor; [`watch`]: the watch hub and its replay.
+//! - [`auth`]: users, roles, permissions, simple tokens; the checks made at apply.
 //! - [`command`]: what a raft log entry carries.
 //! - [`snapshot`]: the snapshot file: write from a live store, read, verify, restore, and
 //!   install into a live store (a follower catching up from its leader).
@@ -20,6 +21,7 @@
 //! Design notes: `docs/storage.md`.
 
 mod apply;
+pub mod auth;
 mod backend;
 pub mod command;
 mod commit;
@@ -43,9 +45,10 @@ pub mod txn;
 pub mod watch;
 mod write;
 
-pub use command::{Command, CommandResponse, Op};
+pub use auth::{AuthView, Need, TokenInfo};
+pub use command::{Command, CommandResponse, Op, RequestAuth};
 pub use defrag::{DefragStage, DefragSummary};
-pub use error::{Result, StoreError};
+pub use error::{AuthError, Result, StoreError};
 pub use index::KeyRange;
 pub use store::{KvHash, Store, StoreOptions, file_bytes};
 pub use watch::{WatchBatch, WatchFilters, WatchHub, WatcherId};

@@ -23,8 +23,9 @@ use prost::Message;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable};
 
 use crate::apply::{Raised, raised_alarms};
+use crate::auth::{AuthView, SimpleTokens, TokenInfo};
 use crate::backend::{
-    ALARM, FINISHED_COMPACT_REV, KEY, KeyValueHead, LEASE, LeaseRecord, META,
+    ALARM, AUTH_ROLES, AUTH_USERS, FINISHED_COMPACT_REV, KEY, KeyValueHead, LEASE, LeaseRecord, META,
     SCHEDULED_COMPACT_REV, alarm_from_key, meta_revision,
 };
 use crate::commit::{Wake, commit_loop};
@@ -49,6 +50,8 @@ pub(crate) struct State {
     pub overlay: Overlay,
     /// The alarms raised, as the alarm table says.
     pub raised: Raised,
+    /// Users, roles, the auth switch, as the auth tables say; replaced by each auth change.
+    pub auth: Arc<AuthView>,
 }
 
 /// What one key table row counts toward [`State::data_bytes`].
@@ -62,6 +65,8 @@ pub(crate) struct Tables<'t> {
     pub meta: redb::Table<'t, &'static str, &'static [u8]>,
     pub lease: redb::Table<'t, i64, &'static [u8]>,
     pub alarm: redb::Table<'t, &'static [u8], ()>,
+    pub users: redb::Table<'t, &'static str, &'static [u8]>,
+    pub roles: redb::Table<'t, &'static str, &'static [u8]>,
 }
 
 impl<'t> Tables<'t> {
@@ -71,6 +76,8 @@ impl<'t> Tables<'t> {
             meta: txn.open_table(META).map_err(backend("open meta table"))?,
             lease: txn.open_table(LEASE).map_err(backend("open lease table"))?,
             alarm: txn.open_table(ALARM).map_err(backend("open alarm table"))?,
+            users: txn.open_table(AUTH_USERS).map_err(backend("open authUsers table"))?,
+            roles: txn.open_table(AUTH_ROLES).map_err(backend("open authRoles table"))?,
         })
     }
 }
@@ -80,11 +87,16 @@ impl<'t> Tables<'t> {
 pub struct StoreOptions {
     /// Leases shorter than this are granted this TTL (etcd: 1.5 election timeouts, rounded up).
     pub min_lease_ttl: i64,
+    /// How long a simple token stays valid after its last use (etcd's `--auth-token-ttl`).
+    pub token_ttl: Duration,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { min_lease_ttl: 2 }
+        StoreOptions {
+            min_lease_ttl: 2,
+            token_ttl: Duration::from_secs(300),
+        }
     }
 }
 
@@ -102,6 +114,11 @@ pub struct Store {
     pub(crate) state: RwLock<State>,
     pub(crate) lessor: Mutex<Lessor>,
     pub(crate) hub: Arc<WatchHub>,
+    /// The auth state as checks read it: `State::auth` published after each batch that
+    /// changed it (checks take no lock an apply holds).
+    pub(crate) auth: RwLock<Arc<AuthView>>,
+    /// Simple tokens, registered by applied Authenticate commands.
+    pub(crate) tokens: Mutex<SimpleTokens>,
     /// Held for a whole snapshot install or defragment: each builds a new file beside the
     /// store's and swaps it in, so they must not overlap (or share a file).
     pub(crate) rewrite: Mutex<()>,
@@ -164,8 +181,11 @@ impl Store {
         })?;
         let (state, lessor) = load(&db, opts.min_lease_ttl)?;
         let hub = Arc::new(WatchHub::new(state.current_rev, state.compact_rev));
+        let auth = RwLock::new(state.auth.clone());
         let store = Arc::new(Store {
             path: path.to_path_buf(),
+            auth,
+            tokens: Mutex::new(SimpleTokens::new(opts.token_ttl)),
             db: RwLock::new(db),
             state: RwLock::new(state),
             lessor: Mutex::new(lessor),
@@ -212,6 +232,24 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The auth state as of the last applied batch.
+    pub fn auth(&self) -> Arc<AuthView> {
+        read_lock(&self.auth).clone()
+    }
+
+    /// What a simple token stands for (its TTL restarted); `None` if unknown or expired.
+    pub fn token(&self, token: &str) -> Option<TokenInfo> {
+        lock(&self.tokens).lookup(token, Instant::now())
+    }
+
+    /// Publishes the state's auth view for checks (after an apply or an install changed it).
+    pub(crate) fn publish_auth(&self, view: &Arc<AuthView>) {
+        if Arc::ptr_eq(&read_lock(&self.auth), view) {
+            return;
+        }
+        *write_lock(&self.auth) = view.clone();
     }
 
     pub fn current_revision(&self) -> i64 {
@@ -490,6 +528,7 @@ pub(crate) fn load(db: &Database, min_lease_ttl: i64) -> Result<(State, Lessor)>
     {
         let txn = db.begin_read().map_err(backend("begin read"))?;
         state.raised = raised_alarms(&txn.open_table(ALARM).map_err(backend("open alarm table"))?)?;
+        state.auth = Arc::new(crate::auth::load(&txn)?);
         let leases = txn.open_table(LEASE).map_err(backend("open lease table"))?;
         for row in leases.iter().map_err(backend("scan lease table"))? {
             let (_, v) = row.map_err(backend("scan lease table"))?;
@@ -546,6 +585,7 @@ fn rebuild(db: &Database) -> Result<(State, HashMap<Vec<u8>, i64>)> {
             data_bytes,
             overlay: Overlay::default(),
             raised: Raised::default(),
+            auth: Arc::new(AuthView::default()),
         },
         leased,
     ))

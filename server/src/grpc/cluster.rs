@@ -36,6 +36,7 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
+        self.0.acting_for(&req)?.check_admin()?;
         let r = req.into_inner();
         let (added, all) = self
             .0
@@ -55,6 +56,7 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
+        self.0.acting_for(&req)?.check_admin()?;
         let id = req.into_inner().id;
         let all = self
             .0
@@ -73,6 +75,7 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
+        self.0.acting_for(&req)?.check_admin()?;
         let r = req.into_inner();
         let all = self
             .0
@@ -100,6 +103,7 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
+        self.0.acting_for(&req)?.check_admin()?;
         let id = req.into_inner().id;
         let all = self
             .0

@@ -19,7 +19,7 @@ use cairn_proto::etcdserverpb::{
 use cairn_proto::mvccpb::KeyValue;
 use cairn_proto::mvccpb::event::EventType;
 use cairn_storage::index::prefix_end;
-use cairn_storage::{KeyRange, Op, StoreError, WatchBatch, WatchFilters, WatcherId};
+use cairn_storage::{Command, KeyRange, Need, Op, StoreError, WatchBatch, WatchFilters, WatcherId};
 use tokio::sync::mpsc;
 use tonic::{Request, Status};
 
@@ -172,7 +172,7 @@ impl Cleanup {
     /// Proposes the cleanup now and waits for it; its failure is the caller's lesser problem.
     pub(crate) async fn run(mut self) {
         if let Some(op) = self.op.take()
-            && let Err(e) = self.ctx.write(op.into()).await
+            && let Err(e) = self.ctx.write(Command::new(op, self.ctx.who.clone())).await
         {
             tracing::warn!(error = %e, "lock/election cleanup failed");
         }
@@ -186,7 +186,7 @@ impl Drop for Cleanup {
         };
         let ctx = self.ctx.clone();
         rt.spawn(async move {
-            if let Err(e) = ctx.write(op.into()).await {
+            if let Err(e) = ctx.write(Command::new(op, ctx.who.clone())).await {
                 tracing::warn!(error = %e, "lock/election cleanup after cancel failed");
             }
         });
@@ -195,6 +195,8 @@ impl Drop for Cleanup {
 
 /// A linearizable range with the header filled.
 pub(crate) async fn range(ctx: &Context, req: RangeRequest) -> Result<RangeResponse, Status> {
+    // etcd's lock and election services read through a client with the caller's token
+    ctx.check(&req.key, &req.range_end, Need::Read).map_err(relayed)?;
     let mut resp = ctx
         .read(false, move |s| s.range(&req))
         .await

@@ -37,7 +37,7 @@ impl Election for ElectionService {
         &self,
         req: Request<CampaignRequest>,
     ) -> Result<Response<CampaignResponse>, Status> {
-        let ctx = &self.0;
+        let ctx = &self.0.acting_for(&req).map_err(relayed)?;
         let r = req.into_inner();
         let lease = session_lease(ctx, r.lease).await?;
         let pfx = prefix(&r.name);
@@ -77,11 +77,12 @@ impl Election for ElectionService {
         &self,
         req: Request<ProclaimRequest>,
     ) -> Result<Response<ProclaimResponse>, Status> {
+        let ctx = &self.0.acting_for(&req).map_err(relayed)?;
         let r = req.into_inner();
         let mut leader = r.leader.ok_or_else(missing_leader)?;
         // as in etcd, the new value is bound to the session's lease (a fresh one for 0)
-        leader.lease = session_lease(&self.0, leader.lease).await?;
-        let header = proclaim(&self.0, &leader, r.value).await?;
+        leader.lease = session_lease(ctx, leader.lease).await?;
+        let header = proclaim(ctx, &leader, r.value).await?;
         Ok(Response::new(ProclaimResponse { header }))
     }
 
@@ -89,7 +90,8 @@ impl Election for ElectionService {
         &self,
         req: Request<LeaderRequest>,
     ) -> Result<Response<LeaderResponse>, Status> {
-        let resp = range(&self.0, first_created(&prefix(&req.into_inner().name))).await?;
+        let ctx = &self.0.acting_for(&req).map_err(relayed)?;
+        let resp = range(ctx, first_created(&prefix(&req.into_inner().name))).await?;
         let kv = resp.kvs.into_iter().next().ok_or_else(no_leader)?;
         Ok(Response::new(LeaderResponse {
             header: resp.header,
@@ -105,7 +107,7 @@ impl Election for ElectionService {
         req: Request<LeaderRequest>,
     ) -> Result<Response<ObserveStream>, Status> {
         let (tx, rx) = mpsc::channel(16);
-        let ctx = self.0.clone();
+        let ctx = self.0.acting_for(&req).map_err(relayed)?;
         let pfx = prefix(&req.into_inner().name);
         tokio::spawn(async move {
             tokio::select! {
@@ -123,10 +125,11 @@ impl Election for ElectionService {
         &self,
         req: Request<ResignRequest>,
     ) -> Result<Response<ResignResponse>, Status> {
+        let ctx = &self.0.acting_for(&req).map_err(relayed)?;
         let leader = req.into_inner().leader.ok_or_else(missing_leader)?;
         // etcd opens a session here too, granting a lease for 0 that nothing uses
-        session_lease(&self.0, leader.lease).await?;
-        let header = resign(&self.0, &leader).await?;
+        session_lease(ctx, leader.lease).await?;
+        let header = resign(ctx, &leader).await?;
         Ok(Response::new(ResignResponse { header }))
     }
 }

@@ -1,4 +1,5 @@
-//! The KV service: Range, Put, DeleteRange, Txn, Compact.
+//! The KV service: Range, Put, DeleteRange, Txn, Compact. Range is checked against the
+//! caller's permissions here; writes carry the caller and are checked when applied.
 
 use cairn_proto::etcdserverpb::kv_server::Kv;
 use cairn_proto::etcdserverpb::{
@@ -6,7 +7,7 @@ use cairn_proto::etcdserverpb::{
     PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
 };
 use cairn_proto::stages::{self, Stage};
-use cairn_storage::{Op, txn};
+use cairn_storage::{Need, Op, txn};
 use tonic::{Request, Response, Status};
 
 use crate::context::Context;
@@ -18,8 +19,10 @@ pub struct KvService(pub Context);
 #[tonic::async_trait]
 impl Kv for KvService {
     async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+        let ctx = self.0.acting_for(&req)?;
         let r = req.into_inner();
         txn::check_range(&r).map_err(ApiError::from)?;
+        ctx.check(&r.key, &r.range_end, Need::Read)?;
         let serializable = r.serializable;
         let mut resp = self.0.read(serializable, move |s| s.range(&r)).await?;
         self.0.fill(&mut resp.header);
@@ -28,10 +31,11 @@ impl Kv for KvService {
 
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         stages::mark(Stage::Handler);
+        let ctx = self.0.acting_for(&req)?;
         let r = req.into_inner();
         self.0.check_quota(quota::cost_put(&r)).await?;
         txn::check_put(&r).map_err(ApiError::from)?;
-        let resp = self.0.propose(Op::Put(r)).await?;
+        let resp = ctx.propose(Op::Put(r)).await?;
         stages::mark(Stage::Replied);
         Ok(Response::new(resp))
     }
@@ -40,25 +44,26 @@ impl Kv for KvService {
         &self,
         req: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
+        let ctx = self.0.acting_for(&req)?;
         let r = req.into_inner();
         txn::check_delete(&r).map_err(ApiError::from)?;
-        Ok(Response::new(self.0.propose(Op::DeleteRange(r)).await?))
+        Ok(Response::new(ctx.propose(Op::DeleteRange(r)).await?))
     }
 
     /// Sub-responses keep revision-only headers, as in etcd; only the outer one is filled.
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        let ctx = self.0.acting_for(&req)?;
         let r = req.into_inner();
         self.0.check_quota(quota::cost_txn(&r)).await?;
         txn::check_txn(&r, self.0.config.max_txn_ops).map_err(ApiError::from)?;
-        Ok(Response::new(self.0.propose(Op::Txn(r)).await?))
+        Ok(Response::new(ctx.propose(Op::Txn(r)).await?))
     }
 
     async fn compact(
         &self,
         req: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
-        Ok(Response::new(
-            self.0.propose(Op::Compact(req.into_inner())).await?,
-        ))
+        let ctx = self.0.acting_for(&req)?;
+        Ok(Response::new(ctx.propose(Op::Compact(req.into_inner())).await?))
     }
 }

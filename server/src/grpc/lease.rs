@@ -9,7 +9,7 @@ use cairn_proto::etcdserverpb::{
     LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
     LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
-use cairn_storage::Op;
+use cairn_storage::{Need, Op};
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -39,21 +39,22 @@ impl Lease for LeaseService {
         &self,
         req: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
+        let ctx = self.0.acting_for(&req)?;
         let mut r = req.into_inner();
         self.0.check_quota(quota::LEASE_OVERHEAD).await?;
         if r.id == 0 {
             r.id = self.new_id();
         }
-        Ok(Response::new(self.0.propose(Op::LeaseGrant(r)).await?))
+        Ok(Response::new(ctx.propose(Op::LeaseGrant(r)).await?))
     }
 
     async fn lease_revoke(
         &self,
         req: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
-        Ok(Response::new(
-            self.0.propose(Op::LeaseRevoke(req.into_inner())).await?,
-        ))
+        // WRITE on every attached key: checked when applied
+        let ctx = self.0.acting_for(&req)?;
+        Ok(Response::new(ctx.propose(Op::LeaseRevoke(req.into_inner())).await?))
     }
 
     type LeaseKeepAliveStream = KeepAliveStream;
@@ -91,7 +92,16 @@ impl Lease for LeaseService {
         &self,
         req: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        let ctx = self.0.acting_for(&req)?;
         let r = req.into_inner();
+        // etcd's checkLeaseTimeToLive: root, or READ on every key attached
+        if ctx.check_admin().is_err()
+            && let Some(lease) = self.0.store.lease(r.id)
+        {
+            for key in &lease.keys {
+                ctx.check(key, &[], Need::Read)?;
+            }
+        }
         let (ttl, granted_ttl, keys) = self
             .0
             .node

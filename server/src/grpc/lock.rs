@@ -22,7 +22,7 @@ impl Lock for LockService {
     /// etcd's `Mutex.Lock`: queue, wait for every earlier waiter to go, confirm we are still
     /// queued. If the client goes away while waiting, our key is deleted.
     async fn lock(&self, req: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
-        let ctx = &self.0;
+        let ctx = &self.0.acting_for(&req).map_err(relayed)?;
         let r = req.into_inner();
         let lease = session_lease(ctx, r.lease).await?;
         let pfx = prefix(&r.name);
@@ -71,10 +71,10 @@ impl Lock for LockService {
         &self,
         req: Request<UnlockRequest>,
     ) -> Result<Response<UnlockResponse>, Status> {
+        let ctx = self.0.acting_for(&req).map_err(relayed)?;
         let del = delete_req(req.into_inner().key);
         txn::check_delete(&del).map_err(|e| relayed(e.into()))?;
-        let resp: DeleteRangeResponse = self
-            .0
+        let resp: DeleteRangeResponse = ctx
             .propose(Op::DeleteRange(del))
             .await
             .map_err(relayed)?;

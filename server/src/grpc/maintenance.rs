@@ -36,6 +36,7 @@ fn alarm_text(member_id: u64, alarm: i32) -> String {
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+        let ctx = self.0.acting_for(&req)?;
         let r = req.into_inner();
         if r.action == AlarmAction::Get as i32 {
             let alarms = self.0.read(false, |s| s.alarms()).await?;
@@ -48,7 +49,8 @@ impl Maintenance for MaintenanceService {
                 alarms,
             }));
         }
-        Ok(Response::new(self.0.propose(Op::Alarm(r)).await?))
+        // activate and deactivate are for root: checked when applied
+        Ok(Response::new(ctx.propose(Op::Alarm(r)).await?))
     }
 
     async fn status(
@@ -87,8 +89,9 @@ impl Maintenance for MaintenanceService {
 
     async fn defragment(
         &self,
-        _req: Request<DefragmentRequest>,
+        req: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
+        self.0.acting_for(&req)?.check_admin()?;
         let store = self.0.store.clone();
         let started = std::time::Instant::now();
         tokio::task::spawn_blocking(move || store.defragment())
@@ -104,7 +107,8 @@ impl Maintenance for MaintenanceService {
         }))
     }
 
-    async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+    async fn hash(&self, req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        self.0.acting_for(&req)?.check_admin()?;
         let hash = self.0.read(true, |s| s.hash_all()).await?;
         Ok(Response::new(HashResponse {
             header: self.0.header(self.0.store.current_revision()),
@@ -116,6 +120,7 @@ impl Maintenance for MaintenanceService {
         &self,
         req: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
+        self.0.acting_for(&req)?.check_admin()?;
         let rev = req.into_inner().revision;
         let h = self.0.read(true, move |s| s.hash_kv(rev)).await?;
         Ok(Response::new(HashKvResponse {
@@ -130,8 +135,9 @@ impl Maintenance for MaintenanceService {
 
     async fn snapshot(
         &self,
-        _req: Request<SnapshotRequest>,
+        req: Request<SnapshotRequest>,
     ) -> Result<Response<SnapshotStream>, Status> {
+        self.0.acting_for(&req)?.check_admin()?;
         Ok(Response::new(super::snapshot::stream(&self.0)))
     }
 
@@ -139,6 +145,7 @@ impl Maintenance for MaintenanceService {
         &self,
         req: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
+        self.0.acting_for(&req)?.check_admin()?;
         let target = req.into_inner().target_id;
         self.0
             .node

@@ -1,5 +1,6 @@
 //! One file per gRPC service; `routes` puts them on one router with etcd's size limits.
 
+pub mod auth;
 pub mod cluster;
 mod concurrency;
 pub mod election;
@@ -11,6 +12,7 @@ pub mod maintenance;
 mod snapshot;
 pub mod watch;
 
+use cairn_proto::etcdserverpb::auth_server::AuthServer;
 use cairn_proto::etcdserverpb::cluster_server::ClusterServer;
 use cairn_proto::etcdserverpb::kv_server::KvServer;
 use cairn_proto::etcdserverpb::lease_server::LeaseServer;
@@ -48,6 +50,9 @@ fn routes(ctx: &Context) -> Routes {
         .add_service(
             MaintenanceServer::new(maintenance::MaintenanceService(ctx.clone()))
                 .max_decoding_message_size(limit),
+        )
+        .add_service(
+            AuthServer::new(auth::AuthService(ctx.clone())).max_decoding_message_size(limit),
         )
         .add_service(
             LockServer::new(lock::LockService(ctx.clone())).max_decoding_message_size(limit),

@@ -17,7 +17,7 @@ use cairn_proto::etcdserverpb::watch_server::Watch;
 use cairn_proto::etcdserverpb::{WatchCreateRequest, WatchRequest, WatchResponse};
 use cairn_proto::mvccpb::Event;
 use cairn_proto::mvccpb::event::EventType;
-use cairn_storage::{KeyRange, Store, WatchBatch, WatchFilters, WatcherId};
+use cairn_storage::{KeyRange, Need, Store, WatchBatch, WatchFilters, WatcherId};
 use futures::Stream;
 use prost::Message;
 use tokio::sync::mpsc;
@@ -45,10 +45,13 @@ impl Watch for WatchService {
         &self,
         req: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<WatchStream>, Status> {
-        Ok(Response::new(Box::pin(responses(
-            self.0.clone(),
-            req.into_inner(),
-        ))))
+        // as etcd: the stream's credentials decide each watch created on it; a bad token
+        // does not end the stream, its watches are refused
+        let (ctx, token_ok) = match self.0.acting_for(&req) {
+            Ok(ctx) => (ctx, true),
+            Err(_) => (self.0.clone(), false),
+        };
+        Ok(Response::new(Box::pin(responses(ctx, token_ok, req.into_inner()))))
     }
 }
 
@@ -95,6 +98,8 @@ enum Next {
 /// One client stream's state between responses.
 struct Session {
     ctx: Context,
+    /// The stream's token resolved (a bad one refuses every watch created on it).
+    token_ok: bool,
     input: Streaming<WatchRequest>,
     watchers: Watchers,
     batches: mpsc::Receiver<WatchBatch>,
@@ -108,6 +113,7 @@ struct Session {
 /// responses, produced as the connection asks for them.
 fn responses(
     ctx: Context,
+    token_ok: bool,
     input: Streaming<WatchRequest>,
 ) -> impl Stream<Item = Result<WatchResponse, Status>> + Send {
     let (batches, batches_rx) = mpsc::channel(STREAM_BATCHES);
@@ -128,6 +134,7 @@ fn responses(
         },
         shutdown: ctx.shutdown.clone(),
         ctx,
+        token_ok,
         input,
         batches: batches_rx,
         ticker,
@@ -161,7 +168,7 @@ impl Session {
         };
         let (ctx, out, watchers) = (&self.ctx, &mut self.out, &mut self.watchers);
         match next {
-            Next::Request(req) => handle(ctx, req, out, watchers),
+            Next::Request(req) => handle(ctx, self.token_ok, req, out, watchers),
             Next::Batch(b) => forward(ctx, b, out, watchers).await,
             Next::Tick => notify_progress(ctx, out, watchers),
             Next::Done => self.done = true,
@@ -170,9 +177,9 @@ impl Session {
 }
 
 /// Answers one client request.
-fn handle(ctx: &Context, req: WatchRequest, out: &mut Out, watchers: &mut Watchers) {
+fn handle(ctx: &Context, token_ok: bool, req: WatchRequest, out: &mut Out, watchers: &mut Watchers) {
     match req.request_union {
-        Some(RequestUnion::CreateRequest(c)) => create(ctx, c, out, watchers),
+        Some(RequestUnion::CreateRequest(c)) => create(ctx, token_ok, c, out, watchers),
         Some(RequestUnion::CancelRequest(c)) => {
             let known = match watchers.ids.remove(&c.watch_id) {
                 Some(hub_id) => {
@@ -203,7 +210,7 @@ fn handle(ctx: &Context, req: WatchRequest, out: &mut Out, watchers: &mut Watche
     }
 }
 
-fn create(ctx: &Context, c: WatchCreateRequest, out: &mut Out, watchers: &mut Watchers) {
+fn create(ctx: &Context, token_ok: bool, c: WatchCreateRequest, out: &mut Out, watchers: &mut Watchers) {
     let current = ctx.store.current_revision();
     let refuse = |id: i64, reason: &str| WatchResponse {
         header: ctx.header(current),
@@ -213,6 +220,11 @@ fn create(ctx: &Context, c: WatchCreateRequest, out: &mut Out, watchers: &mut Wa
         cancel_reason: reason.to_string(),
         ..Default::default()
     };
+    // etcd's isWatchPermitted: READ on the watched range, or the watch is created canceled
+    if !token_ok || ctx.check(&c.key, &c.range_end, Need::Read).is_err() {
+        out.push_back(refuse(-1, "etcdserver: permission denied"));
+        return;
+    }
     let range = KeyRange::new(c.key.clone(), c.range_end.clone());
     if !range.is_single() && range.end != [0] && range.key >= range.end {
         out.push_back(refuse(-1, "mvcc: watcher range is empty"));

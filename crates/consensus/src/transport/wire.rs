@@ -140,6 +140,8 @@ fn store_tag(e: &StoreError) -> u8 {
         S::LeaseTtlTooLarge => 12,
         S::NoSpace => 13,
         S::ClusterCorrupt => 14,
+        // auth errors: 100 + their own code
+        S::Auth(a) => 100 + a.code(),
         S::Backend { .. } | S::Corrupt(_) => 0,
     }
 }
@@ -161,6 +163,7 @@ fn store_error(tag: u8, message: String) -> StoreError {
         12 => S::LeaseTtlTooLarge,
         13 => S::NoSpace,
         14 => S::ClusterCorrupt,
+        t if t > 100 && let Some(a) = cairn_storage::AuthError::from_code(t - 100) => S::Auth(a),
         _ => S::Backend {
             context: "leader",
             message,
@@ -171,7 +174,7 @@ fn store_error(tag: u8, message: String) -> StoreError {
 /// A store reply in protobuf, one field per kind.
 #[derive(Clone, PartialEq, Message)]
 pub struct Reply {
-    #[prost(oneof = "ReplyKind", tags = "1, 2, 3, 4, 5, 6, 7, 8")]
+    #[prost(oneof = "ReplyKind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9")]
     pub kind: Option<ReplyKind>,
 }
 
@@ -193,6 +196,8 @@ pub enum ReplyKind {
     Alarm(AlarmResponse),
     #[prost(bool, tag = "8")]
     Empty(bool),
+    #[prost(message, tag = "9")]
+    Auth(cairn_storage::command::AuthReply),
 }
 
 pub fn encode_reply(r: CommandResponse) -> Vec<u8> {
@@ -204,6 +209,7 @@ pub fn encode_reply(r: CommandResponse) -> Vec<u8> {
         CommandResponse::LeaseGrant(x) => ReplyKind::LeaseGrant(x),
         CommandResponse::LeaseRevoke(x) => ReplyKind::LeaseRevoke(x),
         CommandResponse::Alarm(x) => ReplyKind::Alarm(x),
+        CommandResponse::Auth(x) => ReplyKind::Auth(x),
         CommandResponse::Empty => ReplyKind::Empty(true),
     };
     Reply { kind: Some(kind) }.encode_to_vec()
@@ -219,6 +225,7 @@ pub fn decode_reply(b: &[u8]) -> Result<CommandResponse, String> {
         Some(ReplyKind::LeaseGrant(x)) => CommandResponse::LeaseGrant(x),
         Some(ReplyKind::LeaseRevoke(x)) => CommandResponse::LeaseRevoke(x),
         Some(ReplyKind::Alarm(x)) => CommandResponse::Alarm(x),
+        Some(ReplyKind::Auth(x)) => CommandResponse::Auth(x),
         Some(ReplyKind::Empty(_)) | None => CommandResponse::Empty,
     })
 }
@@ -230,6 +237,8 @@ mod tests {
     #[test]
     fn store_errors_cross_the_wire_unchanged() {
         for e in [
+            StoreError::Auth(cairn_storage::AuthError::PermissionDenied),
+            StoreError::Auth(cairn_storage::AuthError::AuthOldRevision),
             StoreError::Compacted,
             StoreError::FutureRevision,
             StoreError::LeaseNotFound,

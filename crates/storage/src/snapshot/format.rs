@@ -53,11 +53,18 @@ pub struct SnapshotHeader {
     pub record_count: u64,
     #[prost(uint64, tag = "12")]
     pub lease_count: u64,
+    /// Whether authentication is on in the snapshot, and how many users and roles it holds.
+    #[prost(bool, tag = "13")]
+    pub auth_enabled: bool,
+    #[prost(uint64, tag = "14")]
+    pub user_count: u64,
+    #[prost(uint64, tag = "15")]
+    pub role_count: u64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Record {
-    #[prost(oneof = "RecordKind", tags = "1, 2, 3, 15")]
+    #[prost(oneof = "RecordKind", tags = "1, 2, 3, 4, 5, 6, 15")]
     pub kind: Option<RecordKind>,
 }
 
@@ -70,6 +77,16 @@ pub enum RecordKind {
     Lease(LeaseRow),
     #[prost(message, tag = "3")]
     Alarm(AlarmRow),
+    /// One `authUsers` row: an encoded `authpb.User` (bcrypt hash included).
+    #[prost(message, tag = "4")]
+    AuthUser(AuthRow),
+    /// One `authRoles` row: an encoded `authpb.Role`.
+    #[prost(message, tag = "5")]
+    AuthRole(AuthRow),
+    /// The auth switch and revision. Written only when the store ever used auth, so a
+    /// snapshot of a store without auth reads in releases before auth.
+    #[prost(message, tag = "6")]
+    AuthMeta(AuthMetaRow),
     #[prost(message, tag = "15")]
     End(EndRow),
 }
@@ -97,6 +114,20 @@ pub struct AlarmRow {
     pub member_id: u64,
     #[prost(int32, tag = "2")]
     pub alarm: i32,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct AuthRow {
+    #[prost(bytes = "bytes", tag = "1")]
+    pub encoded: Bytes,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct AuthMetaRow {
+    #[prost(bool, tag = "1")]
+    pub enabled: bool,
+    #[prost(uint64, tag = "2")]
+    pub revision: u64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

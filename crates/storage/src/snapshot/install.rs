@@ -105,6 +105,7 @@ impl Store {
         let previous_revision = live_state.current_rev;
         *live_state = state;
         *live_lessor = lessor;
+        self.publish_auth(&live_state.auth);
         self.hub
             .reset(live_state.current_rev, live_state.compact_rev);
         drop(live_db);

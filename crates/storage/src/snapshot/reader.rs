@@ -33,6 +33,8 @@ pub struct BodySummary {
     pub kv_rows: u64,
     pub leases: u64,
     pub alarms: u64,
+    pub users: u64,
+    pub roles: u64,
     /// HashKV recomputed from the rows.
     pub hash: u32,
 }
@@ -270,6 +272,8 @@ pub fn read_body(
         kv_rows: 0,
         leases: 0,
         alarms: 0,
+        users: 0,
+        roles: 0,
         hash: 0,
     };
     let mut end: Option<EndRow> = None;
@@ -308,6 +312,9 @@ pub fn read_body(
             }
             Some(RecordKind::Lease(_)) => summary.leases += 1,
             Some(RecordKind::Alarm(_)) => summary.alarms += 1,
+            Some(RecordKind::AuthUser(_)) => summary.users += 1,
+            Some(RecordKind::AuthRole(_)) => summary.roles += 1,
+            Some(RecordKind::AuthMeta(_)) => {}
             Some(RecordKind::End(e)) => end = Some(e.clone()),
             None => {
                 return Err(body_err(

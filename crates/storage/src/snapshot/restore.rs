@@ -11,10 +11,11 @@ use redb::Durability;
 use super::error::SnapshotError;
 use super::format::{Record, RecordKind};
 use super::reader::{BodySummary, SnapshotInfo, read_body};
-use crate::backend::{
+use crate::backend::{AUTH_ENABLED, AUTH_REVISION, AUTH_ROLES, AUTH_USERS, 
     ALARM, FINISHED_COMPACT_REV, KEY, LEASE, LeaseRecord, META, SCHEDULED_COMPACT_REV, alarm_key,
 };
-use crate::error::backend;
+use crate::error::{StoreError, backend};
+use cairn_proto::authpb::{Role, User};
 use crate::revision::Revision;
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -158,6 +159,9 @@ fn write_batch(db: &redb::Database, batch: Batch, compact: i64) -> Result<(), Sn
         let mut keys = txn.open_table(KEY).map_err(backend("open key table"))?;
         let mut leases = txn.open_table(LEASE).map_err(backend("open lease table"))?;
         let mut alarms = txn.open_table(ALARM).map_err(backend("open alarm table"))?;
+        let mut users = txn.open_table(AUTH_USERS).map_err(backend("open authUsers table"))?;
+        let mut roles = txn.open_table(AUTH_ROLES).map_err(backend("open authRoles table"))?;
+        let mut meta = txn.open_table(META).map_err(backend("open meta table"))?;
         for r in batch.records {
             match r.kind {
                 Some(RecordKind::Kv(row)) => {
@@ -178,6 +182,28 @@ fn write_batch(db: &redb::Database, batch: Batch, compact: i64) -> Result<(), Sn
                     alarms
                         .insert(alarm_key(a.member_id, a.alarm).as_slice(), ())
                         .map_err(backend("write alarm table"))?;
+                }
+                Some(RecordKind::AuthUser(row)) => {
+                    let user = User::decode(row.encoded.as_ref())
+                        .map_err(|e| StoreError::Corrupt(format!("a snapshot user record: {e}")))?;
+                    let name = String::from_utf8_lossy(&user.name).into_owned();
+                    users
+                        .insert(name.as_str(), row.encoded.as_ref())
+                        .map_err(backend("write authUsers table"))?;
+                }
+                Some(RecordKind::AuthRole(row)) => {
+                    let role = Role::decode(row.encoded.as_ref())
+                        .map_err(|e| StoreError::Corrupt(format!("a snapshot role record: {e}")))?;
+                    let name = String::from_utf8_lossy(&role.name).into_owned();
+                    roles
+                        .insert(name.as_str(), row.encoded.as_ref())
+                        .map_err(backend("write authRoles table"))?;
+                }
+                Some(RecordKind::AuthMeta(m)) => {
+                    meta.insert(AUTH_ENABLED, [u8::from(m.enabled)].as_slice())
+                        .map_err(backend("write meta"))?;
+                    meta.insert(AUTH_REVISION, m.revision.to_be_bytes().as_slice())
+                        .map_err(backend("write meta"))?;
                 }
                 _ => {}
             }

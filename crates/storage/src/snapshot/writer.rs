@@ -105,6 +105,10 @@ impl Store {
             count(leases.len())?,
             count(alarms.len())?,
         );
+        let auth = crate::auth::load(&txn)?;
+        let (users, roles) = (auth.users().count() as u64, auth.roles().count() as u64);
+        let auth_used = auth.enabled || auth.revision > 1 || users + roles > 0;
+        let auth_rows = if auth_used { users + roles + 1 } else { 0 };
 
         let header = SnapshotHeader {
             format_version: FORMAT_VERSION,
@@ -120,8 +124,11 @@ impl Store {
             key_count,
             hash,
             compression: COMPRESSION_ZSTD.into(),
-            record_count: kv_rows + lease_rows + alarm_rows,
+            record_count: kv_rows + lease_rows + alarm_rows + auth_rows,
             lease_count: lease_rows,
+            auth_enabled: auth.enabled,
+            user_count: users,
+            role_count: roles,
         };
         on_header(&header);
         let mut sink = Sink {
@@ -170,6 +177,22 @@ impl Store {
             if let Some((member_id, alarm)) = alarm_from_key(k.value()) {
                 put(RecordKind::Alarm(AlarmRow { member_id, alarm }))?;
             }
+        }
+        if auth_used {
+            for u in auth.users() {
+                put(RecordKind::AuthUser(AuthRow {
+                    encoded: u.encode_to_vec().into(),
+                }))?;
+            }
+            for r in auth.roles() {
+                put(RecordKind::AuthRole(AuthRow {
+                    encoded: r.encode_to_vec().into(),
+                }))?;
+            }
+            put(RecordKind::AuthMeta(AuthMetaRow {
+                enabled: auth.enabled,
+                revision: auth.revision,
+            }))?;
         }
         put(RecordKind::End(EndRow {
             record_count: header.record_count,

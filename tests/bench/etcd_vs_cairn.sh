@@ -11,7 +11,8 @@
 # put/range/mixed workloads use (default 100000, written first by a txn-put fill);
 # ONLY="put-1 range-s-100": run only these workloads; SKIP_MEMORY=1 skips the memory phase.
 # The tls-* workloads run against a second etcd/cairn pair serving https:// with client
-# certificates (the same certificates for both; made by cairn-pki under the work directory).
+# certificates (the same certificates for both; made by cairn-pki under the work directory);
+# the auth-* ones against a third pair with auth on, as a non-root user with a prefix grant.
 # ROUNDS=5: each workload pair five times (the table shows medians and the spread of ratios).
 # KEEP=1 keeps the work directory (the JSON of every run is in it).
 # Needs Debian's etcd-server and etcd-client (etcd 3.4), python3. Writes under ${BENCH_DIR:-/tmp}.
@@ -46,6 +47,11 @@ WORKLOADS=(
   "tls-fill|txn-put $K $V --sequential-keys --txn-ops 100 --total $((KS / 100)) --clients 16 --conns 4"
   "tls-put-100|put $K $V --clients 100 --conns 10 --duration ${SECS}s"
   "tls-range-s-100|range $K --consistency s --clients 100 --conns 10 --duration ${SECS}s"
+  # with auth on, as a non-root user whose role grants readwrite on the prefix "000" (every
+  # key of the key space), against a third pair of servers
+  "auth-fill|txn-put $K $V --sequential-keys --txn-ops 100 --total $((KS / 100)) --clients 16 --conns 4"
+  "auth-put-100|put $K $V --clients 100 --conns 10 --duration ${SECS}s"
+  "auth-range-s-100|range $K --consistency s --clients 100 --conns 10 --duration ${SECS}s"
 )
 
 # stop PID: SIGTERM, then wait for the process to be gone.
@@ -60,6 +66,24 @@ wait_status() {
     # shellcheck disable=SC2086
     $U --endpoints $1 --command-timeout 1s endpoint status >/dev/null 2>&1 && return 0; sleep 0.02
   done; echo "server at $1 did not answer Status within ${2:-120} s" >&2; return 1
+}
+# enable_auth ENDPOINT: root (role root), and user bench whose role grants readwrite on the
+# prefix "000" (every benchmark key), then auth on; the same etcdctl commands for both servers
+enable_auth() {
+  local c="etcdctl --endpoints $1"
+  $c user add root:rootpw >/dev/null && $c role add root >/dev/null && $c user grant-role root root >/dev/null
+  $c user add bench:benchpw >/dev/null && $c role add bench >/dev/null
+  $c role grant-permission bench readwrite 000 --prefix >/dev/null && $c user grant-role bench bench >/dev/null
+  $c auth enable >/dev/null
+}
+# authenticate_cost AUTH_ENDPOINT PLAIN_ENDPOINT KIND: seconds per etcdctl get as user bench
+# on the auth server (each one authenticates: bcrypt at the default cost 10) and per plain
+# get on the server without auth, 20 of each, into $R/KIND-authenticate
+authenticate_cost() {
+  local s m e n=20
+  s=$(now); for _ in $(seq $n); do etcdctl --endpoints "$1" --user bench:benchpw get 00000001 >/dev/null; done; m=$(now)
+  for _ in $(seq $n); do etcdctl --endpoints "$2" get 00000001 >/dev/null; done; e=$(now)
+  echo "$(echo "($m - $s) / $n" | bc -l) $(echo "($e - $m) / $n" | bc -l)" >"$R/$3-authenticate"
 }
 RESTART_TIMEOUT=${RESTART_TIMEOUT:-300}
 # timed_restart KIND NAME DIR CPORT PPORT FILE: starts the server, writes the seconds until
@@ -78,29 +102,36 @@ R="$W/results"; mkdir -p "$R"
 # (etcd's rates move by 10-30% between runs minutes apart) falls on both alike.
 run_workloads() {
   # `servers`, not `pids`: start_* add each pid to the global `pids` the exit trap stops
-  # servers 0, 1: etcd and cairn on http://; 2, 3: the same on https:// with client certificates
+  # servers 0, 1: etcd and cairn on http://; 2, 3: the same on https:// with client
+  # certificates; 4, 5: on http:// with auth enabled
   local kind ports=() servers=() i=0 r name args order tls base endpoint
-  for tls in "" tls; do
+  for tls in "" tls auth; do
     for kind in etcd cairn; do
       local port pport; port=$(free_port); pport=$(free_port)
-      start "$kind" "$kind" "$W/$kind$tls" "$port" "$pport" $tls; servers+=("$LAST_PID"); ports+=("$port")
+      local mode=$tls; [ "$tls" = auth ] && mode=""
+      start "$kind" "$kind" "$W/$kind$tls" "$port" "$pport" $mode; servers+=("$LAST_PID"); ports+=("$port")
     done
   done
   for i in 0 1; do wait_status "127.0.0.1:${ports[$i]}" || exit 1; done
   for i in 2 3; do wait_status "https://127.0.0.1:${ports[$i]} $CLIENT_TLS" || exit 1; done
+  for i in 4 5; do wait_status "127.0.0.1:${ports[$i]}" || exit 1; enable_auth "127.0.0.1:${ports[$i]}"; done
+  authenticate_cost "127.0.0.1:${ports[4]}" "127.0.0.1:${ports[0]}" etcd
+  authenticate_cost "127.0.0.1:${ports[5]}" "127.0.0.1:${ports[1]}" cairn
   echo "$(rss_kb "${servers[0]}")" >"$R/etcd-rss-fresh"; echo "$(rss_kb "${servers[1]}")" >"$R/cairn-rss-fresh"
   i=0
   for w in "${WORKLOADS[@]}"; do
     name=${w%%|*} args=${w#*|}
-    if [ -n "${ONLY:-}" ] && [ "${name#tls-}" != fill ] && [[ " $ONLY " != *" $name "* ]]; then continue; fi
-    base=0; [ "${name#tls-}" != "$name" ] && base=2
+    short=${name#tls-}; short=${short#auth-}
+    if [ -n "${ONLY:-}" ] && [ "$short" != fill ] && [[ " $ONLY " != *" $name "* ]]; then continue; fi
+    base=0; [ "${name#tls-}" != "$name" ] && base=2; [ "${name#auth-}" != "$name" ] && base=4
     for r in $(seq 1 "$ROUNDS"); do
-      [ "${name#tls-}" = fill ] && [ "$r" -gt 1 ] && break
+      [ "$short" = fill ] && [ "$r" -gt 1 ] && break
       order="0 1"; [ $(( (i + r) % 2 )) -eq 1 ] && order="1 0"
       for k in $order; do
         kind=etcd; [ "$k" = 1 ] && kind=cairn
         endpoint="127.0.0.1:${ports[$((base + k))]}"
         [ "$base" = 2 ] && endpoint="https://$endpoint $CLIENT_TLS"
+        [ "$base" = 4 ] && endpoint="$endpoint --user bench:benchpw"
         echo "$kind: $name, round $r ($args)"
         # shellcheck disable=SC2086
         $U --endpoints $endpoint --command-timeout 30s -w json bench $args >"$R/$kind-$name.$r.json" || true
@@ -109,7 +140,8 @@ run_workloads() {
     i=$((i + 1))
   done
   echo "$(rss_kb "${servers[0]}")" >"$R/etcd-rss-after-workloads"; echo "$(rss_kb "${servers[1]}")" >"$R/cairn-rss-after-workloads"
-  for p in "${servers[@]}"; do stop "$p"; done; rm -rf "${W:?}/etcd" "${W:?}/cairn" "${W:?}/etcdtls" "${W:?}/cairntls"
+  for p in "${servers[@]}"; do stop "$p"; done
+  rm -rf "${W:?}/etcd" "${W:?}/cairn" "${W:?}/etcdtls" "${W:?}/cairntls" "${W:?}/etcdauth" "${W:?}/cairnauth"
 }
 
 memory_and_restart() { # KIND

@@ -9,7 +9,8 @@ import sys
 R, KEYS = sys.argv[1], int(sys.argv[2])
 NAMES = ["fill", "put-1", "put-100", "put-500", "txn-put-100", "range-s-1", "range-s-100",
          "range-l-100", "mixed-100", "lease-100", "watch", "watch-busy",
-         "tls-fill", "tls-put-100", "tls-range-s-100"]
+         "tls-fill", "tls-put-100", "tls-range-s-100",
+         "auth-fill", "auth-put-100", "auth-range-s-100"]
 
 
 def rounds(kind, name):
@@ -69,8 +70,27 @@ for name in NAMES:
           f"{show_ratios(pair_ratios(es, cs, p99)):>18}  {errors(es)}/{errors(cs)}")
 print("(watch rows: /s is events per second; latency is put sent -> event received)")
 print("(tls-* rows: https with client certificates, both servers with the same certificates)")
+print("(auth-* rows: auth on, a non-root user whose role grants readwrite on the keys' prefix)")
 if max((len(rounds("cairn", n)) for n in NAMES), default=0) > 1:
     print("(medians of the rounds; c/e is the median of each round's ratio, its range in brackets)")
+
+
+def authenticate_line():
+    """Seconds per etcdctl command that authenticates (bcrypt), measured by the script."""
+    vals = {}
+    for kind in ("etcd", "cairn"):
+        try:
+            with open(os.path.join(R, f"{kind}-authenticate")) as f:
+                vals[kind] = [float(v) for v in f.read().split()[:2]]
+        except (OSError, ValueError):
+            return
+    (ea, ep), (ca, cp) = vals["etcd"], vals["cairn"]
+    print(f"etcdctl get with --user (one Authenticate, bcrypt cost 10) / without: "
+          f"etcd {ea * 1000:.0f} / {ep * 1000:.0f} ms, cairn {ca * 1000:.0f} / {cp * 1000:.0f} ms; "
+          f"Authenticate's share: etcd {(ea - ep) * 1000:.0f} ms, cairn {(ca - cp) * 1000:.0f} ms")
+
+
+authenticate_line()
 
 
 def read(kind, what):

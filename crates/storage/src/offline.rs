@@ -87,6 +87,41 @@ pub fn store_error(data_dir: &Path, source: StoreError) -> OfflineError {
     }
 }
 
+/// What [`disable_auth`] found and did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthDisabled {
+    pub was_enabled: bool,
+    /// The auth revision afterwards (older tokens are refused).
+    pub revision: u64,
+}
+
+/// Turns authentication off in a stopped member's data dir: the way back in when the root
+/// password is lost. Run it on every member's data dir while they are all stopped: it makes
+/// the same change in each (the auth revision moves by one everywhere), so they agree
+/// again when they start; then set a new root password (`user passwd root`) and
+/// `auth enable`. It is applied like a replicated command, so it is written durably.
+pub fn disable_auth(data_dir: &Path) -> Result<AuthDisabled, OfflineError> {
+    use crate::command::{AuthOp, AuthRequest, Command, Op};
+    let store = open_store(data_dir)?;
+    let was_enabled = store.auth().enabled;
+    if was_enabled {
+        let disable = Op::Auth(AuthOp {
+            request: Some(AuthRequest::Disable(Default::default())),
+        });
+        let results = store
+            .apply(&[Some(Command::from(disable))], &[])
+            .map_err(|e| store_error(data_dir, e))?;
+        for r in results {
+            r.map_err(|e| store_error(data_dir, e))?;
+        }
+        store.flush().map_err(|e| store_error(data_dir, e))?;
+    }
+    Ok(AuthDisabled {
+        was_enabled,
+        revision: store.auth().revision,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,5 +148,22 @@ mod tests {
         assert!(matches!(err, OfflineError::InUse { .. }), "{err}");
         assert!(err.to_string().contains("is in use by a running cairn"));
         drop(held);
+    }
+
+    #[test]
+    fn disabling_auth_offline() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("member")).unwrap();
+        assert_eq!(
+            disable_auth(dir.path()).err().map(|e| e.to_string().contains("does not exist")),
+            Some(true)
+        );
+        {
+            let s = Store::open(&kv_path(dir.path()), StoreOptions::default()).unwrap();
+            let view = s.auth();
+            assert!(!view.enabled);
+        }
+        let done = disable_auth(dir.path()).unwrap();
+        assert_eq!(done, AuthDisabled { was_enabled: false, revision: 1 });
     }
 }

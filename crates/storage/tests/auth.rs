@@ -202,3 +202,25 @@ fn a_store_that_never_used_auth_writes_no_auth_records() {
     // one key row plus the end record: nothing for auth
     assert_eq!(h.record_count, 1);
 }
+
+#[test]
+fn auth_disabled_offline_when_the_root_password_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let kv = cairn_storage::offline::kv_path(dir.path());
+    std::fs::create_dir_all(kv.parent().unwrap()).unwrap();
+    let before = {
+        let s = Store::open(&kv, StoreOptions::default()).unwrap();
+        setup(&s);
+        s.flush().unwrap();
+        let rev = s.auth().revision;
+        s.close().ok().expect("closed");
+        rev
+    };
+    let done = cairn_storage::offline::disable_auth(dir.path()).unwrap();
+    assert!(done.was_enabled);
+    assert_eq!(done.revision, before + 1);
+    let s = Store::open(&kv, StoreOptions::default()).unwrap();
+    let view = s.auth();
+    assert!(!view.enabled, "auth stays off after a reopen");
+    assert!(view.user("root").is_some(), "users and roles are kept");
+}

@@ -54,10 +54,14 @@ pub enum Error {
     FenceLost { owner_key: String },
     /// Another mirror holds the destination prefix.
     #[error(
-        "another make-mirror ({owner}) is writing to this destination prefix (owner key {owner_key}); \
-         stop it first, or give this one another --dest-prefix"
+        "another make-mirror ({owner}) is writing to this destination prefix (owner key {owner_key}; \
+         {why}); stop it first, or give this one another --dest-prefix"
     )]
-    Fenced { owner: String, owner_key: String },
+    Fenced {
+        owner: String,
+        owner_key: String,
+        why: String,
+    },
     /// The destination's checkpoint belongs to another source or prefix.
     #[error("{0}")]
     CheckpointMismatch(String),

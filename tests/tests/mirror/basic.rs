@@ -81,6 +81,7 @@ fn a_second_mirror_of_the_same_prefix_is_refused() {
     let (status, stderr) = second.wait_exit(Duration::from_secs(20));
     assert!(!status.success(), "the second mirror ran");
     assert!(stderr.contains("another make-mirror"), "{stderr}");
+    assert!(stderr.contains("it keeps renewing its lease"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 
     // A clean stop gives the prefix back: the next mirror starts at once and resumes.

@@ -293,9 +293,10 @@ impl Flags {
         let listen_metrics = listen_urls(self.listen_metrics_urls.as_deref().unwrap_or(""))?;
         let first_https = |l: &[Listen]| l.iter().find(|l| l.tls).map(|l| l.url.clone());
         let https_client = first_https(&listen_client).or_else(|| first_https(&listen_metrics));
-        let tls = self
-            .tls
-            .validate(https_client.as_deref(), first_https(&listen_peer).as_deref())?;
+        let tls = self.tls.validate(
+            https_client.as_deref(),
+            first_https(&listen_peer).as_deref(),
+        )?;
         Ok(Config {
             data_dir: self
                 .data_dir
@@ -308,7 +309,11 @@ impl Flags {
             auth_token: crate::tokens::TokenConfig::parse(&self.auth_token)?,
             auth_token_ttl: Duration::from_secs(self.auth_token_ttl.max(1)),
             // etcd: a cost outside bcrypt's range falls back to the default
-            bcrypt_cost: if (4..=31).contains(&self.bcrypt_cost) { self.bcrypt_cost } else { 10 },
+            bcrypt_cost: if (4..=31).contains(&self.bcrypt_cost) {
+                self.bcrypt_cost
+            } else {
+                10
+            },
             advertise_client_urls: split_urls(&self.advertise_client_urls),
             peer_urls,
             initial_cluster,
@@ -414,7 +419,11 @@ mod tests {
             hosts(&["https://[::1]:2379".into(), "http://node-a:2380/".into()]),
             vec!["::1".to_string(), "node-a".to_string()]
         );
-        assert!(flags(&["--listen-client-urls", "unix://x"]).validate().is_err());
+        assert!(
+            flags(&["--listen-client-urls", "unix://x"])
+                .validate()
+                .is_err()
+        );
         assert!(flags(&["--election-timeout", "100"]).validate().is_err());
     }
 

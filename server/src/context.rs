@@ -9,7 +9,9 @@ use cairn_proto::etcdserverpb::{
     AlarmResponse, CompactionResponse, DeleteRangeResponse, LeaseGrantResponse,
     LeaseRevokeResponse, PutResponse, ResponseHeader, TxnResponse,
 };
-use cairn_storage::{AuthError, Command, CommandResponse, Need, Op, RequestAuth, Store, StoreError};
+use cairn_storage::{
+    AuthError, Command, CommandResponse, Need, Op, RequestAuth, Store, StoreError,
+};
 use prost::Message;
 use tokio::sync::watch;
 
@@ -78,7 +80,8 @@ impl Context {
         }
         if self.config.tls.client.client_cert_auth
             && let Some(axum::extract::ConnectInfo(ClientCert(Some(cn)))) =
-                req.extensions().get::<axum::extract::ConnectInfo<ClientCert>>()
+                req.extensions()
+                    .get::<axum::extract::ConnectInfo<ClientCert>>()
         {
             return Ok(RequestAuth {
                 user: cn.clone(),

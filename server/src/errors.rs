@@ -50,6 +50,20 @@ pub enum ApiError {
     /// Unknown and the underlying message (checked against etcd 3.4).
     #[error("{0}")]
     Relayed(Box<ApiError>),
+    /// An auth check as etcd 3.4's Maintenance service makes it for Snapshot, Defragment,
+    /// Hash and HashKV: the auth store's error returned as is, so code Unknown and the
+    /// store's own text (`auth: permission denied`, `auth: user name is empty`).
+    #[error("auth: {}", auth_store_text(*.0))]
+    AuthStore(cairn_storage::AuthError),
+}
+
+/// The text of etcd's auth store errors (`auth/store.go`), where it differs from the
+/// `rpctypes` one the gRPC services convert it to.
+fn auth_store_text(a: cairn_storage::AuthError) -> String {
+    match a {
+        cairn_storage::AuthError::AuthOldRevision => "revision in header is old".to_string(),
+        a => a.to_string(),
+    }
 }
 
 impl From<cairn_storage::AuthError> for ApiError {
@@ -98,6 +112,7 @@ fn auth_code(a: cairn_storage::AuthError) -> Code {
         | A::AuthOldRevision => Code::InvalidArgument,
         A::PermissionDenied => Code::PermissionDenied,
         A::InvalidAuthToken => Code::Unauthenticated,
+        A::NoPasswordUser => Code::Unknown,
     }
 }
 
@@ -136,6 +151,10 @@ pub fn code_and_message(e: &ApiError) -> (Code, String) {
                 "etcdserver: mvcc: database space exceeded",
             ),
             S::ClusterCorrupt => fixed(Code::DataLoss, "etcdserver: corrupt cluster"),
+            // etcd has no rpctypes error for this one: it reaches clients as the store's
+            S::Auth(a @ cairn_storage::AuthError::NoPasswordUser) => {
+                (Code::Unknown, ApiError::AuthStore(*a).to_string())
+            }
             S::Auth(a) => (auth_code(*a), format!("etcdserver: {a}")),
             S::Backend { .. } | S::Corrupt(_) => {
                 (Code::Internal, format!("cairn: storage failure: {s}"))
@@ -198,6 +217,7 @@ pub fn code_and_message(e: &ApiError) -> (Code, String) {
         ApiError::SessionExpired => fixed(Code::Unknown, "mutex: session is expired"),
         ApiError::LostWatcher => fixed(Code::Unknown, "lost watcher waiting for delete"),
         ApiError::Relayed(inner) => (Code::Unknown, code_and_message(inner).1),
+        ApiError::AuthStore(_) => (Code::Unknown, e.to_string()),
     }
 }
 
@@ -352,6 +372,21 @@ mod tests {
                 ApiError::Relayed(Box::new(StoreError::LeaseNotFound.into())),
                 Code::Unknown,
                 "etcdserver: requested lease not found",
+            ),
+            (
+                ApiError::AuthStore(cairn_storage::AuthError::PermissionDenied),
+                Code::Unknown,
+                "auth: permission denied",
+            ),
+            (
+                ApiError::AuthStore(cairn_storage::AuthError::AuthOldRevision),
+                Code::Unknown,
+                "auth: revision in header is old",
+            ),
+            (
+                cairn_storage::AuthError::NoPasswordUser.into(),
+                Code::Unknown,
+                "auth: authentication failed, password was given for no password user",
             ),
         ];
         for (err, code, msg) in cases {

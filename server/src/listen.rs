@@ -16,7 +16,10 @@ pub async fn bind(urls: &[Listen], what: &str) -> anyhow::Result<Vec<(TcpListene
     let mut out = Vec::new();
     for l in urls {
         let tcp = TcpListener::bind(l.addr).await.with_context(|| {
-            format!("cannot listen for {what} on {} (is another server using it?)", l.addr)
+            format!(
+                "cannot listen for {what} on {} (is another server using it?)",
+                l.addr
+            )
         })?;
         out.push((tcp, l.tls));
     }

@@ -135,12 +135,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                     .clone()
                     .into_make_service_with_connect_info::<crate::authority::ClientCert>();
                 let serve = axum::serve(AuthorityListener::new(l), app);
-                (addr, Box::pin(serve.with_graceful_shutdown(shutdown).into_future()))
+                (
+                    addr,
+                    Box::pin(serve.with_graceful_shutdown(shutdown).into_future()),
+                )
             } else {
                 let l = listen::accept(tcp, https, &tls.metrics, "metrics")?;
                 let addr = l.local_addr();
                 let serve = axum::serve(listen::Plain(l), metrics_router.clone());
-                (addr, Box::pin(serve.with_graceful_shutdown(shutdown).into_future()))
+                (
+                    addr,
+                    Box::pin(serve.with_graceful_shutdown(shutdown).into_future()),
+                )
             };
         servers.push(tokio::spawn(async move {
             if let Err(e) = serve.await {
@@ -229,7 +235,8 @@ async fn publish(ctx: Context) {
 /// Reads the TLS files (and makes `--auto-tls` certificates) for the listeners and peers.
 fn prepare_tls(config: &Config) -> anyhow::Result<crate::tls::Prepared> {
     let https = |l: &[crate::config::Listen]| l.iter().any(|l| l.tls);
-    let listen_urls = |l: &[crate::config::Listen]| l.iter().map(|l| l.url.clone()).collect::<Vec<_>>();
+    let listen_urls =
+        |l: &[crate::config::Listen]| l.iter().map(|l| l.url.clone()).collect::<Vec<_>>();
     let mut client_urls = listen_urls(&config.listen_client);
     client_urls.extend(listen_urls(&config.listen_metrics));
     client_urls.extend(config.advertise_client_urls.iter().cloned());

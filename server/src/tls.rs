@@ -72,7 +72,9 @@ pub fn prepare(cfg: &TlsConfig, data_dir: &Path, needs: &Needs<'_>) -> anyhow::R
     };
     let self_signed_peers = cfg.peer.auto && cfg.peer.cert_key.is_none();
     if needs.peer {
-        let (cert, key) = peer_cert.clone().expect("validated: https peer URLs have a certificate");
+        let (cert, key) = peer_cert
+            .clone()
+            .expect("validated: https peer URLs have a certificate");
         if self_signed_peers && (cfg.peer.trusted_ca.is_some() || cfg.peer.client_cert_auth) {
             tracing::warn!(
                 "--peer-auto-tls: peer certificates are self-signed and cannot be verified, so \
@@ -84,7 +86,11 @@ pub fn prepare(cfg: &TlsConfig, data_dir: &Path, needs: &Needs<'_>) -> anyhow::R
             ServerSettings {
                 cert_file: cert,
                 key_file: key,
-                trusted_ca_file: if self_signed_peers { None } else { cfg.peer.trusted_ca.clone() },
+                trusted_ca_file: if self_signed_peers {
+                    None
+                } else {
+                    cfg.peer.trusted_ca.clone()
+                },
                 client_cert_auth: !self_signed_peers && cfg.peer.client_cert_auth,
                 crl_file: cfg.peer.crl.clone(),
                 allowed: cfg.peer.allowed.clone(),
@@ -140,7 +146,11 @@ fn pair(
         return Ok(pair.clone());
     }
     let dir = data_dir.join("fixtures").join(kind);
-    Ok(cairn_tls::selfcert::self_signed(&dir, hosts, cfg.self_signed_validity_days)?)
+    Ok(cairn_tls::selfcert::self_signed(
+        &dir,
+        hosts,
+        cfg.self_signed_validity_days,
+    )?)
 }
 
 /// etcd's warnings for TLS flags that no https:// listener uses.
@@ -149,9 +159,13 @@ fn warn_unused(side: &Side, kind: &str, https: bool) {
         return;
     }
     if side.cert_key.is_some() {
-        tracing::warn!("{kind} URLs are http://: scheme is HTTP while key and cert files are present; ignoring key and cert files");
+        tracing::warn!(
+            "{kind} URLs are http://: scheme is HTTP while key and cert files are present; ignoring key and cert files"
+        );
     }
     if side.client_cert_auth {
-        tracing::warn!("{kind} URLs are http://: scheme is HTTP while client cert auth is enabled; ignoring client cert auth for this URL");
+        tracing::warn!(
+            "{kind} URLs are http://: scheme is HTTP while client cert auth is enabled; ignoring client cert auth for this URL"
+        );
     }
 }

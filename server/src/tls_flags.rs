@@ -113,9 +113,17 @@ pub struct TlsConfig {
 impl TlsFlags {
     /// Checks what can be checked without reading files. `https_client` and `https_peer`
     /// are the first https:// listen URL of each kind, if any (metrics URLs are client ones).
-    pub fn validate(&self, https_client: Option<&str>, https_peer: Option<&str>) -> anyhow::Result<TlsConfig> {
+    pub fn validate(
+        &self,
+        https_client: Option<&str>,
+        https_peer: Option<&str>,
+    ) -> anyhow::Result<TlsConfig> {
         // as in etcd, a bad suite or version is fatal even when no listener uses TLS
-        let policy = Policy::from_flags(&self.tls_min_version, &self.tls_max_version, &self.cipher_suites)?;
+        let policy = Policy::from_flags(
+            &self.tls_min_version,
+            &self.tls_max_version,
+            &self.cipher_suites,
+        )?;
         let client = Side {
             cert_key: pair(&self.cert_file, &self.key_file)?,
             auto: self.auto_tls,
@@ -127,8 +135,12 @@ impl TlsFlags {
                 hostname: self.client_cert_allowed_hostname.clone(),
             },
         };
-        if let (Some(cn), Some(host)) = (&self.peer_cert_allowed_cn, &self.peer_cert_allowed_hostname) {
-            bail!("AllowedCN and AllowedHostname are mutually exclusive (cn={cn:?}, hostname={host:?})");
+        if let (Some(cn), Some(host)) =
+            (&self.peer_cert_allowed_cn, &self.peer_cert_allowed_hostname)
+        {
+            bail!(
+                "AllowedCN and AllowedHostname are mutually exclusive (cn={cn:?}, hostname={host:?})"
+            );
         }
         let peer = Side {
             cert_key: pair(&self.peer_cert_file, &self.peer_key_file)?,
@@ -144,7 +156,9 @@ impl TlsFlags {
         if let Some(url) = https_client
             && !client.usable()
         {
-            bail!("TLS key/cert (--cert-file, --key-file) must be provided for client url {url} with HTTPS scheme");
+            bail!(
+                "TLS key/cert (--cert-file, --key-file) must be provided for client url {url} with HTTPS scheme"
+            );
         }
         if let Some(url) = https_peer
             && !peer.usable()
@@ -169,12 +183,19 @@ impl TlsFlags {
 }
 
 /// `--cert-file` and `--key-file` go together.
-fn pair(cert: &Option<PathBuf>, key: &Option<PathBuf>) -> anyhow::Result<Option<(PathBuf, PathBuf)>> {
+fn pair(
+    cert: &Option<PathBuf>,
+    key: &Option<PathBuf>,
+) -> anyhow::Result<Option<(PathBuf, PathBuf)>> {
     match (cert, key) {
         (Some(c), Some(k)) => Ok(Some((c.clone(), k.clone()))),
         (None, None) => Ok(None),
         (c, k) => {
-            let show = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+            let show = |p: &Option<PathBuf>| {
+                p.as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            };
             bail!(
                 "KeyFile and CertFile must both be present[key: {}, cert: {}]",
                 show(k),
@@ -203,41 +224,70 @@ mod tests {
 
     #[test]
     fn https_needs_a_certificate_as_etcd_says() {
-        let e = flags(&[]).validate(Some("https://127.0.0.1:2379"), None).unwrap_err();
+        let e = flags(&[])
+            .validate(Some("https://127.0.0.1:2379"), None)
+            .unwrap_err();
         assert_eq!(
             e.to_string(),
             "TLS key/cert (--cert-file, --key-file) must be provided for client url https://127.0.0.1:2379 with HTTPS scheme"
         );
-        let e = flags(&[]).validate(None, Some("https://127.0.0.1:2380")).unwrap_err();
+        let e = flags(&[])
+            .validate(None, Some("https://127.0.0.1:2380"))
+            .unwrap_err();
         assert!(
-            e.to_string()
-                .starts_with("cannot listen on TLS for 127.0.0.1:2380: KeyFile and CertFile are not presented"),
+            e.to_string().starts_with(
+                "cannot listen on TLS for 127.0.0.1:2380: KeyFile and CertFile are not presented"
+            ),
             "{e}"
         );
-        assert!(flags(&["--auto-tls"]).validate(Some("https://x:1"), None).is_ok());
+        assert!(
+            flags(&["--auto-tls"])
+                .validate(Some("https://x:1"), None)
+                .is_ok()
+        );
         assert!(
             flags(&["--cert-file", "c", "--key-file", "k"])
                 .validate(Some("https://x:1"), None)
                 .is_ok()
         );
-        let e = flags(&["--cert-file", "c"]).validate(None, None).unwrap_err();
-        assert_eq!(e.to_string(), "KeyFile and CertFile must both be present[key: , cert: c]");
-    }
-
-    #[test]
-    fn suites_versions_and_names_are_checked_even_without_tls() {
-        let e = flags(&["--cipher-suites", "BOGUS"]).validate(None, None).unwrap_err();
-        assert!(e.to_string().contains("unexpected TLS cipher suite \"BOGUS\""), "{e}");
-        let e = flags(&["--peer-cert-allowed-cn", "a", "--peer-cert-allowed-hostname", "b"])
+        let e = flags(&["--cert-file", "c"])
             .validate(None, None)
             .unwrap_err();
         assert_eq!(
             e.to_string(),
+            "KeyFile and CertFile must both be present[key: , cert: c]"
+        );
+    }
+
+    #[test]
+    fn suites_versions_and_names_are_checked_even_without_tls() {
+        let e = flags(&["--cipher-suites", "BOGUS"])
+            .validate(None, None)
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("unexpected TLS cipher suite \"BOGUS\""),
+            "{e}"
+        );
+        let e = flags(&[
+            "--peer-cert-allowed-cn",
+            "a",
+            "--peer-cert-allowed-hostname",
+            "b",
+        ])
+        .validate(None, None)
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
             "AllowedCN and AllowedHostname are mutually exclusive (cn=\"a\", hostname=\"b\")"
         );
-        let c = flags(&["--client-cert-auth", "--trusted-ca-file", "ca"]).validate(None, None).unwrap();
+        let c = flags(&["--client-cert-auth", "--trusted-ca-file", "ca"])
+            .validate(None, None)
+            .unwrap();
         assert!(c.client.client_cert_auth && c.client.any());
-        let c = flags(&["--client-cert-auth=false"]).validate(None, None).unwrap();
+        let c = flags(&["--client-cert-auth=false"])
+            .validate(None, None)
+            .unwrap();
         assert!(!c.client.any());
     }
 }

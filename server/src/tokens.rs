@@ -43,9 +43,9 @@ impl TokenConfig {
                     ttl: Duration::from_secs(300),
                 };
                 for opt in parts {
-                    let (k, v) = opt
-                        .split_once('=')
-                        .with_context(|| format!("--auth-token: option {opt:?} is not KEY=VALUE"))?;
+                    let (k, v) = opt.split_once('=').with_context(|| {
+                        format!("--auth-token: option {opt:?} is not KEY=VALUE")
+                    })?;
                     match k {
                         "sign-method" => c.sign_method = v.to_string(),
                         "pub-key" => c.pub_key = Some(PathBuf::from(v)),
@@ -108,9 +108,13 @@ impl Tokens {
             return Ok(Tokens { jwt: None });
         };
         let alg = algorithm(&c.sign_method)?;
-        let read = |p: &PathBuf| std::fs::read(p).with_context(|| format!("cannot read the JWT key {}", p.display()));
+        let read = |p: &PathBuf| {
+            std::fs::read(p).with_context(|| format!("cannot read the JWT key {}", p.display()))
+        };
         let hmac = matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512);
-        let bad = |p: &PathBuf, e: jsonwebtoken::errors::Error| anyhow::anyhow!("the JWT key {}: {e}", p.display());
+        let bad = |p: &PathBuf, e: jsonwebtoken::errors::Error| {
+            anyhow::anyhow!("the JWT key {}: {e}", p.display())
+        };
         let encode = match &c.priv_key {
             None => None,
             Some(p) => {
@@ -135,7 +139,10 @@ impl Tokens {
             }
             (_, Some(p)) if hmac => DecodingKey::from_secret(&read(p)?).map_err(|e| bad(p, e))?,
             (Some(p), None) => DecodingKey::from_secret(&read(p)?).map_err(|e| bad(p, e))?,
-            _ => bail!("--auth-token jwt with {}: give pub-key=PATH to verify tokens", c.sign_method),
+            _ => bail!(
+                "--auth-token jwt with {}: give pub-key=PATH to verify tokens",
+                c.sign_method
+            ),
         };
         Ok(Tokens {
             jwt: Some(Jwt {
@@ -188,11 +195,13 @@ impl Tokens {
     /// does not verify.
     pub fn resolve(&self, store: &Store, token: &str) -> Result<RequestAuth, AuthError> {
         match &self.jwt {
+            // as etcd's simple tokens: the request is made at the current auth revision, so
+            // a permission changed since Authenticate is checked, not "revision is old"
             None => store
                 .token(token)
                 .map(|t| RequestAuth {
                     user: t.user,
-                    revision: t.revision,
+                    revision: store.auth().revision,
                 })
                 .ok_or(AuthError::InvalidAuthToken),
             Some(jwt) => {
@@ -218,7 +227,8 @@ mod tests {
     fn flag_forms() {
         assert_eq!(TokenConfig::parse("simple").unwrap(), TokenConfig::Simple);
         let TokenConfig::Jwt(c) =
-            TokenConfig::parse("jwt,pub-key=a.pub,priv-key=a.key,sign-method=RS256,ttl=10m").unwrap()
+            TokenConfig::parse("jwt,pub-key=a.pub,priv-key=a.key,sign-method=RS256,ttl=10m")
+                .unwrap()
         else {
             panic!("jwt");
         };
@@ -250,9 +260,15 @@ mod tests {
         };
         let who = t.resolve(&store, &token).unwrap();
         assert_eq!((who.user.as_str(), who.revision), ("alice", 7));
-        assert_eq!(t.resolve(&store, "garbage"), Err(AuthError::InvalidAuthToken));
+        assert_eq!(
+            t.resolve(&store, "garbage"),
+            Err(AuthError::InvalidAuthToken)
+        );
         let mut tampered = token.clone();
         tampered.pop();
-        assert_eq!(t.resolve(&store, &tampered), Err(AuthError::InvalidAuthToken));
+        assert_eq!(
+            t.resolve(&store, &tampered),
+            Err(AuthError::InvalidAuthToken)
+        );
     }
 }

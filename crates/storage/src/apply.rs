@@ -21,8 +21,8 @@ use cairn_proto::mvccpb::Event;
 use prost::Message;
 use redb::{Durability, ReadableTable};
 
-use crate::backend::{LeaseRecord, alarm_from_key, alarm_key};
 use crate::auth::SimpleTokens;
+use crate::backend::{LeaseRecord, alarm_from_key, alarm_key};
 use crate::command::{AuthOp, Command, CommandResponse, Op, RequestAuth};
 use crate::error::{AuthError, Result, StoreError, backend};
 use crate::index::KeyRange;
@@ -190,7 +190,11 @@ fn run(
     let mut results = Vec::with_capacity(batch.len());
     let mut events = Vec::new();
     for cmd in batch {
-        let Some(Command { op: Some(op), auth: who }) = cmd else {
+        let Some(Command {
+            op: Some(op),
+            auth: who,
+        }) = cmd
+        else {
             results.push(Ok(CommandResponse::Empty));
             continue;
         };
@@ -309,7 +313,8 @@ fn auth_op(
 ) -> Result<CommandResponse> {
     let req = a.request.as_ref().ok_or(AuthError::PermissionNotGiven)?;
     let view = w.state.auth.clone();
-    let (mut response, changed) = crate::auth::apply::apply(&view, w.sink.tables()?, tokens, req, who, w.now)?;
+    let (mut response, changed) =
+        crate::auth::apply::apply(&view, w.sink.tables()?, tokens, req, who, w.now)?;
     *response.header() = header(w.state.current_rev);
     if let Some(v) = changed {
         w.state.auth = Arc::new(v);

@@ -63,7 +63,10 @@ pub enum Op {
 
 impl From<Op> for Command {
     fn from(op: Op) -> Self {
-        Command { op: Some(op), auth: None }
+        Command {
+            op: Some(op),
+            auth: None,
+        }
     }
 }
 

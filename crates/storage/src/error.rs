@@ -83,10 +83,14 @@ pub enum AuthError {
     InvalidAuthMgmt,
     #[error("revision of auth store is old")]
     AuthOldRevision,
+    /// Authenticate for a user added with `--no-password` (etcd's `auth.ErrNoPasswordUser`,
+    /// which etcd relays unconverted: code Unknown, `auth: ` prefix).
+    #[error("authentication failed, password was given for no password user")]
+    NoPasswordUser,
 }
 
 impl AuthError {
-    pub const ALL: [AuthError; 17] = [
+    pub const ALL: [AuthError; 18] = [
         AuthError::RootUserNotExist,
         AuthError::RootRoleNotExist,
         AuthError::UserAlreadyExist,
@@ -104,6 +108,7 @@ impl AuthError {
         AuthError::InvalidAuthToken,
         AuthError::InvalidAuthMgmt,
         AuthError::AuthOldRevision,
+        AuthError::NoPasswordUser,
     ];
 
     /// A small number for the wire (peer forwarding), stable across releases.

@@ -155,7 +155,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("member")).unwrap();
         assert_eq!(
-            disable_auth(dir.path()).err().map(|e| e.to_string().contains("does not exist")),
+            disable_auth(dir.path())
+                .err()
+                .map(|e| e.to_string().contains("does not exist")),
             Some(true)
         );
         {
@@ -164,6 +166,12 @@ mod tests {
             assert!(!view.enabled);
         }
         let done = disable_auth(dir.path()).unwrap();
-        assert_eq!(done, AuthDisabled { was_enabled: false, revision: 1 });
+        assert_eq!(
+            done,
+            AuthDisabled {
+                was_enabled: false,
+                revision: 1
+            }
+        );
     }
 }

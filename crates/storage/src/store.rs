@@ -25,8 +25,8 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable};
 use crate::apply::{Raised, raised_alarms};
 use crate::auth::{AuthView, SimpleTokens, TokenInfo};
 use crate::backend::{
-    ALARM, AUTH_ROLES, AUTH_USERS, FINISHED_COMPACT_REV, KEY, KeyValueHead, LEASE, LeaseRecord, META,
-    SCHEDULED_COMPACT_REV, alarm_from_key, meta_revision,
+    ALARM, AUTH_ROLES, AUTH_USERS, FINISHED_COMPACT_REV, KEY, KeyValueHead, LEASE, LeaseRecord,
+    META, SCHEDULED_COMPACT_REV, alarm_from_key, meta_revision,
 };
 use crate::commit::{Wake, commit_loop};
 use crate::error::{Result, StoreError, backend};
@@ -76,8 +76,12 @@ impl<'t> Tables<'t> {
             meta: txn.open_table(META).map_err(backend("open meta table"))?,
             lease: txn.open_table(LEASE).map_err(backend("open lease table"))?,
             alarm: txn.open_table(ALARM).map_err(backend("open alarm table"))?,
-            users: txn.open_table(AUTH_USERS).map_err(backend("open authUsers table"))?,
-            roles: txn.open_table(AUTH_ROLES).map_err(backend("open authRoles table"))?,
+            users: txn
+                .open_table(AUTH_USERS)
+                .map_err(backend("open authUsers table"))?,
+            roles: txn
+                .open_table(AUTH_ROLES)
+                .map_err(backend("open authRoles table"))?,
         })
     }
 }

@@ -31,7 +31,9 @@ fn setup(s: &Store) {
         hashed_password: "$2b$04$hash".into(),
         ..Default::default()
     })));
-    ok(auth(AuthRequest::RoleAdd(AuthRoleAddRequest { name: "root".into() })));
+    ok(auth(AuthRequest::RoleAdd(AuthRoleAddRequest {
+        name: "root".into(),
+    })));
     ok(auth(AuthRequest::UserGrantRole(AuthUserGrantRoleRequest {
         user: "root".into(),
         role: "root".into(),
@@ -41,15 +43,19 @@ fn setup(s: &Store) {
         hashed_password: "$2b$04$other".into(),
         ..Default::default()
     })));
-    ok(auth(AuthRequest::RoleAdd(AuthRoleAddRequest { name: "app".into() })));
-    ok(auth(AuthRequest::RoleGrantPermission(AuthRoleGrantPermissionRequest {
+    ok(auth(AuthRequest::RoleAdd(AuthRoleAddRequest {
         name: "app".into(),
-        perm: Some(Permission {
-            perm_type: Type::Readwrite as i32,
-            key: b"/app/".to_vec(),
-            range_end: b"/app0".to_vec(),
-        }),
     })));
+    ok(auth(AuthRequest::RoleGrantPermission(
+        AuthRoleGrantPermissionRequest {
+            name: "app".into(),
+            perm: Some(Permission {
+                perm_type: Type::Readwrite as i32,
+                key: b"/app/".to_vec(),
+                range_end: b"/app0".to_vec(),
+            }),
+        },
+    )));
     ok(auth(AuthRequest::UserGrantRole(AuthUserGrantRoleRequest {
         user: "alice".into(),
         role: "app".into(),
@@ -87,15 +93,34 @@ fn writes_are_checked_when_applied_and_auth_survives_a_reopen() {
         // seven changes after the initial revision 1; enable does not move it
         assert_eq!(view.revision, 8);
         run(&s, put("/app/x", b"1", 0), who("alice", &s)).unwrap();
-        denied(run(&s, put("/other", b"1", 0), who("alice", &s)), AuthError::PermissionDenied);
-        denied(run(&s, put("/app/y", b"1", 0), Some(RequestAuth::default())), AuthError::UserEmpty);
-        let old = Some(RequestAuth { user: "alice".into(), revision: 3 });
-        denied(run(&s, put("/app/y", b"1", 0), old), AuthError::AuthOldRevision);
+        denied(
+            run(&s, put("/other", b"1", 0), who("alice", &s)),
+            AuthError::PermissionDenied,
+        );
+        denied(
+            run(&s, put("/app/y", b"1", 0), Some(RequestAuth::default())),
+            AuthError::UserEmpty,
+        );
+        let old = Some(RequestAuth {
+            user: "alice".into(),
+            revision: 3,
+        });
+        denied(
+            run(&s, put("/app/y", b"1", 0), old),
+            AuthError::AuthOldRevision,
+        );
         run(&s, put("/anything", b"1", 0), who("root", &s)).unwrap();
         // the server's own commands are not checked
         run(&s, put("/internal", b"1", 0), None).unwrap();
         denied(
-            run(&s, Op::Compact(CompactionRequest { revision: 2, physical: false }), who("alice", &s)),
+            run(
+                &s,
+                Op::Compact(CompactionRequest {
+                    revision: 2,
+                    physical: false,
+                }),
+                who("alice", &s),
+            ),
             AuthError::PermissionDenied,
         );
         // root's root role cannot go while auth is on; neither can root
@@ -111,15 +136,35 @@ fn writes_are_checked_when_applied_and_auth_survives_a_reopen() {
             AuthError::InvalidAuthMgmt,
         );
         denied(
-            run(&s, auth(AuthRequest::UserDelete(AuthUserDeleteRequest { name: "root".into() })), who("root", &s)),
+            run(
+                &s,
+                auth(AuthRequest::UserDelete(AuthUserDeleteRequest {
+                    name: "root".into(),
+                })),
+                who("root", &s),
+            ),
             AuthError::InvalidAuthMgmt,
         );
         // only root manages users; a user may read itself
         denied(
-            run(&s, auth(AuthRequest::UserAdd(AuthUserAddRequest { name: "eve".into(), ..Default::default() })), who("alice", &s)),
+            run(
+                &s,
+                auth(AuthRequest::UserAdd(AuthUserAddRequest {
+                    name: "eve".into(),
+                    ..Default::default()
+                })),
+                who("alice", &s),
+            ),
             AuthError::PermissionDenied,
         );
-        run(&s, auth(AuthRequest::UserGet(AuthUserGetRequest { name: "alice".into() })), who("alice", &s)).unwrap();
+        run(
+            &s,
+            auth(AuthRequest::UserGet(AuthUserGetRequest {
+                name: "alice".into(),
+            })),
+            who("alice", &s),
+        )
+        .unwrap();
         // a token registered on apply, dropped when its user changes password
         run(
             &s,
@@ -133,11 +178,13 @@ fn writes_are_checked_when_applied_and_auth_survives_a_reopen() {
         assert_eq!(s.token("tok.1").unwrap().user, "alice");
         run(
             &s,
-            auth(AuthRequest::UserChangePassword(AuthUserChangePasswordRequest {
-                name: "alice".into(),
-                hashed_password: "$2b$04$new".into(),
-                ..Default::default()
-            })),
+            auth(AuthRequest::UserChangePassword(
+                AuthUserChangePasswordRequest {
+                    name: "alice".into(),
+                    hashed_password: "$2b$04$new".into(),
+                    ..Default::default()
+                },
+            )),
             who("root", &s),
         )
         .unwrap();
@@ -190,12 +237,7 @@ fn a_store_that_never_used_auth_writes_no_auth_records() {
     run(&s, put("k", b"v", 0), None).unwrap();
     let mut out = Vec::new();
     let h = s
-        .write_snapshot(
-            &SnapshotSource::default(),
-            3,
-            &mut out,
-            &mut |_| {},
-        )
+        .write_snapshot(&SnapshotSource::default(), 3, &mut out, &mut |_| {})
         .unwrap();
     assert!(!h.auth_enabled);
     assert_eq!((h.user_count, h.role_count), (0, 0));

@@ -27,7 +27,9 @@ impl AuthService {
             ))
             .await?;
         let CommandResponse::Auth(reply) = applied else {
-            return Err(ApiError::Stopped(format!("unexpected apply result {applied:?}")));
+            return Err(ApiError::Stopped(format!(
+                "unexpected apply result {applied:?}"
+            )));
         };
         let mut response = reply
             .response
@@ -51,82 +53,157 @@ macro_rules! expect {
     ($resp:expr, $variant:ident) => {
         match $resp {
             AuthResponse::$variant(r) => Ok(Response::new(r)),
-            other => Err(Status::internal(format!("unexpected auth response {other:?}"))),
+            other => Err(Status::internal(format!(
+                "unexpected auth response {other:?}"
+            ))),
         }
     };
 }
 
 #[tonic::async_trait]
 impl Auth for AuthService {
-    async fn auth_enable(&self, req: Request<AuthEnableRequest>) -> Result<Response<AuthEnableResponse>, Status> {
-        let r = self.run(&req, AuthRequest::Enable(req.get_ref().clone())).await?;
+    async fn auth_enable(
+        &self,
+        req: Request<AuthEnableRequest>,
+    ) -> Result<Response<AuthEnableResponse>, Status> {
+        let r = self
+            .run(&req, AuthRequest::Enable(*req.get_ref()))
+            .await?;
         expect!(r, Enable)
     }
 
-    async fn auth_disable(&self, req: Request<AuthDisableRequest>) -> Result<Response<AuthDisableResponse>, Status> {
-        let r = self.run(&req, AuthRequest::Disable(req.get_ref().clone())).await?;
+    async fn auth_disable(
+        &self,
+        req: Request<AuthDisableRequest>,
+    ) -> Result<Response<AuthDisableResponse>, Status> {
+        let r = self
+            .run(&req, AuthRequest::Disable(*req.get_ref()))
+            .await?;
         expect!(r, Disable)
     }
 
-    async fn user_get(&self, req: Request<AuthUserGetRequest>) -> Result<Response<AuthUserGetResponse>, Status> {
-        let r = self.run(&req, AuthRequest::UserGet(req.get_ref().clone())).await?;
+    async fn user_get(
+        &self,
+        req: Request<AuthUserGetRequest>,
+    ) -> Result<Response<AuthUserGetResponse>, Status> {
+        let r = self
+            .run(&req, AuthRequest::UserGet(req.get_ref().clone()))
+            .await?;
         expect!(r, UserGet)
     }
 
-    async fn user_list(&self, req: Request<AuthUserListRequest>) -> Result<Response<AuthUserListResponse>, Status> {
-        let r = self.run(&req, AuthRequest::UserList(req.get_ref().clone())).await?;
+    async fn user_list(
+        &self,
+        req: Request<AuthUserListRequest>,
+    ) -> Result<Response<AuthUserListResponse>, Status> {
+        let r = self
+            .run(&req, AuthRequest::UserList(*req.get_ref()))
+            .await?;
         expect!(r, UserList)
     }
 
-    async fn user_delete(&self, req: Request<AuthUserDeleteRequest>) -> Result<Response<AuthUserDeleteResponse>, Status> {
-        let r = self.run(&req, AuthRequest::UserDelete(req.get_ref().clone())).await?;
+    async fn user_delete(
+        &self,
+        req: Request<AuthUserDeleteRequest>,
+    ) -> Result<Response<AuthUserDeleteResponse>, Status> {
+        let r = self
+            .run(&req, AuthRequest::UserDelete(req.get_ref().clone()))
+            .await?;
         expect!(r, UserDelete)
     }
 
-    async fn user_grant_role(&self, req: Request<AuthUserGrantRoleRequest>) -> Result<Response<AuthUserGrantRoleResponse>, Status> {
-        let r = self.run(&req, AuthRequest::UserGrantRole(req.get_ref().clone())).await?;
+    async fn user_grant_role(
+        &self,
+        req: Request<AuthUserGrantRoleRequest>,
+    ) -> Result<Response<AuthUserGrantRoleResponse>, Status> {
+        let r = self
+            .run(&req, AuthRequest::UserGrantRole(req.get_ref().clone()))
+            .await?;
         expect!(r, UserGrantRole)
     }
 
-    async fn user_revoke_role(&self, req: Request<AuthUserRevokeRoleRequest>) -> Result<Response<AuthUserRevokeRoleResponse>, Status> {
-        let r = self.run(&req, AuthRequest::UserRevokeRole(req.get_ref().clone())).await?;
+    async fn user_revoke_role(
+        &self,
+        req: Request<AuthUserRevokeRoleRequest>,
+    ) -> Result<Response<AuthUserRevokeRoleResponse>, Status> {
+        let r = self
+            .run(&req, AuthRequest::UserRevokeRole(req.get_ref().clone()))
+            .await?;
         expect!(r, UserRevokeRole)
     }
 
-    async fn role_add(&self, req: Request<AuthRoleAddRequest>) -> Result<Response<AuthRoleAddResponse>, Status> {
-        let r = self.run(&req, AuthRequest::RoleAdd(req.get_ref().clone())).await?;
+    async fn role_add(
+        &self,
+        req: Request<AuthRoleAddRequest>,
+    ) -> Result<Response<AuthRoleAddResponse>, Status> {
+        let r = self
+            .run(&req, AuthRequest::RoleAdd(req.get_ref().clone()))
+            .await?;
         expect!(r, RoleAdd)
     }
 
-    async fn role_get(&self, req: Request<AuthRoleGetRequest>) -> Result<Response<AuthRoleGetResponse>, Status> {
-        let r = self.run(&req, AuthRequest::RoleGet(req.get_ref().clone())).await?;
+    async fn role_get(
+        &self,
+        req: Request<AuthRoleGetRequest>,
+    ) -> Result<Response<AuthRoleGetResponse>, Status> {
+        let r = self
+            .run(&req, AuthRequest::RoleGet(req.get_ref().clone()))
+            .await?;
         expect!(r, RoleGet)
     }
 
-    async fn role_list(&self, req: Request<AuthRoleListRequest>) -> Result<Response<AuthRoleListResponse>, Status> {
-        let r = self.run(&req, AuthRequest::RoleList(req.get_ref().clone())).await?;
+    async fn role_list(
+        &self,
+        req: Request<AuthRoleListRequest>,
+    ) -> Result<Response<AuthRoleListResponse>, Status> {
+        let r = self
+            .run(&req, AuthRequest::RoleList(*req.get_ref()))
+            .await?;
         expect!(r, RoleList)
     }
 
-    async fn role_delete(&self, req: Request<AuthRoleDeleteRequest>) -> Result<Response<AuthRoleDeleteResponse>, Status> {
-        let r = self.run(&req, AuthRequest::RoleDelete(req.get_ref().clone())).await?;
+    async fn role_delete(
+        &self,
+        req: Request<AuthRoleDeleteRequest>,
+    ) -> Result<Response<AuthRoleDeleteResponse>, Status> {
+        let r = self
+            .run(&req, AuthRequest::RoleDelete(req.get_ref().clone()))
+            .await?;
         expect!(r, RoleDelete)
     }
 
-    async fn role_grant_permission(&self, req: Request<AuthRoleGrantPermissionRequest>) -> Result<Response<AuthRoleGrantPermissionResponse>, Status> {
-        let r = self.run(&req, AuthRequest::RoleGrantPermission(req.get_ref().clone())).await?;
+    async fn role_grant_permission(
+        &self,
+        req: Request<AuthRoleGrantPermissionRequest>,
+    ) -> Result<Response<AuthRoleGrantPermissionResponse>, Status> {
+        let r = self
+            .run(
+                &req,
+                AuthRequest::RoleGrantPermission(req.get_ref().clone()),
+            )
+            .await?;
         expect!(r, RoleGrantPermission)
     }
 
-    async fn role_revoke_permission(&self, req: Request<AuthRoleRevokePermissionRequest>) -> Result<Response<AuthRoleRevokePermissionResponse>, Status> {
-        let r = self.run(&req, AuthRequest::RoleRevokePermission(req.get_ref().clone())).await?;
+    async fn role_revoke_permission(
+        &self,
+        req: Request<AuthRoleRevokePermissionRequest>,
+    ) -> Result<Response<AuthRoleRevokePermissionResponse>, Status> {
+        let r = self
+            .run(
+                &req,
+                AuthRequest::RoleRevokePermission(req.get_ref().clone()),
+            )
+            .await?;
         expect!(r, RoleRevokePermission)
     }
 
     async fn auth_status(
         &self,
-        _req: Request<AuthStatusRequest>,
+        req: Request<AuthStatusRequest>,
     ) -> Result<Response<AuthStatusResponse>, Status> {
+        // etcd 3.5 applies AuthStatus with the admin check (`needAdminPermission`)
+        self.0.acting_for(&req)?.check_admin()?;
         let view = self.0.read(false, |s| Ok(s.auth())).await?;
         Ok(Response::new(AuthStatusResponse {
             header: self.0.header(self.0.store.current_revision()),
@@ -145,15 +222,18 @@ impl Auth for AuthService {
         if !view.enabled {
             return Err(ApiError::from(AuthError::AuthNotEnabled).into());
         }
-        let user = view.user(&r.name).ok_or(ApiError::from(AuthError::AuthFailed))?;
+        let user = view
+            .user(&r.name)
+            .ok_or(ApiError::from(AuthError::AuthFailed))?;
         if user.options.as_ref().is_some_and(|o| o.no_password) {
-            return Err(ApiError::from(AuthError::AuthFailed).into());
+            return Err(ApiError::from(AuthError::NoPasswordUser).into());
         }
         let hash = String::from_utf8_lossy(&user.password).into_owned();
         let password = r.password.clone();
-        let ok = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?;
+        let ok =
+            tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?;
         if !ok {
             return Err(ApiError::from(AuthError::AuthFailed).into());
         }
@@ -163,7 +243,11 @@ impl Auth for AuthService {
             if view.user(&r.name).is_none() {
                 return Err(ApiError::from(AuthError::AuthFailed).into());
             }
-            let token = self.0.tokens.jwt(&r.name, view.revision).map_err(ApiError::from)?;
+            let token = self
+                .0
+                .tokens
+                .jwt(&r.name, view.revision)
+                .map_err(ApiError::from)?;
             return Ok(Response::new(AuthenticateResponse {
                 header: self.0.header(self.0.store.current_revision()),
                 token,

@@ -196,7 +196,8 @@ impl Drop for Cleanup {
 /// A linearizable range with the header filled.
 pub(crate) async fn range(ctx: &Context, req: RangeRequest) -> Result<RangeResponse, Status> {
     // etcd's lock and election services read through a client with the caller's token
-    ctx.check(&req.key, &req.range_end, Need::Read).map_err(relayed)?;
+    ctx.check(&req.key, &req.range_end, Need::Read)
+        .map_err(relayed)?;
     let mut resp = ctx
         .read(false, move |s| s.range(&req))
         .await

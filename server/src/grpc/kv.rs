@@ -64,6 +64,8 @@ impl Kv for KvService {
         req: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
         let ctx = self.0.acting_for(&req)?;
-        Ok(Response::new(ctx.propose(Op::Compact(req.into_inner())).await?))
+        Ok(Response::new(
+            ctx.propose(Op::Compact(req.into_inner())).await?,
+        ))
     }
 }

@@ -54,7 +54,9 @@ impl Lease for LeaseService {
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
         // WRITE on every attached key: checked when applied
         let ctx = self.0.acting_for(&req)?;
-        Ok(Response::new(ctx.propose(Op::LeaseRevoke(req.into_inner())).await?))
+        Ok(Response::new(
+            ctx.propose(Op::LeaseRevoke(req.into_inner())).await?,
+        ))
     }
 
     type LeaseKeepAliveStream = KeepAliveStream;

@@ -74,10 +74,7 @@ impl Lock for LockService {
         let ctx = self.0.acting_for(&req).map_err(relayed)?;
         let del = delete_req(req.into_inner().key);
         txn::check_delete(&del).map_err(|e| relayed(e.into()))?;
-        let resp: DeleteRangeResponse = ctx
-            .propose(Op::DeleteRange(del))
-            .await
-            .map_err(relayed)?;
+        let resp: DeleteRangeResponse = ctx.propose(Op::DeleteRange(del)).await.map_err(relayed)?;
         Ok(Response::new(UnlockResponse {
             header: resp.header,
         }))

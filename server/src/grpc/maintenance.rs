@@ -33,6 +33,21 @@ fn alarm_text(member_id: u64, alarm: i32) -> String {
     format!("memberID:{member_id} alarm:{name} ")
 }
 
+/// The root check of Snapshot, Defragment, Hash and HashKV with etcd 3.4's errors: its
+/// Maintenance service returns the auth store's error unconverted (code Unknown,
+/// `auth: permission denied`), and etcdctl users see that text. The calls etcd 3.4 left
+/// unchecked (MoveLeader, alarm changes) answer as later etcd does, with the gRPC error.
+fn admin_as_etcd_3_4<T>(ctx: &Context, req: &Request<T>) -> Result<(), ApiError> {
+    let store_error = |e: ApiError| match e {
+        ApiError::Store(cairn_storage::StoreError::Auth(a)) => ApiError::AuthStore(a),
+        e => e,
+    };
+    ctx.acting_for(req)
+        .map_err(store_error)?
+        .check_admin()
+        .map_err(store_error)
+}
+
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
@@ -91,7 +106,7 @@ impl Maintenance for MaintenanceService {
         &self,
         req: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
-        self.0.acting_for(&req)?.check_admin()?;
+        admin_as_etcd_3_4(&self.0, &req)?;
         let store = self.0.store.clone();
         let started = std::time::Instant::now();
         tokio::task::spawn_blocking(move || store.defragment())
@@ -108,7 +123,7 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn hash(&self, req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        self.0.acting_for(&req)?.check_admin()?;
+        admin_as_etcd_3_4(&self.0, &req)?;
         let hash = self.0.read(true, |s| s.hash_all()).await?;
         Ok(Response::new(HashResponse {
             header: self.0.header(self.0.store.current_revision()),
@@ -120,7 +135,7 @@ impl Maintenance for MaintenanceService {
         &self,
         req: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
-        self.0.acting_for(&req)?.check_admin()?;
+        admin_as_etcd_3_4(&self.0, &req)?;
         let rev = req.into_inner().revision;
         let h = self.0.read(true, move |s| s.hash_kv(rev)).await?;
         Ok(Response::new(HashKvResponse {
@@ -137,7 +152,7 @@ impl Maintenance for MaintenanceService {
         &self,
         req: Request<SnapshotRequest>,
     ) -> Result<Response<SnapshotStream>, Status> {
-        self.0.acting_for(&req)?.check_admin()?;
+        admin_as_etcd_3_4(&self.0, &req)?;
         Ok(Response::new(super::snapshot::stream(&self.0)))
     }
 

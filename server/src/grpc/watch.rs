@@ -17,7 +17,9 @@ use cairn_proto::etcdserverpb::watch_server::Watch;
 use cairn_proto::etcdserverpb::{WatchCreateRequest, WatchRequest, WatchResponse};
 use cairn_proto::mvccpb::Event;
 use cairn_proto::mvccpb::event::EventType;
-use cairn_storage::{KeyRange, Need, Store, WatchBatch, WatchFilters, WatcherId};
+use cairn_storage::{
+    AuthError, KeyRange, Need, Store, StoreError, WatchBatch, WatchFilters, WatcherId,
+};
 use futures::Stream;
 use prost::Message;
 use tokio::sync::mpsc;
@@ -25,6 +27,7 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::context::Context;
+use crate::errors::ApiError;
 
 pub struct WatchService(pub Context);
 
@@ -47,11 +50,16 @@ impl Watch for WatchService {
     ) -> Result<Response<WatchStream>, Status> {
         // as etcd: the stream's credentials decide each watch created on it; a bad token
         // does not end the stream, its watches are refused
-        let (ctx, token_ok) = match self.0.acting_for(&req) {
-            Ok(ctx) => (ctx, true),
-            Err(_) => (self.0.clone(), false),
+        let (ctx, token) = match self.0.acting_for(&req) {
+            Ok(ctx) => (ctx, Ok(())),
+            Err(ApiError::Store(StoreError::Auth(a))) => (self.0.clone(), Err(a)),
+            Err(_) => (self.0.clone(), Err(AuthError::InvalidAuthToken)),
         };
-        Ok(Response::new(Box::pin(responses(ctx, token_ok, req.into_inner()))))
+        Ok(Response::new(Box::pin(responses(
+            ctx,
+            token,
+            req.into_inner(),
+        ))))
     }
 }
 
@@ -99,7 +107,7 @@ enum Next {
 struct Session {
     ctx: Context,
     /// The stream's token resolved (a bad one refuses every watch created on it).
-    token_ok: bool,
+    token: Result<(), AuthError>,
     input: Streaming<WatchRequest>,
     watchers: Watchers,
     batches: mpsc::Receiver<WatchBatch>,
@@ -113,7 +121,7 @@ struct Session {
 /// responses, produced as the connection asks for them.
 fn responses(
     ctx: Context,
-    token_ok: bool,
+    token: Result<(), AuthError>,
     input: Streaming<WatchRequest>,
 ) -> impl Stream<Item = Result<WatchResponse, Status>> + Send {
     let (batches, batches_rx) = mpsc::channel(STREAM_BATCHES);
@@ -134,7 +142,7 @@ fn responses(
         },
         shutdown: ctx.shutdown.clone(),
         ctx,
-        token_ok,
+        token,
         input,
         batches: batches_rx,
         ticker,
@@ -168,7 +176,7 @@ impl Session {
         };
         let (ctx, out, watchers) = (&self.ctx, &mut self.out, &mut self.watchers);
         match next {
-            Next::Request(req) => handle(ctx, self.token_ok, req, out, watchers),
+            Next::Request(req) => handle(ctx, self.token, req, out, watchers),
             Next::Batch(b) => forward(ctx, b, out, watchers).await,
             Next::Tick => notify_progress(ctx, out, watchers),
             Next::Done => self.done = true,
@@ -177,9 +185,15 @@ impl Session {
 }
 
 /// Answers one client request.
-fn handle(ctx: &Context, token_ok: bool, req: WatchRequest, out: &mut Out, watchers: &mut Watchers) {
+fn handle(
+    ctx: &Context,
+    token: Result<(), AuthError>,
+    req: WatchRequest,
+    out: &mut Out,
+    watchers: &mut Watchers,
+) {
     match req.request_union {
-        Some(RequestUnion::CreateRequest(c)) => create(ctx, token_ok, c, out, watchers),
+        Some(RequestUnion::CreateRequest(c)) => create(ctx, token, c, out, watchers),
         Some(RequestUnion::CancelRequest(c)) => {
             let known = match watchers.ids.remove(&c.watch_id) {
                 Some(hub_id) => {
@@ -210,7 +224,29 @@ fn handle(ctx: &Context, token_ok: bool, req: WatchRequest, out: &mut Out, watch
     }
 }
 
-fn create(ctx: &Context, token_ok: bool, c: WatchCreateRequest, out: &mut Out, watchers: &mut Watchers) {
+/// The cancel reason of a watch the auth check refused: as etcd, the text of the gRPC error
+/// (`rpc error: code = ... desc = ...`) for a bad token, an old auth revision or no user,
+/// and of "permission denied" for every other refusal.
+fn refusal_reason(a: AuthError) -> String {
+    let shown = match a {
+        AuthError::InvalidAuthToken | AuthError::AuthOldRevision | AuthError::UserEmpty => a,
+        _ => AuthError::PermissionDenied,
+    };
+    let status = Status::from(ApiError::from(shown));
+    format!(
+        "rpc error: code = {:?} desc = {}",
+        status.code(),
+        status.message()
+    )
+}
+
+fn create(
+    ctx: &Context,
+    token: Result<(), AuthError>,
+    c: WatchCreateRequest,
+    out: &mut Out,
+    watchers: &mut Watchers,
+) {
     let current = ctx.store.current_revision();
     let refuse = |id: i64, reason: &str| WatchResponse {
         header: ctx.header(current),
@@ -221,8 +257,12 @@ fn create(ctx: &Context, token_ok: bool, c: WatchCreateRequest, out: &mut Out, w
         ..Default::default()
     };
     // etcd's isWatchPermitted: READ on the watched range, or the watch is created canceled
-    if !token_ok || ctx.check(&c.key, &c.range_end, Need::Read).is_err() {
-        out.push_back(refuse(-1, "etcdserver: permission denied"));
+    let permitted = token.and_then(|()| match ctx.check(&c.key, &c.range_end, Need::Read) {
+        Err(ApiError::Store(StoreError::Auth(a))) => Err(a),
+        _ => Ok(()),
+    });
+    if let Err(a) = permitted {
+        out.push_back(refuse(-1, &refusal_reason(a)));
         return;
     }
     let range = KeyRange::new(c.key.clone(), c.range_end.clone());

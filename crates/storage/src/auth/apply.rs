@@ -61,7 +61,7 @@ pub(crate) fn apply(
             }
             let user = view.user(&a.name).ok_or(AuthError::AuthFailed)?;
             if user.options.as_ref().is_some_and(|o| o.no_password) {
-                return Err(AuthError::AuthFailed.into());
+                return Err(AuthError::NoPasswordUser.into());
             }
             let info = TokenInfo {
                 user: a.name.clone(),
@@ -127,7 +127,12 @@ pub(crate) fn apply(
             let user = c.users.get_mut(&r.user).expect("checked above");
             match user.roles.binary_search(&r.role) {
                 // granted already: etcd ignores it (no revision change)
-                Ok(_) => return Ok((AuthResponse::UserGrantRole(AuthUserGrantRoleResponse::default()), None)),
+                Ok(_) => {
+                    return Ok((
+                        AuthResponse::UserGrantRole(AuthUserGrantRoleResponse::default()),
+                        None,
+                    ));
+                }
                 Err(i) => user.roles.insert(i, r.role.clone()),
             }
             c.bump();
@@ -163,7 +168,10 @@ pub(crate) fn apply(
                 .map(|u| String::from_utf8_lossy(&u.name).into_owned())
                 .collect();
             return Ok((
-                AuthResponse::UserList(AuthUserListResponse { header: None, users }),
+                AuthResponse::UserList(AuthUserListResponse {
+                    header: None,
+                    users,
+                }),
                 None,
             ));
         }
@@ -204,7 +212,9 @@ pub(crate) fn apply(
                 .key_permission
                 .partition_point(|p| p.key.as_slice() < perm.key.as_slice());
             match role.key_permission.get_mut(i) {
-                Some(p) if p.key == perm.key && p.range_end == perm.range_end => p.perm_type = perm.perm_type,
+                Some(p) if p.key == perm.key && p.range_end == perm.range_end => {
+                    p.perm_type = perm.perm_type
+                }
                 _ => role.key_permission.insert(i, perm),
             }
             c.bump();
@@ -237,7 +247,10 @@ pub(crate) fn apply(
                 .map(|r| String::from_utf8_lossy(&r.name).into_owned())
                 .collect();
             return Ok((
-                AuthResponse::RoleList(AuthRoleListResponse { header: None, roles }),
+                AuthResponse::RoleList(AuthRoleListResponse {
+                    header: None,
+                    roles,
+                }),
                 None,
             ));
         }
@@ -297,7 +310,10 @@ impl Change {
                     .map_err(backend("write authUsers"))?;
             }
         }
-        for gone in old.users().map(|u| String::from_utf8_lossy(&u.name).into_owned()) {
+        for gone in old
+            .users()
+            .map(|u| String::from_utf8_lossy(&u.name).into_owned())
+        {
             if !self.users.contains_key(&gone) {
                 tables
                     .users
@@ -313,7 +329,10 @@ impl Change {
                     .map_err(backend("write authRoles"))?;
             }
         }
-        for gone in old.roles().map(|r| String::from_utf8_lossy(&r.name).into_owned()) {
+        for gone in old
+            .roles()
+            .map(|r| String::from_utf8_lossy(&r.name).into_owned())
+        {
             if !self.roles.contains_key(&gone) {
                 tables
                     .roles
@@ -330,7 +349,12 @@ impl Change {
             .meta
             .insert(AUTH_REVISION, self.revision.to_be_bytes().as_slice())
             .map_err(backend("write meta"))?;
-        Ok(AuthView::new(self.enabled, self.revision, self.users, self.roles))
+        Ok(AuthView::new(
+            self.enabled,
+            self.revision,
+            self.users,
+            self.roles,
+        ))
     }
 }
 

@@ -12,7 +12,12 @@ use crate::error::AuthError;
 use crate::lease::Lessor;
 
 /// May `who` run `op`? Auth commands are checked where they are applied (`apply.rs`).
-pub(crate) fn command(view: &AuthView, who: &RequestAuth, op: &Op, lessor: &Lessor) -> Result<(), AuthError> {
+pub(crate) fn command(
+    view: &AuthView,
+    who: &RequestAuth,
+    op: &Op,
+    lessor: &Lessor,
+) -> Result<(), AuthError> {
     if !view.enabled {
         return Ok(());
     }
@@ -48,7 +53,12 @@ pub(crate) fn command(view: &AuthView, who: &RequestAuth, op: &Op, lessor: &Less
 }
 
 /// WRITE on every key attached to `lease` (etcd's `checkLeasePuts`).
-fn lease_keys(view: &AuthView, who: &RequestAuth, lessor: &Lessor, lease: i64) -> Result<(), AuthError> {
+fn lease_keys(
+    view: &AuthView,
+    who: &RequestAuth,
+    lessor: &Lessor,
+    lease: i64,
+) -> Result<(), AuthError> {
     if lease == 0 {
         return Ok(());
     }

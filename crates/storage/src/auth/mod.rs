@@ -43,9 +43,11 @@ pub(crate) fn load(txn: &redb::ReadTransaction) -> Result<AuthView> {
         .map_err(backend("read meta"))?
         .is_some_and(|v| v.value() == [1]);
     let revision = match meta.get(AUTH_REVISION).map_err(backend("read meta"))? {
-        Some(v) => u64::from_be_bytes(v.value().try_into().map_err(|_| {
-            StoreError::Corrupt("authRevision is not 8 bytes".into())
-        })?),
+        Some(v) => u64::from_be_bytes(
+            v.value()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("authRevision is not 8 bytes".into()))?,
+        ),
         None => 1,
     };
     let mut users = BTreeMap::new();

@@ -11,9 +11,8 @@ use cairn_proto::etcdserverpb::{
     AuthRoleRevokePermissionRequest, AuthRoleRevokePermissionResponse, AuthUserAddRequest,
     AuthUserAddResponse, AuthUserChangePasswordRequest, AuthUserChangePasswordResponse,
     AuthUserDeleteRequest, AuthUserDeleteResponse, AuthUserGetRequest, AuthUserGetResponse,
-    AuthUserGrantRoleRequest, AuthUserGrantRoleResponse, AuthUserListRequest,
-    AuthUserListResponse, AuthUserRevokeRoleRequest, AuthUserRevokeRoleResponse,
-    AuthenticateResponse, ResponseHeader,
+    AuthUserGrantRoleRequest, AuthUserGrantRoleResponse, AuthUserListRequest, AuthUserListResponse,
+    AuthUserRevokeRoleRequest, AuthUserRevokeRoleResponse, AuthenticateResponse, ResponseHeader,
 };
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -106,7 +106,10 @@ mod tests {
         let one = merged(&[("foo", "")]);
         assert!(one.allows(b"foo", b""));
         assert!(!one.allows(b"foo1", b""));
-        assert!(one.allows(b"foo", b"foo\0"), "the range of exactly that key");
+        assert!(
+            one.allows(b"foo", b"foo\0"),
+            "the range of exactly that key"
+        );
         assert!(!one.allows(b"foo", b"fop"));
 
         let prefix = merged(&[("foo", "fop")]);
@@ -116,7 +119,10 @@ mod tests {
         assert!(!prefix.allows(b"fop", b""));
         assert!(prefix.allows(b"foo/", b"foo0"));
         assert!(!prefix.allows(b"foo", b"fp"));
-        assert!(!prefix.allows(b"foo", b"\0"), "from-key reaches past the prefix");
+        assert!(
+            !prefix.allows(b"foo", b"\0"),
+            "from-key reaches past the prefix"
+        );
 
         let from = Merged::new(vec![Interval::of_grant(b"m", b"\0")]);
         assert!(from.allows(b"z", b""));

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenInfo {
     pub user: String,
-    /// The auth revision when the token was minted.
+    /// The auth revision when the token was minted. Requests made with a simple token use
+    /// the current revision instead (etcd's `tokenSimple.info`): only a JWT carries its own.
     pub revision: u64,
 }
 
@@ -86,8 +87,14 @@ mod tests {
         t.insert("a.1".into(), info("alice"), t0);
         t.insert("b.2".into(), info("bob"), t0);
         // used just before it expires: good for another TTL
-        assert_eq!(t.lookup("a.1", t0 + ttl - Duration::from_secs(1)), Some(info("alice")));
-        assert!(t.lookup("a.1", t0 + ttl + Duration::from_secs(100)).is_some());
+        assert_eq!(
+            t.lookup("a.1", t0 + ttl - Duration::from_secs(1)),
+            Some(info("alice"))
+        );
+        assert!(
+            t.lookup("a.1", t0 + ttl + Duration::from_secs(100))
+                .is_some()
+        );
         assert_eq!(t.lookup("b.2", t0 + ttl), None, "unused for a TTL: expired");
         t.invalidate_user("alice");
         assert_eq!(t.lookup("a.1", t0), None);

@@ -92,7 +92,13 @@ impl AuthView {
 
     /// etcd's `isOpPermitted`: may `who` do `need` on `[key, range_end)` (etcd's range
     /// encoding, see `perms`)?
-    pub fn check(&self, who: &RequestAuth, key: &[u8], range_end: &[u8], need: Need) -> Result<(), AuthError> {
+    pub fn check(
+        &self,
+        who: &RequestAuth,
+        key: &[u8],
+        range_end: &[u8],
+        need: Need,
+    ) -> Result<(), AuthError> {
         if !self.enabled {
             return Ok(());
         }
@@ -141,7 +147,9 @@ fn merge(user: &User, roles: &BTreeMap<String, Role>) -> UserPerms {
         if name == ROOT {
             root = true;
         }
-        let Some(role) = roles.get(name) else { continue };
+        let Some(role) = roles.get(name) else {
+            continue;
+        };
         for p in &role.key_permission {
             let ivl = Interval::of_grant(&p.key, &p.range_end);
             match PermType::try_from(p.perm_type).unwrap_or(PermType::Read) {
@@ -182,29 +190,68 @@ mod tests {
             key: k.into(),
             range_end: e.into(),
         };
-        roles.insert("root".into(), Role { name: b"root".to_vec(), key_permission: vec![] });
-        roles.insert("reader".into(), Role { name: b"reader".to_vec(), key_permission: vec![perm(PermType::Read, "a", "c")] });
-        roles.insert("writer".into(), Role { name: b"writer".to_vec(), key_permission: vec![perm(PermType::Readwrite, "b", "")] });
+        roles.insert(
+            "root".into(),
+            Role {
+                name: b"root".to_vec(),
+                key_permission: vec![],
+            },
+        );
+        roles.insert(
+            "reader".into(),
+            Role {
+                name: b"reader".to_vec(),
+                key_permission: vec![perm(PermType::Read, "a", "c")],
+            },
+        );
+        roles.insert(
+            "writer".into(),
+            Role {
+                name: b"writer".to_vec(),
+                key_permission: vec![perm(PermType::Readwrite, "b", "")],
+            },
+        );
         AuthView::new(enabled, 5, users, roles)
     }
 
     fn who(user: &str, revision: u64) -> RequestAuth {
-        RequestAuth { user: user.into(), revision }
+        RequestAuth {
+            user: user.into(),
+            revision,
+        }
     }
 
     #[test]
     fn checks_follow_etcd() {
         let v = view(true);
         assert_eq!(v.check(&who("alice", 5), b"a1", b"", Need::Read), Ok(()));
-        assert_eq!(v.check(&who("alice", 5), b"a1", b"", Need::Write), Err(AuthError::PermissionDenied));
+        assert_eq!(
+            v.check(&who("alice", 5), b"a1", b"", Need::Write),
+            Err(AuthError::PermissionDenied)
+        );
         assert_eq!(v.check(&who("alice", 5), b"b", b"", Need::Write), Ok(()));
-        assert_eq!(v.check(&who("alice", 4), b"a1", b"", Need::Read), Err(AuthError::AuthOldRevision));
-        assert_eq!(v.check(&who("", 0), b"a1", b"", Need::Read), Err(AuthError::UserEmpty));
-        assert_eq!(v.check(&who("mallory", 5), b"a1", b"", Need::Read), Err(AuthError::PermissionDenied));
+        assert_eq!(
+            v.check(&who("alice", 4), b"a1", b"", Need::Read),
+            Err(AuthError::AuthOldRevision)
+        );
+        assert_eq!(
+            v.check(&who("", 0), b"a1", b"", Need::Read),
+            Err(AuthError::UserEmpty)
+        );
+        assert_eq!(
+            v.check(&who("mallory", 5), b"a1", b"", Need::Read),
+            Err(AuthError::PermissionDenied)
+        );
         assert_eq!(v.check(&who("root", 5), b"zz", b"\0", Need::Write), Ok(()));
         assert_eq!(v.check_admin(&who("root", 1)), Ok(()));
-        assert_eq!(v.check_admin(&who("alice", 5)), Err(AuthError::PermissionDenied));
-        assert_eq!(v.check_admin(&who("ghost", 5)), Err(AuthError::UserNotFound));
+        assert_eq!(
+            v.check_admin(&who("alice", 5)),
+            Err(AuthError::PermissionDenied)
+        );
+        assert_eq!(
+            v.check_admin(&who("ghost", 5)),
+            Err(AuthError::UserNotFound)
+        );
         assert_eq!(v.check_admin(&who("", 0)), Err(AuthError::UserEmpty));
         let off = view(false);
         assert_eq!(off.check(&who("", 0), b"x", b"", Need::Write), Ok(()));

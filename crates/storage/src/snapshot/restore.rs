@@ -11,12 +11,13 @@ use redb::Durability;
 use super::error::SnapshotError;
 use super::format::{Record, RecordKind};
 use super::reader::{BodySummary, SnapshotInfo, read_body};
-use crate::backend::{AUTH_ENABLED, AUTH_REVISION, AUTH_ROLES, AUTH_USERS, 
-    ALARM, FINISHED_COMPACT_REV, KEY, LEASE, LeaseRecord, META, SCHEDULED_COMPACT_REV, alarm_key,
+use crate::backend::{
+    ALARM, AUTH_ENABLED, AUTH_REVISION, AUTH_ROLES, AUTH_USERS, FINISHED_COMPACT_REV, KEY, LEASE,
+    LeaseRecord, META, SCHEDULED_COMPACT_REV, alarm_key,
 };
 use crate::error::{StoreError, backend};
-use cairn_proto::authpb::{Role, User};
 use crate::revision::Revision;
+use cairn_proto::authpb::{Role, User};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RestoreOptions {
@@ -159,8 +160,12 @@ fn write_batch(db: &redb::Database, batch: Batch, compact: i64) -> Result<(), Sn
         let mut keys = txn.open_table(KEY).map_err(backend("open key table"))?;
         let mut leases = txn.open_table(LEASE).map_err(backend("open lease table"))?;
         let mut alarms = txn.open_table(ALARM).map_err(backend("open alarm table"))?;
-        let mut users = txn.open_table(AUTH_USERS).map_err(backend("open authUsers table"))?;
-        let mut roles = txn.open_table(AUTH_ROLES).map_err(backend("open authRoles table"))?;
+        let mut users = txn
+            .open_table(AUTH_USERS)
+            .map_err(backend("open authUsers table"))?;
+        let mut roles = txn
+            .open_table(AUTH_ROLES)
+            .map_err(backend("open authRoles table"))?;
         let mut meta = txn.open_table(META).map_err(backend("open meta table"))?;
         for r in batch.records {
             match r.kind {

@@ -57,6 +57,15 @@ enum Command {
     Member(cmd::member::Member),
     /// Transfer leadership to a member.
     MoveLeader(cmd::move_leader::Args),
+    /// Users: add, get, list, delete, passwd, grant-role, revoke-role.
+    #[command(subcommand)]
+    User(cmd::user::User),
+    /// Roles: add, get, list, delete, grant-permission, revoke-permission.
+    #[command(subcommand)]
+    Role(cmd::role::Role),
+    /// Authentication: enable, disable, status.
+    #[command(subcommand)]
+    Auth(cmd::auth::Auth),
     /// Quick checks: read keys.
     Get(cmd::kv::GetArgs),
     /// Quick checks: write a key.
@@ -93,6 +102,9 @@ fn main() -> ExitCode {
         Command::Alarm(a) => cmd::alarm::run(a, &global),
         Command::Member(a) => cmd::member::run(a, &global),
         Command::MoveLeader(a) => cmd::move_leader::run(a, &global),
+        Command::User(u) => cmd::user::run(u, &global),
+        Command::Role(r) => cmd::role::run(r, &global),
+        Command::Auth(a) => cmd::auth::run(a, &global),
         Command::Get(a) => cmd::kv::get(a, &global),
         Command::Put(a) => cmd::kv::put(a, &global),
         Command::Del(a) => cmd::kv::del(a, &global),
@@ -106,7 +118,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("Error: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(cmd::exit::code_of(&e))
         }
     }
 }

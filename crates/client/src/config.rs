@@ -48,13 +48,28 @@ impl ClientConfig {
     }
 }
 
-/// `name:password`, or `name` with `--password`, as etcdctl's `--user` takes it. `flag` is
-/// the flags' prefix the error names: `""` for `--user`/`--password`, `"dest-"` for
-/// make-mirror's `--dest-user`/`--dest-password`.
+/// `name:password`, or `name` with `--password`, as etcdctl's `--user` takes it; `name`
+/// alone gets the password typed at `prompt` when stdin is a terminal (etcdctl asks even
+/// when it is not, reading the script's input). `flag` is the flags' prefix the error
+/// names: `""` for `--user`/`--password`, `"dest-"` for make-mirror's
+/// `--dest-user`/`--dest-password`.
 pub fn credentials(
+    flag: &str,
+    prompt: &str,
+    user: Option<&str>,
+    password: Option<&str>,
+) -> Result<Option<(String, String)>, String> {
+    credentials_with(flag, user, password, || {
+        crate::prompt::ask_on_terminal(prompt)
+    })
+}
+
+/// [`credentials`], with `ask` for the password `user` lacks (`None`: nobody to ask).
+fn credentials_with(
     flag: &str,
     user: Option<&str>,
     password: Option<&str>,
+    ask: impl FnOnce() -> Option<std::io::Result<String>>,
 ) -> Result<Option<(String, String)>, String> {
     let Some(user) = user else {
         return Ok(None);
@@ -62,10 +77,16 @@ pub fn credentials(
     if let Some(p) = password {
         return Ok(Some((user.to_string(), p.to_string())));
     }
-    match user.split_once(':') {
-        Some((name, pass)) => Ok(Some((name.to_string(), pass.to_string()))),
+    if let Some((name, pass)) = user.split_once(':') {
+        return Ok(Some((name.to_string(), pass.to_string())));
+    }
+    match ask() {
+        Some(Ok(p)) => Ok(Some((user.to_string(), p))),
+        Some(Err(e)) => Err(format!(
+            "--{flag}user {user}: cannot read the password: {e}"
+        )),
         None => Err(format!(
-            "--{flag}user {user:?} has no password: give --{flag}user {user}:PASSWORD or --{flag}password"
+            "--{flag}user {user:?} has no password and stdin is not a terminal to ask on: give --{flag}user {user}:PASSWORD or --{flag}password"
         )),
     }
 }
@@ -76,16 +97,31 @@ mod tests {
 
     #[test]
     fn user_forms() {
-        assert_eq!(credentials("", None, None).unwrap(), None);
+        let nobody = || None;
+        assert_eq!(credentials_with("", None, None, nobody).unwrap(), None);
         assert_eq!(
-            credentials("", Some("root:pw"), None).unwrap(),
+            credentials_with("", Some("root:pw"), None, nobody).unwrap(),
             Some(("root".into(), "pw".into()))
         );
         assert_eq!(
-            credentials("", Some("root"), Some("a:b")).unwrap(),
+            credentials_with("", Some("root"), Some("a:b"), nobody).unwrap(),
             Some(("root".into(), "a:b".into()))
         );
-        let e = credentials("dest-", Some("root"), None).unwrap_err();
+        let e = credentials_with("dest-", Some("root"), None, nobody).unwrap_err();
         assert!(e.starts_with("--dest-user \"root\" has no password"), "{e}");
+    }
+
+    /// A name alone is completed by what was typed; a failed read names the flag.
+    #[test]
+    fn typed_passwords() {
+        let typed = credentials_with("", Some("root"), None, || Some(Ok("pw".into())));
+        assert_eq!(typed.unwrap(), Some(("root".into(), "pw".into())));
+        let failed = credentials_with("", Some("root"), None, || {
+            Some(Err(std::io::Error::other("no tty")))
+        });
+        assert_eq!(
+            failed.unwrap_err(),
+            "--user root: cannot read the password: no tty"
+        );
     }
 }

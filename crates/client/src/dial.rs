@@ -34,7 +34,9 @@ impl Dialer {
     /// network traffic, naming the file or endpoint.
     pub fn new(config: ClientConfig) -> Result<Dialer, ClientError> {
         if config.endpoints.is_empty() {
-            return Err(ClientError::Config("no endpoints given; pass --endpoints".into()));
+            return Err(ClientError::Config(
+                "no endpoints given; pass --endpoints".into(),
+            ));
         }
         let connector = config.tls.connector(&config.endpoints)?;
         Ok(Dialer {
@@ -148,6 +150,7 @@ impl Dialer {
             match client {
                 Ok(c) => return Ok(c),
                 Err(e @ (ClientError::Config(_) | ClientError::Tls(_))) => return Err(e),
+                Err(e) if refused_credentials(&e) => return Err(e),
                 Err(e) => why.push(e.to_string()),
             }
         }
@@ -156,21 +159,38 @@ impl Dialer {
 
     async fn session(&self, ep: &str, channel: Explain<Channel>) -> Result<Client, ClientError> {
         let mut client = Client::new(ep, channel, &self.config);
-        if let Some((name, password)) = &self.config.user {
-            let req = AuthenticateRequest {
-                name: name.clone(),
-                password: password.clone(),
-            };
-            let token = AuthClient::new(client.channel())
-                .authenticate(client.request(req))
-                .await
-                .map_err(|s| ClientError::rpc(ep, s))?
-                .into_inner()
-                .token;
-            client.set_token(&token)?;
+        // As clientv3: a user without a name or a password is not authenticated (its calls
+        // go without a token), nor is anyone on a cluster whose auth is off.
+        let Some((name, password)) = &self.config.user else {
+            return Ok(client);
+        };
+        if name.is_empty() || password.is_empty() {
+            return Ok(client);
+        }
+        let req = AuthenticateRequest {
+            name: name.clone(),
+            password: password.clone(),
+        };
+        match AuthClient::new(client.channel())
+            .authenticate(client.request(req))
+            .await
+        {
+            Ok(r) => client.set_token(&r.into_inner().token)?,
+            Err(s) if s.message() == AUTH_NOT_ENABLED => {}
+            Err(s) => return Err(ClientError::rpc(ep, s)),
         }
         Ok(client)
     }
+}
+
+/// etcd's answer to Authenticate while auth is off (`rpctypes.ErrAuthNotEnabled`).
+const AUTH_NOT_ENABLED: &str = "etcdserver: authentication is not enabled";
+
+/// The server refused the credentials (wrong password, unknown user: InvalidArgument).
+/// Every member shares the auth store, so the next endpoint would say the same.
+fn refused_credentials(e: &ClientError) -> bool {
+    e.status()
+        .is_some_and(|s| s.code() == tonic::Code::InvalidArgument)
 }
 
 /// tonic's connector: TCP (and TLS) through `cairn_tls`, each connection's first answer
@@ -196,7 +216,9 @@ impl tower_service::Service<Uri> for Dial {
         Box::pin(async move {
             let stream = connector.connect(&uri).await?;
             let plain = matches!(stream, ClientStream::Plain(_));
-            Ok(TokioIo::new(Coalesce::new(FirstAnswer::new(stream, plain, verdict))))
+            Ok(TokioIo::new(Coalesce::new(FirstAnswer::new(
+                stream, plain, verdict,
+            ))))
         })
     }
 }

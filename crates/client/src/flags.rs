@@ -17,7 +17,12 @@ use crate::security::TlsOptions;
 #[derive(clap::Args, Debug, Clone)]
 pub struct ConnectionFlags {
     /// gRPC endpoints, comma separated (HOST:PORT, http://HOST:PORT or https://HOST:PORT).
-    #[arg(long, global = true, env = "ETCDCTL_ENDPOINTS", default_value = "127.0.0.1:2379")]
+    #[arg(
+        long,
+        global = true,
+        env = "ETCDCTL_ENDPOINTS",
+        default_value = "127.0.0.1:2379"
+    )]
     pub endpoints: String,
     /// Timeout for connecting (TCP and TLS), e.g. 2s.
     #[arg(long, global = true, env = "ETCDCTL_DIAL_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
@@ -45,7 +50,8 @@ pub struct ConnectionFlags {
           action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
           default_missing_value = "true")]
     pub insecure_transport: bool,
-    /// Username[:password] for authentication (prompting is not supported: give the password).
+    /// Username[:password] for authentication (prompts for the password if it is not
+    /// supplied and stdin is a terminal).
     #[arg(long, global = true, env = "ETCDCTL_USER")]
     pub user: Option<String>,
     /// Password for authentication (when --user has none).
@@ -72,8 +78,13 @@ impl ConnectionFlags {
             dial_timeout: self.dial_timeout,
             command_timeout: self.command_timeout,
             keepalive: None,
-            user: credentials("", self.user.as_deref(), self.password.as_deref())
-                .map_err(ClientError::Config)?,
+            user: credentials(
+                "",
+                "Password: ",
+                self.user.as_deref(),
+                self.password.as_deref(),
+            )
+            .map_err(ClientError::Config)?,
             require_leader: false,
         })
     }
@@ -116,7 +127,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "s" => n,
             "m" => n * 60.0,
             "h" => n * 3600.0,
-            _ => return Err(format!("{s:?} has an unknown unit {unit:?} (use ms, s, m or h)")),
+            _ => {
+                return Err(format!(
+                    "{s:?} has an unknown unit {unit:?} (use ms, s, m or h)"
+                ));
+            }
         };
         total += Duration::from_secs_f64(secs);
         rest = next;

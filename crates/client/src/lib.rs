@@ -9,19 +9,23 @@
 //! - [`session`]: [`Client`], one endpoint's connection with every service's client.
 //! - [`sniff`]: a connection the server refuses after connecting (a TLS port over http://,
 //!   a client certificate refused under TLS 1.3) fails saying why.
+//! - [`prompt`]: passwords typed on the terminal or piped in, as etcdctl reads them.
+//! - [`auth`]: what etcdctl's auth commands do beyond one call (`auth enable`).
 //! - [`pool`]: one shared connection with failover across endpoints.
 //! - [`snapshot`]: saving a snapshot to a file (checked, atomic) or a writer.
 //! - [`error`], [`ClientError`]: the one error type.
 
+pub mod auth;
 pub mod config;
 pub mod dial;
 pub mod error;
 pub mod flags;
 pub mod pool;
+pub mod prompt;
 pub mod security;
 pub mod session;
-pub mod sniff;
 pub mod snapshot;
+pub mod sniff;
 
 pub use config::ClientConfig;
 pub use dial::Dialer;

@@ -33,7 +33,12 @@ impl Pool {
     /// [`Client::request`]).
     pub async fn get(&self) -> Result<Client, ClientError> {
         // A std mutex: held only to copy or store the handle, never across an await.
-        if let Some(c) = self.current.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+        if let Some(c) = self
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
             return Ok(c);
         }
         let endpoints = self.dialer.endpoints();
@@ -48,7 +53,9 @@ impl Pool {
                     *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
                     return Ok(c);
                 }
-                Err(ClientError::Connect { endpoint, reason }) => why.push(format!("{endpoint}: {reason}")),
+                Err(ClientError::Connect { endpoint, reason }) => {
+                    why.push(format!("{endpoint}: {reason}"))
+                }
                 Err(e) => return Err(e),
             }
         }

@@ -40,7 +40,10 @@ impl Default for TlsOptions {
 impl TlsOptions {
     /// Whether bare `HOST:PORT` endpoints use TLS.
     pub fn tls_by_default(&self) -> bool {
-        self.cacert.is_some() || self.cert.is_some() || self.key.is_some() || !self.insecure_transport
+        self.cacert.is_some()
+            || self.cert.is_some()
+            || self.key.is_some()
+            || !self.insecure_transport
     }
 
     /// The dialer for `endpoints`: with rustls settings when any of them uses TLS.
@@ -70,7 +73,10 @@ pub fn target(endpoint: &str, tls_by_default: bool) -> Result<String, ClientErro
     let bad = |why: &str| ClientError::Config(format!("bad endpoint {endpoint:?}: {why}"));
     let (scheme, rest) = match ep.split_once("://") {
         Some((s, rest)) => (s, rest.trim_end_matches('/')),
-        None => (if tls_by_default { "https" } else { "http" }, ep.trim_end_matches('/')),
+        None => (
+            if tls_by_default { "https" } else { "http" },
+            ep.trim_end_matches('/'),
+        ),
     };
     if scheme != "http" && scheme != "https" {
         return Err(bad(&format!(
@@ -81,8 +87,7 @@ pub fn target(endpoint: &str, tls_by_default: bool) -> Result<String, ClientErro
         return Err(bad("expected HOST:PORT"));
     }
     let uri = format!("{scheme}://{rest}");
-    uri.parse::<http::Uri>()
-        .map_err(|e| bad(&e.to_string()))?;
+    uri.parse::<http::Uri>().map_err(|e| bad(&e.to_string()))?;
     Ok(uri)
 }
 
@@ -92,8 +97,14 @@ mod tests {
 
     #[test]
     fn scheme_decides_then_flags() {
-        assert_eq!(target("127.0.0.1:2379", false).unwrap(), "http://127.0.0.1:2379");
-        assert_eq!(target("127.0.0.1:2379", true).unwrap(), "https://127.0.0.1:2379");
+        assert_eq!(
+            target("127.0.0.1:2379", false).unwrap(),
+            "http://127.0.0.1:2379"
+        );
+        assert_eq!(
+            target("127.0.0.1:2379", true).unwrap(),
+            "https://127.0.0.1:2379"
+        );
         assert_eq!(target("http://h:1/", true).unwrap(), "http://h:1");
         assert_eq!(target("https://h:1", false).unwrap(), "https://h:1");
         assert_eq!(target("[::1]:2379", false).unwrap(), "http://[::1]:2379");
@@ -123,7 +134,10 @@ mod tests {
             cacert: Some("/nonexistent/ca.crt".into()),
             ..Default::default()
         };
-        let e = o.connector(&["127.0.0.1:1".into()]).unwrap_err().to_string();
+        let e = o
+            .connector(&["127.0.0.1:1".into()])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("/nonexistent/ca.crt"), "{e}");
     }
 }

@@ -80,7 +80,10 @@ impl Client {
 
     pub(crate) fn set_token(&mut self, token: &str) -> Result<(), ClientError> {
         let v = token.parse().map_err(|_| {
-            ClientError::Config(format!("{}: the server's auth token is not valid ASCII", self.endpoint))
+            ClientError::Config(format!(
+                "{}: the server's auth token is not valid ASCII",
+                self.endpoint
+            ))
         })?;
         self.stamp.token = Some(v);
         Ok(())

@@ -28,7 +28,10 @@ pub enum Output {
     File(PathBuf),
     /// Streamed as it comes (nothing can be taken back: a failure is reported, that is all).
     /// `name` is what messages call it (`stdout`).
-    Writer { name: &'static str, out: Box<dyn Write> },
+    Writer {
+        name: &'static str,
+        out: Box<dyn Write>,
+    },
 }
 
 /// What was saved.
@@ -144,11 +147,12 @@ async fn receive(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Received, String> {
     let stalled = || format!("no data for {timeout:?} (--command-timeout bounds each wait)");
-    let mut stream = tokio::time::timeout(timeout, client.maintenance().snapshot(SnapshotRequest {}))
-        .await
-        .map_err(|_| stalled())?
-        .map_err(|s| describe(&s))?
-        .into_inner();
+    let mut stream =
+        tokio::time::timeout(timeout, client.maintenance().snapshot(SnapshotRequest {}))
+            .await
+            .map_err(|_| stalled())?
+            .map_err(|s| describe(&s))?
+            .into_inner();
     let mut tail = Tail::default();
     let mut revision = None;
     let mut size = 0u64;
@@ -205,8 +209,14 @@ impl Tail {
 
 /// Where the bytes go: `FILE.part` (removed on drop unless committed), or a writer.
 enum Sink {
-    Part { part: PathBuf, file: Option<File> },
-    Writer { name: &'static str, out: Box<dyn Write> },
+    Part {
+        part: PathBuf,
+        file: Option<File>,
+    },
+    Writer {
+        name: &'static str,
+        out: Box<dyn Write>,
+    },
 }
 
 impl Sink {
@@ -239,7 +249,9 @@ impl Sink {
     fn flush(&mut self) -> Result<(), String> {
         match self {
             Sink::Part { .. } => Ok(()),
-            Sink::Writer { name, out } => out.flush().map_err(|e| format!("cannot write to {name}: {e}")),
+            Sink::Writer { name, out } => out
+                .flush()
+                .map_err(|e| format!("cannot write to {name}: {e}")),
         }
     }
 

@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 use cairn_storage::index::prefix_end;
 
 use super::online::{
-    block_on, header_json, header_obj, print_out, put_bool, put_int, put_list, rpc_error,
+    base64, block_on, header_json, header_obj, print_out, put_bool, put_int, put_list, rpc_error,
 };
 use crate::printer::Format;
 
@@ -397,12 +397,6 @@ fn event_json(e: &mvccpb::Event) -> Value {
         o.insert("prev_kv".into(), kv_json(kv));
     }
     Value::Object(o)
-}
-
-/// Standard padded base64, as Go's `encoding/json` writes `[]byte`.
-fn base64(input: &[u8]) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(input)
 }
 
 #[cfg(test)]

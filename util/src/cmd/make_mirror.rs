@@ -130,8 +130,13 @@ fn config(a: &Args, g: &super::Global) -> anyhow::Result<Config> {
             insecure_skip_tls_verify: false,
             insecure_transport: a.dest_insecure_transport,
         },
-        user: credentials("dest-", a.dest_user.as_deref(), a.dest_password.as_deref())
-            .map_err(anyhow::Error::msg)?,
+        user: credentials(
+            "dest-",
+            "Destination Password: ",
+            a.dest_user.as_deref(),
+            a.dest_password.as_deref(),
+        )
+        .map_err(anyhow::Error::msg)?,
         ..source.clone()
     };
     let dest_prefix = if a.no_dest_prefix {

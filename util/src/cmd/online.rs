@@ -1,17 +1,26 @@
 //! What the online commands share: a runtime, `--cluster`'s member URLs, etcdctl's error
-//! text, and JSON in the shape etcdctl prints (Go's omitempty).
+//! text and exit codes, JSON in the shape etcdctl prints (Go's omitempty) and its `-w fields`
+//! header.
 
 use std::future::Future;
 use std::io::Write as _;
 
-use cairn_client::Dialer;
+use cairn_client::{Client, ClientError, Dialer, Svc};
+use cairn_proto::etcdserverpb::auth_client::AuthClient;
 use cairn_proto::etcdserverpb::{MemberListRequest, ResponseHeader};
 use serde_json::{Map, Value};
 
+use crate::printer::Answer;
+
 /// Prints to stdout; a closed pipe (`| head`) is not an error.
 pub fn print_out(s: &str) -> anyhow::Result<()> {
+    print_bytes(s.as_bytes())
+}
+
+/// [`print_out`] for output that need not be UTF-8 (keys in `role get`).
+pub fn print_bytes(s: &[u8]) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(s.as_bytes()).and_then(|()| stdout.flush()) {
+    match stdout.write_all(s).and_then(|()| stdout.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
         r => Ok(r?),
     }
@@ -73,6 +82,40 @@ pub fn rpc_error(s: tonic::Status) -> anyhow::Error {
     }
 }
 
+/// A client of the first endpoint that connects, failing as etcdctl's `mustClient` does: a
+/// bad flag exits 128, a connection that cannot be made or credentials the server refuses
+/// exit 2 (the refusal by etcd's message alone: `etcdserver: authentication failed, ...`).
+pub async fn must_connect(g: &super::Global) -> anyhow::Result<Client> {
+    use super::exit::{BAD_ARGS, BAD_CONNECTION, with_code};
+    let dialer = g.dialer().map_err(|e| with_code(BAD_ARGS, e))?;
+    dialer.connect_any().await.map_err(|e| match e {
+        ClientError::Rpc { status, .. } => with_code(BAD_CONNECTION, rpc_error(status)),
+        e => with_code(BAD_CONNECTION, e),
+    })
+}
+
+/// One Auth call as etcdctl's auth commands make it: [`must_connect`], then the call (a
+/// failure exits 1 with etcd's message).
+pub fn auth_call<R>(
+    g: &super::Global,
+    rpc: impl AsyncFnOnce(&mut AuthClient<Svc>) -> Result<tonic::Response<R>, tonic::Status>,
+) -> anyhow::Result<R> {
+    block_on(async {
+        let mut c = must_connect(g).await?.auth();
+        Ok(rpc(&mut c).await.map_err(rpc_error)?.into_inner())
+    })
+}
+
+/// An answer that is only a header: `simple` in simple output, the header in `-w json` and
+/// `-w fields` (`user add`, `role delete`, ...).
+pub fn header_answer(simple: String, h: Option<&ResponseHeader>) -> Answer {
+    Answer {
+        simple: simple.into_bytes(),
+        json: Value::Object(header_obj(h)),
+        fields: Some(fields_header(h).into_bytes()),
+    }
+}
+
 /// `{"header": {...}}` with Go's omitempty, or an empty object when there is no header.
 pub fn header_obj(h: Option<&ResponseHeader>) -> Map<String, Value> {
     let mut o = Map::new();
@@ -90,6 +133,21 @@ pub fn header_json(h: &ResponseHeader) -> Value {
     put_int(&mut o, "revision", h.revision);
     put_uint(&mut o, "raft_term", h.raft_term);
     Value::Object(o)
+}
+
+/// etcdctl's `-w fields` header (zeros included; no header prints zeros).
+pub fn fields_header(h: Option<&ResponseHeader>) -> String {
+    let h = h.cloned().unwrap_or_default();
+    format!(
+        "\"ClusterID\" : {}\n\"MemberID\" : {}\n\"Revision\" : {}\n\"RaftTerm\" : {}\n",
+        h.cluster_id, h.member_id, h.revision, h.raft_term
+    )
+}
+
+/// Standard padded base64, as Go's `encoding/json` writes `[]byte`.
+pub fn base64(input: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(input)
 }
 
 pub fn put_int(o: &mut Map<String, Value>, k: &str, v: i64) {

@@ -97,7 +97,10 @@ impl TestCluster {
 
     /// etcdctl's `--cacert --cert --key` for a TLS cluster (empty without TLS).
     pub fn tls_args(&self) -> Vec<String> {
-        self.tls.as_ref().map(|t| t.client_args()).unwrap_or_default()
+        self.tls
+            .as_ref()
+            .map(|t| t.client_args())
+            .unwrap_or_default()
     }
 
     /// Indexes of the members whose process runs.

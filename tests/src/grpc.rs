@@ -5,14 +5,14 @@ use std::future::Future;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use cairn_client::{ClientConfig, ClientError, Dialer};
 use cairn_proto::etcdserverpb::{
-    StatusRequest, StatusResponse, auth_client::AuthClient, cluster_client::ClusterClient,
-    kv_client::KvClient, lease_client::LeaseClient, maintenance_client::MaintenanceClient,
-    watch_client::WatchClient,
+    AuthenticateRequest, StatusRequest, StatusResponse, auth_client::AuthClient,
+    cluster_client::ClusterClient, kv_client::KvClient, lease_client::LeaseClient,
+    maintenance_client::MaintenanceClient, watch_client::WatchClient,
 };
 use cairn_proto::v3electionpb::election_client::ElectionClient;
 use cairn_proto::v3lockpb::lock_client::LockClient;
-use cairn_client::{ClientConfig, ClientError, Dialer};
 use tokio::runtime::Runtime;
 use tonic::transport::Channel;
 
@@ -46,6 +46,19 @@ impl Clients {
         Ok(Self::from_channel(channel))
     }
 
+    /// `Auth/Authenticate`: the token to send with [`with_token`] as `name`.
+    pub async fn authenticate(
+        &mut self,
+        name: &str,
+        password: &str,
+    ) -> Result<String, tonic::Status> {
+        let req = AuthenticateRequest {
+            name: name.into(),
+            password: password.into(),
+        };
+        Ok(self.auth.authenticate(req).await?.into_inner().token)
+    }
+
     pub fn from_channel(channel: Channel) -> Self {
         Clients {
             kv: KvClient::new(channel.clone()),
@@ -60,9 +73,23 @@ impl Clients {
     }
 }
 
+/// `msg` with etcd's `token` metadata, as clientv3 sends the token `Auth/Authenticate` gave
+/// (for tests that hold on to a token, e.g. across a permission change; `cairn_client`
+/// authenticates by itself when its config has a user).
+pub fn with_token<T>(msg: T, token: &str) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    let value = token.parse().expect("an auth token is ASCII");
+    req.metadata_mut().insert("token", value);
+    req
+}
+
 /// The client library's dialer for one endpoint: TLS with the harness's client certificate
 /// when `tls` is given, every call bounded by `timeout`.
-pub fn dialer(endpoint: &str, tls: Option<&ServerTls>, timeout: Duration) -> Result<Dialer, ClientError> {
+pub fn dialer(
+    endpoint: &str,
+    tls: Option<&ServerTls>,
+    timeout: Duration,
+) -> Result<Dialer, ClientError> {
     let mut cfg = ClientConfig::new([endpoint]);
     cfg.command_timeout = timeout;
     if let Some(tls) = tls {
@@ -73,7 +100,9 @@ pub fn dialer(endpoint: &str, tls: Option<&ServerTls>, timeout: Duration) -> Res
 
 /// A plaintext HTTP/2 channel to `endpoint` with per-call `timeout`.
 pub async fn channel(endpoint: &str, timeout: Duration) -> Result<Channel, ClientError> {
-    dialer(endpoint, None, timeout)?.channel(endpoint, true).await
+    dialer(endpoint, None, timeout)?
+        .channel(endpoint, true)
+        .await
 }
 
 /// One `Maintenance/Status` call from synchronous code.
@@ -89,7 +118,9 @@ pub fn status_blocking_tls(
 ) -> anyhow::Result<StatusResponse> {
     let endpoint = endpoint.to_string();
     block_on(async move {
-        let channel = dialer(&endpoint, tls, timeout)?.channel(&endpoint, true).await?;
+        let channel = dialer(&endpoint, tls, timeout)?
+            .channel(&endpoint, true)
+            .await?;
         Ok(MaintenanceClient::new(channel)
             .status(StatusRequest {})
             .await?

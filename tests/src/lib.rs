@@ -12,7 +12,8 @@
 //! - [`etcdctl`]: runs etcdctl with a timeout, plus [`Background`] for long-running commands
 //!   (`watch`, `lock`, `elect`) whose output lines are awaited with a deadline.
 //! - [`grpc`]: tonic clients for every service, for direct API tests (dialed by
-//!   `cairn_client`, plain or TLS).
+//!   `cairn_client`, plain or TLS); [`grpc::with_token`] and [`Clients::authenticate`] for
+//!   tests that hold on to an auth token.
 //! - [`pki`]: certificates made by the tests (CA, server, client, expired, revoked) and a
 //!   server's TLS setup ([`pki::ServerTls`]) as flags for the servers, etcdctl and curl.
 //! - [`json`], [`base64`]: reading etcdctl's `-w json` output (base64 keys and values).

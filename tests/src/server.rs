@@ -218,7 +218,11 @@ impl TestServer {
 
     /// The peer URL: `http://127.0.0.1:<peer port>` (`https://` with peer TLS).
     pub fn peer_url(&self) -> String {
-        let scheme = if self.tls.as_ref().is_some_and(|t| t.peer) { "https" } else { "http" };
+        let scheme = if self.tls.as_ref().is_some_and(|t| t.peer) {
+            "https"
+        } else {
+            "http"
+        };
         format!("{scheme}://127.0.0.1:{}", self.peer_port)
     }
 
@@ -243,7 +247,10 @@ impl TestServer {
     }
 
     /// `Maintenance/Status`, over TLS when the server has it.
-    pub fn status(&self, timeout: Duration) -> anyhow::Result<cairn_proto::etcdserverpb::StatusResponse> {
+    pub fn status(
+        &self,
+        timeout: Duration,
+    ) -> anyhow::Result<cairn_proto::etcdserverpb::StatusResponse> {
         grpc::status_blocking_tls(&self.endpoint(), self.tls.as_ref(), timeout)
     }
 

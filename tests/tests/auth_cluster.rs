@@ -4,9 +4,7 @@
 
 use std::time::Duration;
 
-use cairn_proto::etcdserverpb::{
-    AuthenticateRequest, PutRequest, RangeRequest,
-};
+use cairn_proto::etcdserverpb::{AuthenticateRequest, PutRequest, RangeRequest};
 use cairn_tests::grpc::{Clients, block_on};
 use cairn_tests::{TestCluster, etcdctl_ok, require_etcd, wait};
 
@@ -14,7 +12,8 @@ const CONVERGE: Duration = Duration::from_secs(60);
 
 fn with_token<T>(msg: T, token: &str) -> tonic::Request<T> {
     let mut r = tonic::Request::new(msg);
-    r.metadata_mut().insert("token", token.parse().expect("ascii token"));
+    r.metadata_mut()
+        .insert("token", token.parse().expect("ascii token"));
     r
 }
 
@@ -22,7 +21,9 @@ fn with_token<T>(msg: T, token: &str) -> tonic::Request<T> {
 fn put(endpoint: &str, token: &str, key: &str) -> Result<(), String> {
     let (endpoint, token, key) = (endpoint.to_string(), token.to_string(), key.to_string());
     block_on(async move {
-        let mut c = Clients::connect(&endpoint).await.map_err(|e| e.to_string())?;
+        let mut c = Clients::connect(&endpoint)
+            .await
+            .map_err(|e| e.to_string())?;
         c.kv.put(with_token(
             PutRequest {
                 key: key.into_bytes(),
@@ -50,7 +51,14 @@ fn tokens_work_on_every_member_and_revocations_apply_everywhere() {
         &["user", "grant-role", "root", "root"],
         &["user", "add", "app:apppw"],
         &["role", "add", "writer"],
-        &["role", "grant-permission", "writer", "readwrite", "/app/", "--prefix"],
+        &[
+            "role",
+            "grant-permission",
+            "writer",
+            "readwrite",
+            "/app/",
+            "--prefix",
+        ],
         &["user", "grant-role", "app", "writer"],
         &["auth", "enable"],
     ] {
@@ -76,24 +84,37 @@ fn tokens_work_on_every_member_and_revocations_apply_everywhere() {
             put(ep, &token, &format!("/app/{i}")).ok()
         });
     }
-    assert_eq!(put(&eps[1], &token, "/other").unwrap_err(), "etcdserver: permission denied");
+    assert_eq!(
+        put(&eps[1], &token, "/other").unwrap_err(),
+        "etcdserver: permission denied"
+    );
 
     // revoked through member 2: every member refuses the old token's next write
     etcdctl_ok(
         &all,
-        &["--user", "root:rootpw", "role", "revoke-permission", "writer", "/app/", "--prefix"],
+        &[
+            "--user",
+            "root:rootpw",
+            "role",
+            "revoke-permission",
+            "writer",
+            "/app/",
+            "--prefix",
+        ],
     );
     for ep in &eps {
         let e = wait::until(CONVERGE, "the revocation to reach every member", || {
             put(ep, &token, "/app/late").err()
         });
         assert!(
-            e == "etcdserver: revision of auth store is old" || e == "etcdserver: permission denied",
+            e == "etcdserver: revision of auth store is old"
+                || e == "etcdserver: permission denied",
             "{ep}: {e}"
         );
     }
     // a fresh token for the same user: still denied, now for the missing permission
-    let out = cairn_tests::etcdctl::etcdctl(&eps[2], &["--user", "app:apppw", "put", "/app/x", "1"]);
+    let out =
+        cairn_tests::etcdctl::etcdctl(&eps[2], &["--user", "app:apppw", "put", "/app/x", "1"]);
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("etcdserver: permission denied"),
         "{}",

@@ -46,7 +46,10 @@ fn kv_txn_watch_and_lease(kind: Kind) {
         .unwrap_or_else(|| panic!("no lease ID in {granted:?}"))
         .to_string();
     assert!(granted.ends_with("granted with TTL(60s)\n"), "{granted}");
-    assert_eq!(ctl_ok(&s, &["put", "leased", "v", &format!("--lease={id}")]), "OK\n");
+    assert_eq!(
+        ctl_ok(&s, &["put", "leased", "v", &format!("--lease={id}")]),
+        "OK\n"
+    );
     let ttl = ctl_ok(&s, &["lease", "timetolive", &id, "--keys"]);
     assert!(ttl.contains("attached keys([leased])"), "{ttl}");
     assert!(ctl_ok(&s, &["lease", "revoke", &id]).contains("revoked"));
@@ -67,10 +70,16 @@ fn snapshot_cluster_and_members(kind: Kind) {
     assert_eq!(status[0]["Endpoint"], s.url().as_str(), "{status}");
     let health = ctl(&s, &["endpoint", "health", "--cluster"]);
     etcdctl::assert_success(&health, "endpoint health --cluster");
-    assert!(text(&health.stderr).contains("is healthy") || text(&health.stdout).contains("is healthy"));
+    assert!(
+        text(&health.stderr).contains("is healthy") || text(&health.stdout).contains("is healthy")
+    );
 
     let members = json_of(ctl(&s, &["member", "list", "-w", "json"]));
-    assert_eq!(members["members"][0]["clientURLs"][0], s.url().as_str(), "{members}");
+    assert_eq!(
+        members["members"][0]["clientURLs"][0],
+        s.url().as_str(),
+        "{members}"
+    );
 }
 
 fn curl_with_client_certificate(kind: Kind) {

@@ -35,9 +35,8 @@ fn keys(endpoint: &str, tls: &ServerTls, prefix: &str) -> BTreeSet<String> {
         let mut c = Clients::connect_tls(&endpoint, Some(&tls)).await?;
         let mut end = prefix.clone().into_bytes();
         *end.last_mut().expect("prefix") += 1;
-        let r = c
-            .kv
-            .range(RangeRequest {
+        let r =
+            c.kv.range(RangeRequest {
                 key: prefix.into_bytes(),
                 range_end: end,
                 keys_only: true,
@@ -66,7 +65,12 @@ fn tls_cluster_survives_a_leader_kill_and_refuses_a_foreign_peer() {
     // raft snapshots every 50 entries, 10 kept behind: a new member gets a streamed copy
     let mut c = TestCluster::start_tls(
         3,
-        &["--snapshot-count", "50", "--experimental-snapshot-catchup-entries", "10"],
+        &[
+            "--snapshot-count",
+            "50",
+            "--experimental-snapshot-catchup-entries",
+            "10",
+        ],
         &tls,
     );
     for m in &c.members {
@@ -94,7 +98,9 @@ fn tls_cluster_survives_a_leader_kill_and_refuses_a_foreign_peer() {
         })
     };
     let acked_now = || acked.lock().expect("acked").len();
-    wait::until(CONVERGE, "50 writes before the kill", || (acked_now() >= 50).then_some(()));
+    wait::until(CONVERGE, "50 writes before the kill", || {
+        (acked_now() >= 50).then_some(())
+    });
     c.members[leader].kill9();
     let new_leader = c.wait_leader(Duration::from_secs(20));
     assert_ne!(new_leader, leader);
@@ -111,7 +117,11 @@ fn tls_cluster_survives_a_leader_kill_and_refuses_a_foreign_peer() {
     for m in &c.members {
         let have = keys(&m.endpoint(), &tls, "load/");
         let lost: Vec<_> = acked.difference(&have).collect();
-        assert!(lost.is_empty(), "{} lost acknowledged writes {lost:?}", m.name());
+        assert!(
+            lost.is_empty(),
+            "{} lost acknowledged writes {lost:?}",
+            m.name()
+        );
     }
 
     // a learner added with an https:// peer URL catches up over peer TLS from a snapshot
@@ -120,7 +130,10 @@ fn tls_cluster_survives_a_leader_kill_and_refuses_a_foreign_peer() {
     c.members[good].wait_ready();
     c.wait_converged(CONVERGE);
     let log = std::fs::read_to_string(c.members[good].log_path()).expect("learner log");
-    assert!(log.contains("installed the leader's snapshot"), "caught up from a snapshot");
+    assert!(
+        log.contains("installed the leader's snapshot"),
+        "caught up from a snapshot"
+    );
     assert_eq!(keys(&c.members[good].endpoint(), &tls, "load/"), acked);
 
     // a member (a voter: etcd allows one learner at a time) added with https:// peer URLs,
@@ -135,13 +148,17 @@ fn tls_cluster_survives_a_leader_kill_and_refuses_a_foreign_peer() {
     assert!(!status.success());
     let log = c.members[i].log_tail(20);
     assert!(log.contains("no member of the cluster answered"), "{log}");
-    wait::until(Duration::from_secs(10), "a member to log the refused peer", || {
-        c.members[..4]
-            .iter()
-            .any(|m| {
-                let log = m.log_tail(400);
-                log.contains("rejected connection") && log.contains("listener=\"peer\"")
-            })
-            .then_some(())
-    });
+    wait::until(
+        Duration::from_secs(10),
+        "a member to log the refused peer",
+        || {
+            c.members[..4]
+                .iter()
+                .any(|m| {
+                    let log = m.log_tail(400);
+                    log.contains("rejected connection") && log.contains("listener=\"peer\"")
+                })
+                .then_some(())
+        },
+    );
 }

@@ -37,8 +37,16 @@ fn tls_etcd_backed_up_and_mirrored_into_tls_cairn() {
     args.extend(["snapshot".into(), "save".into(), file.display().to_string()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = cairnutl(&args);
-    assert!(out.status.success(), "snapshot save from TLS etcd: {}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("Snapshot saved at"), "{}", text(&out.stdout));
+    assert!(
+        out.status.success(),
+        "snapshot save from TLS etcd: {}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).contains("Snapshot saved at"),
+        "{}",
+        text(&out.stdout)
+    );
     assert!(std::fs::metadata(&file).unwrap().len() > 1024);
 
     // a warm standby: the source's flags are the global ones, the destination's --dest-*
@@ -57,11 +65,27 @@ fn tls_etcd_backed_up_and_mirrored_into_tls_cairn() {
     let _mirror = Mirror::start(&etcd.url(), &cairn.url(), &mirror_args);
     let source = (etcd.endpoint(), Some(&src_tls));
     let dest = (cairn.endpoint(), Some(&dst_tls));
-    wait_equal_tls((&source.0, source.1), "/app/", (&dest.0, dest.1), "/app/", CATCH_UP);
+    wait_equal_tls(
+        (&source.0, source.1),
+        "/app/",
+        (&dest.0, dest.1),
+        "/app/",
+        CATCH_UP,
+    );
     ctl_ok(&etcd, &["put", "/app/late", "streamed"]);
     ctl_ok(&etcd, &["del", "/app/k00"]);
-    wait_equal_tls((&source.0, source.1), "/app/", (&dest.0, dest.1), "/app/", CATCH_UP);
-    assert_eq!(ctl_ok(&cairn, &["get", "/other/skip"]), "", "outside the prefix");
+    wait_equal_tls(
+        (&source.0, source.1),
+        "/app/",
+        (&dest.0, dest.1),
+        "/app/",
+        CATCH_UP,
+    );
+    assert_eq!(
+        ctl_ok(&cairn, &["get", "/other/skip"]),
+        "",
+        "outside the prefix"
+    );
 
     let out = check(&etcd.url(), &cairn.url(), &mirror_args);
     assert!(
@@ -81,7 +105,11 @@ fn cairnutl_endpoint_commands_over_tls(kind: Kind) {
         args.extend(cmd.iter().map(|c| c.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = cairnutl(&args);
-        assert!(out.status.success(), "cairnutl {cmd:?}: {}", text(&out.stderr));
+        assert!(
+            out.status.success(),
+            "cairnutl {cmd:?}: {}",
+            text(&out.stderr)
+        );
         text(&out.stdout)
     };
     let status = run(&["endpoint", "status", "-w", "json"]);

@@ -34,7 +34,10 @@ fn refused_clients_and_the_server_serves_on(kind: Kind) {
         ])
     };
     for (what, out) in [
-        ("no client certificate", curl(&["--cacert".into(), ca.clone(), url.clone()])),
+        (
+            "no client certificate",
+            curl(&["--cacert".into(), ca.clone(), url.clone()]),
+        ),
         ("another CA's certificate", with_cert(&foreign)),
         ("an expired certificate", with_cert(&expired)),
         ("a revoked certificate", with_cert(&revoked)),
@@ -60,9 +63,19 @@ fn refused_clients_and_the_server_serves_on(kind: Kind) {
     let ep = format!("--endpoints={}", s.url());
     let out = cairn_tests::etcdctl::etcdctl(
         &s.url(),
-        &["--cacert", &ca, "--dial-timeout=1s", "--command-timeout=2s", "get", "k"],
+        &[
+            "--cacert",
+            &ca,
+            "--dial-timeout=1s",
+            "--command-timeout=2s",
+            "get",
+            "k",
+        ],
     );
-    assert!(!out.status.success(), "etcdctl without a certificate was served");
+    assert!(
+        !out.status.success(),
+        "etcdctl without a certificate was served"
+    );
 
     // cairnutl says why
     let refused_at = |ep: &str, args: &[&str], why: &str| {
@@ -72,14 +85,26 @@ fn refused_clients_and_the_server_serves_on(kind: Kind) {
         let out = cairnutl(&all);
         let err = text(&out.stderr);
         assert!(!out.status.success(), "cairnutl {args:?} was served");
-        assert!(err.contains(why), "cairnutl {args:?}: expected {why:?} in {err}");
+        assert!(
+            err.contains(why),
+            "cairnutl {args:?}: expected {why:?} in {err}"
+        );
     };
     let refused = |args: &[&str], why: &str| refused_at(&ep, args, why);
     refused(&["--cacert", &ca], "client certificate");
-    let (fc, fk) = (foreign.cert.display().to_string(), foreign.key.display().to_string());
-    refused(&["--cacert", &ca, "--cert", &fc, "--key", &fk], "client certificate");
+    let (fc, fk) = (
+        foreign.cert.display().to_string(),
+        foreign.key.display().to_string(),
+    );
+    refused(
+        &["--cacert", &ca, "--cert", &fc, "--key", &fk],
+        "client certificate",
+    );
     // the server's certificate is not trusted without the cluster's CA
-    refused(&["--cacert", &other.ca_file.display().to_string()], "not signed by a trusted CA");
+    refused(
+        &["--cacert", &other.ca_file.display().to_string()],
+        "not signed by a trusted CA",
+    );
     // a plain-text client on the TLS port
     let plain_ep = ep.replace("https://", "http://");
     refused_at(&plain_ep, &[], "serving TLS on this port");

@@ -17,12 +17,18 @@ fn served_common_name(url: &str, tls: &cairn_tests::pki::ServerTls) -> String {
         key_file: Some(tls.client.key.clone()),
         ..Default::default()
     };
-    let connector = Connector::new(Some(cairn_tls::client_config(&settings).expect("client config")));
+    let connector = Connector::new(Some(
+        cairn_tls::client_config(&settings).expect("client config"),
+    ));
     let uri: tonic::transport::Uri = url.parse().expect("uri");
     grpc::block_on(async move {
         match connector.connect(&uri).await.expect("TLS connect") {
             ClientStream::Tls(s) => {
-                let cert = &s.get_ref().1.peer_certificates().expect("server certificate")[0];
+                let cert = &s
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .expect("server certificate")[0];
                 cairn_tls::pem::common_name(cert).unwrap_or_default()
             }
             ClientStream::Plain(_) => panic!("not TLS"),
@@ -40,5 +46,8 @@ fn rotated_certificate_is_served_at_the_next_handshake(kind: Kind) {
     std::fs::copy(&fresh.key, &tls.server.key).unwrap();
 
     assert_eq!(served_common_name(&s.url(), &tls), "server-rotated");
-    assert_eq!(ctl_ok(&s, &["get", "before", "--print-value-only"]), "rotation\n");
+    assert_eq!(
+        ctl_ok(&s, &["get", "before", "--print-value-only"]),
+        "rotation\n"
+    );
 }

@@ -131,14 +131,22 @@ fn bad_certificate_files_and_flags_are_named() {
 
     let mut args = tls_args(&tls);
     args[5] = "/nonexistent/ca.crt".into();
-    fails_at_start(&args, &["cannot read the trusted CA file /nonexistent/ca.crt"]);
+    fails_at_start(
+        &args,
+        &["cannot read the trusted CA file /nonexistent/ca.crt"],
+    );
 
     fails_at_start(
         &[],
-        &["TLS key/cert (--cert-file, --key-file) must be provided for client url https://127.0.0.1:"],
+        &[
+            "TLS key/cert (--cert-file, --key-file) must be provided for client url https://127.0.0.1:",
+        ],
     );
     let mut args = tls_args(&tls);
-    args.extend(["--cipher-suites".into(), "TLS_RSA_WITH_AES_128_CBC_SHA".into()]);
+    args.extend([
+        "--cipher-suites".into(),
+        "TLS_RSA_WITH_AES_128_CBC_SHA".into(),
+    ]);
     fails_at_start(&args, &["TLS_RSA_WITH_AES_128_CBC_SHA", "does not support"]);
     let mut args = tls_args(&tls);
     args.extend(["--tls-min-version".into(), "TLS1.1".into()]);
@@ -154,10 +162,16 @@ fn auto_tls_serves_a_self_signed_certificate() {
     args.push("--auto-tls".into());
     let p = Proc::start(&args);
     let url = format!("https://127.0.0.1:{c}/health");
-    wait::until(Duration::from_secs(20), "cairn to serve https with --auto-tls", || {
-        let out = curl(&["-k".into(), url.clone()]);
-        text(&out.stdout).contains("\"health\":\"true\"").then_some(())
-    });
+    wait::until(
+        Duration::from_secs(20),
+        "cairn to serve https with --auto-tls",
+        || {
+            let out = curl(&["-k".into(), url.clone()]);
+            text(&out.stdout)
+                .contains("\"health\":\"true\"")
+                .then_some(())
+        },
+    );
     let dir = p.data_dir().join("fixtures").join("client");
     assert!(dir.join("cert.pem").exists() && dir.join("key.pem").exists());
     // a verifying client does not trust it
@@ -166,7 +180,13 @@ fn auto_tls_serves_a_self_signed_certificate() {
     // etcdctl with --insecure-skip-tls-verify does
     let out = cairn_tests::etcdctl::etcdctl(
         &format!("https://127.0.0.1:{c}"),
-        &["--insecure-skip-tls-verify", "--insecure-transport=false", "put", "a", "b"],
+        &[
+            "--insecure-skip-tls-verify",
+            "--insecure-transport=false",
+            "put",
+            "a",
+            "b",
+        ],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
@@ -177,7 +197,10 @@ fn http_and_https_listeners_and_https_metrics() {
     let tls = pki.server_tls(false);
     let (mut args, [c, c2, m]) = member_args("https://127.0.0.1:{c},http://127.0.0.1:{c2}");
     args.extend(tls_args(&tls));
-    args.extend(["--listen-metrics-urls".into(), format!("https://127.0.0.1:{m}")]);
+    args.extend([
+        "--listen-metrics-urls".into(),
+        format!("https://127.0.0.1:{m}"),
+    ]);
     let _p = Proc::start(&args);
     let with_cert = |url: String| {
         let mut a = tls.curl_args();
@@ -190,11 +213,26 @@ fn http_and_https_listeners_and_https_metrics() {
             .then_some(())
     });
     let plain = curl(&[format!("http://127.0.0.1:{c2}/health")]);
-    assert!(text(&plain.stdout).contains("\"health\":\"true\""), "{}", text(&plain.stderr));
+    assert!(
+        text(&plain.stdout).contains("\"health\":\"true\""),
+        "{}",
+        text(&plain.stderr)
+    );
     let metrics = with_cert(format!("https://127.0.0.1:{m}/metrics"));
-    assert!(text(&metrics.stdout).contains("etcd_server_has_leader"), "{}", text(&metrics.stderr));
-    let no_cert = curl(&["--cacert".into(), path(&tls.ca), format!("https://127.0.0.1:{m}/metrics")]);
-    assert!(!no_cert.status.success(), "metrics without a client certificate");
+    assert!(
+        text(&metrics.stdout).contains("etcd_server_has_leader"),
+        "{}",
+        text(&metrics.stderr)
+    );
+    let no_cert = curl(&[
+        "--cacert".into(),
+        path(&tls.ca),
+        format!("https://127.0.0.1:{m}/metrics"),
+    ]);
+    assert!(
+        !no_cert.status.success(),
+        "metrics without a client certificate"
+    );
 }
 
 #[test]
@@ -217,13 +255,28 @@ fn cipher_suites_and_max_version_are_in_force() {
         a.push(url.clone());
         curl(&a)
     };
-    wait::until(Duration::from_secs(20), "cairn to serve with the chosen suite", || {
-        text(&with(&["--ciphers", "ECDHE-ECDSA-AES128-GCM-SHA256"]).stdout)
-            .contains("health")
-            .then_some(())
-    });
-    let other_suite = with(&["--tls-max", "1.2", "--ciphers", "ECDHE-ECDSA-AES256-GCM-SHA384"]);
-    assert!(!other_suite.status.success(), "a suite not in --cipher-suites was accepted");
+    wait::until(
+        Duration::from_secs(20),
+        "cairn to serve with the chosen suite",
+        || {
+            text(&with(&["--ciphers", "ECDHE-ECDSA-AES128-GCM-SHA256"]).stdout)
+                .contains("health")
+                .then_some(())
+        },
+    );
+    let other_suite = with(&[
+        "--tls-max",
+        "1.2",
+        "--ciphers",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+    ]);
+    assert!(
+        !other_suite.status.success(),
+        "a suite not in --cipher-suites was accepted"
+    );
     let tls13 = with(&["--tlsv1.3"]);
-    assert!(!tls13.status.success(), "TLS 1.3 accepted above --tls-max-version TLS1.2");
+    assert!(
+        !tls13.status.success(),
+        "TLS 1.3 accepted above --tls-max-version TLS1.2"
+    );
 }

@@ -112,9 +112,12 @@ impl Node {
                     .map_err(ConsensusError::Storage)?,
             ),
             None if cfg.join_existing => {
-                let (m, c) =
-                    crate::join::discover(&cfg.initial_cluster, &cfg.initial_advertise_peer_urls, &cfg.peer_connector)
-                        .await?;
+                let (m, c) = crate::join::discover(
+                    &cfg.initial_cluster,
+                    &cfg.initial_advertise_peer_urls,
+                    &cfg.peer_connector,
+                )
+                .await?;
                 (m, c, None)
             }
             None => {

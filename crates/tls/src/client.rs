@@ -11,9 +11,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use rustls::client::ResolvesClientCert;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::ResolvesClientCert;
 use rustls::crypto::CryptoProvider;
 use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, SignatureScheme};
@@ -66,7 +66,11 @@ pub fn client_config(s: &ClientSettings) -> Result<Arc<rustls::ClientConfig>, Tl
         }
         (None, None) => builder.with_no_client_auth(),
         (cert, key) => {
-            let show = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+            let show = |p: &Option<PathBuf>| {
+                p.as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            };
             return Err(TlsError::Config(format!(
                 "KeyFile and CertFile must both be present[key: {}, cert: {}]: give --cert and --key together",
                 show(key),
@@ -108,9 +112,9 @@ impl ServerCertVerifier for ServerVerifier {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let ok = self
-            .webpki
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)?;
+        let ok =
+            self.webpki
+                .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)?;
         self.allowed
             .check(end_entity)
             .map_err(crate::identity::refusal)?;

@@ -49,7 +49,9 @@ impl Connector {
     pub async fn connect(&self, uri: &Uri) -> io::Result<ClientStream> {
         let host = uri
             .host()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("{uri} has no host")))?
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, format!("{uri} has no host"))
+            })?
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_string();
@@ -68,7 +70,10 @@ impl Connector {
             ));
         };
         let name = ServerName::try_from(host.clone()).map_err(|e| {
-            io::Error::new(io::ErrorKind::InvalidInput, format!("{host:?} is not a valid TLS server name: {e}"))
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{host:?} is not a valid TLS server name: {e}"),
+            )
         })?;
         let tls = tokio_rustls::TlsConnector::from(config.clone())
             .connect(name, tcp)
@@ -81,7 +86,9 @@ impl Connector {
 /// The handshake's error with what it most likely means for the operator.
 fn handshake_error(host: &str, port: u16, e: io::Error) -> io::Error {
     let text = e.to_string();
-    let hint = explain(&text).map(|h| format!(" ({h})")).unwrap_or_default();
+    let hint = explain(&text)
+        .map(|h| format!(" ({h})"))
+        .unwrap_or_default();
     io::Error::new(
         e.kind(),
         format!("TLS handshake with {host}:{port} failed: {text}{hint}"),
@@ -93,15 +100,46 @@ fn handshake_error(host: &str, port: u16, e: io::Error) -> io::Error {
 /// read).
 pub fn explain(error: &str) -> Option<&'static str> {
     let hints: [(&[&str], &str); 9] = [
-        (&["UnknownIssuer"], "the server's certificate is not signed by a trusted CA: pass the cluster's CA with --cacert"),
-        (&["NotValidForName"], "the server's certificate does not list this host name or IP address among its SANs"),
-        (&["invalid peer certificate: Expired", "certificate expired"], "the server's certificate has expired"),
-        (&["alert: CertificateRequired"], "the server requires a client certificate: pass --cert and --key"),
-        (&["alert: CertificateExpired"], "the server refused our client certificate: it has expired"),
-        (&["alert: CertificateRevoked"], "the server refused our client certificate: it is revoked"),
-        (&["alert: UnknownCA", "alert: BadCertificate", "alert: CertificateUnknown"], "the server refused our client certificate: is it signed by the server's trusted CA, and for a name it allows?"),
-        (&["alert: ProtocolVersion", "alert: HandshakeFailure"], "no TLS version or cipher suite in common with the server"),
-        (&["InvalidContentType", "corrupt message"], "the server does not seem to speak TLS on this port: try http://"),
+        (
+            &["UnknownIssuer"],
+            "the server's certificate is not signed by a trusted CA: pass the cluster's CA with --cacert",
+        ),
+        (
+            &["NotValidForName"],
+            "the server's certificate does not list this host name or IP address among its SANs",
+        ),
+        (
+            &["invalid peer certificate: Expired", "certificate expired"],
+            "the server's certificate has expired",
+        ),
+        (
+            &["alert: CertificateRequired"],
+            "the server requires a client certificate: pass --cert and --key",
+        ),
+        (
+            &["alert: CertificateExpired"],
+            "the server refused our client certificate: it has expired",
+        ),
+        (
+            &["alert: CertificateRevoked"],
+            "the server refused our client certificate: it is revoked",
+        ),
+        (
+            &[
+                "alert: UnknownCA",
+                "alert: BadCertificate",
+                "alert: CertificateUnknown",
+            ],
+            "the server refused our client certificate: is it signed by the server's trusted CA, and for a name it allows?",
+        ),
+        (
+            &["alert: ProtocolVersion", "alert: HandshakeFailure"],
+            "no TLS version or cipher suite in common with the server",
+        ),
+        (
+            &["InvalidContentType", "corrupt message"],
+            "the server does not seem to speak TLS on this port: try http://",
+        ),
     ];
     hints
         .iter()

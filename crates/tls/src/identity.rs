@@ -67,7 +67,10 @@ pub(crate) fn refusal(problem: String) -> rustls::Error {
 /// certificate that lists SANs must list the address it connects from, as an IP SAN or as a
 /// DNS SAN that resolves to it. A certificate without SANs passes. Unlike etcd, no reverse
 /// lookup is made, so wildcard DNS SANs never match here.
-pub async fn san_covers_remote(cert: &CertificateDer<'_>, remote: std::net::IpAddr) -> Result<(), String> {
+pub async fn san_covers_remote(
+    cert: &CertificateDer<'_>,
+    remote: std::net::IpAddr,
+) -> Result<(), String> {
     let remote = remote.to_canonical();
     let (ips, dns) = sans(cert);
     if ips.is_empty() && dns.is_empty() {
@@ -112,8 +115,13 @@ fn sans(cert: &CertificateDer<'_>) -> (Vec<std::net::IpAddr>, Vec<String>) {
             match name {
                 GeneralName::DNSName(d) => dns.push(d.to_string()),
                 GeneralName::IPAddress(b) => match b.len() {
-                    4 => ips.push(std::net::IpAddr::from(<[u8; 4]>::try_from(*b).unwrap_or_default())),
-                    16 => ips.push(std::net::IpAddr::from(<[u8; 16]>::try_from(*b).unwrap_or_default()).to_canonical()),
+                    4 => ips.push(std::net::IpAddr::from(
+                        <[u8; 4]>::try_from(*b).unwrap_or_default(),
+                    )),
+                    16 => ips.push(
+                        std::net::IpAddr::from(<[u8; 16]>::try_from(*b).unwrap_or_default())
+                            .to_canonical(),
+                    ),
                     _ => {}
                 },
                 _ => {}
@@ -141,17 +149,39 @@ mod tests {
     #[tokio::test]
     async fn client_san_must_cover_the_remote_address() {
         let lo: std::net::IpAddr = "127.0.0.1".parse().unwrap();
-        assert!(san_covers_remote(&cert("none", &[]), lo).await.is_ok(), "no SANs pass");
-        assert!(san_covers_remote(&cert("ip", &["127.0.0.1"]), lo).await.is_ok());
+        assert!(
+            san_covers_remote(&cert("none", &[]), lo).await.is_ok(),
+            "no SANs pass"
+        );
+        assert!(
+            san_covers_remote(&cert("ip", &["127.0.0.1"]), lo)
+                .await
+                .is_ok()
+        );
         let mapped: std::net::IpAddr = "::ffff:127.0.0.1".parse().unwrap();
-        assert!(san_covers_remote(&cert("ip", &["127.0.0.1"]), mapped).await.is_ok());
-        let e = san_covers_remote(&cert("ip", &["10.9.9.9"]), lo).await.unwrap_err();
+        assert!(
+            san_covers_remote(&cert("ip", &["127.0.0.1"]), mapped)
+                .await
+                .is_ok()
+        );
+        let e = san_covers_remote(&cert("ip", &["10.9.9.9"]), lo)
+            .await
+            .unwrap_err();
         assert_eq!(e, "x509: certificate is valid for 10.9.9.9, not 127.0.0.1");
-        assert!(san_covers_remote(&cert("dns", &["localhost"]), lo).await.is_ok());
+        assert!(
+            san_covers_remote(&cert("dns", &["localhost"]), lo)
+                .await
+                .is_ok()
+        );
         let e = san_covers_remote(&cert("dns", &["10.9.9.9", "nonexistent.invalid"]), lo)
             .await
             .unwrap_err();
-        assert!(e.starts_with("tls: \"127.0.0.1\" does not match any of DNSNames [\"nonexistent.invalid\"]"), "{e}");
+        assert!(
+            e.starts_with(
+                "tls: \"127.0.0.1\" does not match any of DNSNames [\"nonexistent.invalid\"]"
+            ),
+            "{e}"
+        );
     }
 
     fn cert(cn: &str, sans: &[&str]) -> CertificateDer<'static> {

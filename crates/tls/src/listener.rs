@@ -68,7 +68,11 @@ impl Drop for Listener {
 impl Listener {
     /// Serves `tcp`, with TLS when `acceptor` is given. `what` names it in logs ("client",
     /// "peer", "metrics").
-    pub fn new(tcp: TcpListener, acceptor: Option<Acceptor>, what: &'static str) -> io::Result<Self> {
+    pub fn new(
+        tcp: TcpListener,
+        acceptor: Option<Acceptor>,
+        what: &'static str,
+    ) -> io::Result<Self> {
         let local = tcp.local_addr()?;
         let (tx, incoming) = mpsc::channel(QUEUE);
         let task = tokio::spawn(accept_loop(tcp, acceptor, what, tx));
@@ -124,12 +128,21 @@ async fn accept_loop(
             Some(acceptor) => {
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&acceptor, stream, addr)).await {
+                    match tokio::time::timeout(
+                        HANDSHAKE_TIMEOUT,
+                        handshake(&acceptor, stream, addr),
+                    )
+                    .await
+                    {
                         Ok(Ok(conn)) => {
                             let _ = tx.send((conn, addr)).await;
                         }
-                        Ok(Err(e)) => tracing::warn!(listener = what, remote_addr = %addr, error = %e, "rejected connection"),
-                        Err(_) => tracing::warn!(listener = what, remote_addr = %addr, "rejected connection: no TLS handshake within {HANDSHAKE_TIMEOUT:?}"),
+                        Ok(Err(e)) => {
+                            tracing::warn!(listener = what, remote_addr = %addr, error = %e, "rejected connection")
+                        }
+                        Err(_) => {
+                            tracing::warn!(listener = what, remote_addr = %addr, "rejected connection: no TLS handshake within {HANDSHAKE_TIMEOUT:?}")
+                        }
                     }
                 });
             }
@@ -137,7 +150,11 @@ async fn accept_loop(
     }
 }
 
-async fn handshake(acceptor: &Acceptor, mut tcp: TcpStream, addr: SocketAddr) -> Result<ServerStream, String> {
+async fn handshake(
+    acceptor: &Acceptor,
+    mut tcp: TcpStream,
+    addr: SocketAddr,
+) -> Result<ServerStream, String> {
     let mut first = [0u8; 1];
     let n = tcp.peek(&mut first).await.map_err(|e| e.to_string())?;
     if n == 0 {

@@ -93,14 +93,27 @@ mod tests {
     #[test]
     fn empty_and_wrong_files_are_named() {
         let p = Path::new("/etc/x/ca.crt");
-        let e = certificates("trusted CA file", p, b"").unwrap_err().to_string();
-        assert!(e.contains("/etc/x/ca.crt") && e.contains("no PEM certificate"), "{e}");
-        let e = private_key(Path::new("k.pem"), b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+        let e = certificates("trusted CA file", p, b"")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("k.pem") && e.contains("no PEM private key"), "{e}");
+        assert!(
+            e.contains("/etc/x/ca.crt") && e.contains("no PEM certificate"),
+            "{e}"
+        );
+        let e = private_key(
+            Path::new("k.pem"),
+            b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("k.pem") && e.contains("no PEM private key"),
+            "{e}"
+        );
         let garbage = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
-        let e = certificates("certificate file", p, garbage).unwrap_err().to_string();
+        let e = certificates("certificate file", p, garbage)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not valid X.509"), "{e}");
         let e = crls(p, b"nothing").unwrap_err().to_string();
         assert!(e.contains("no PEM CRL"), "{e}");

@@ -208,10 +208,17 @@ mod tests {
         let p = Policy::from_flags("", "TLS1.2", "").unwrap();
         assert_eq!(p.versions(), vec![&rustls::version::TLS12]);
         assert!(Policy::from_flags("TLS1.3", "TLS1.2", "").is_err());
-        let e = Policy::from_flags("TLS1.1", "", "").unwrap_err().to_string();
+        let e = Policy::from_flags("TLS1.1", "", "")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unexpected TLS version \"TLS1.1\""), "{e}");
-        let e = Policy::from_flags("TLS1.3", "TLS1.2", "").unwrap_err().to_string();
-        assert_eq!(e, "min version (TLS1.3) is greater than max version (TLS1.2)");
+        let e = Policy::from_flags("TLS1.3", "TLS1.2", "")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "min version (TLS1.3) is greater than max version (TLS1.2)"
+        );
         let p = Policy::from_flags("", "", "TLS_AES_128_GCM_SHA256").unwrap();
         assert_eq!(p.tls12_suites, Some(vec![]));
 
@@ -228,13 +235,22 @@ mod tests {
             .filter(|s| s.tls13().is_none())
             .collect();
         assert_eq!(tls12.len(), 2);
-        assert_eq!(provider.cipher_suites.len(), 2 + 3, "TLS 1.3 suites stay on");
+        assert_eq!(
+            provider.cipher_suites.len(),
+            2 + 3,
+            "TLS 1.3 suites stay on"
+        );
     }
 
     #[test]
     fn go_only_and_unknown_suites_are_refused_by_name() {
-        let e = cipher_suite("TLS_RSA_WITH_AES_128_CBC_SHA").unwrap_err().to_string();
-        assert!(e.contains("TLS_RSA_WITH_AES_128_CBC_SHA") && e.contains("does not support"), "{e}");
+        let e = cipher_suite("TLS_RSA_WITH_AES_128_CBC_SHA")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("TLS_RSA_WITH_AES_128_CBC_SHA") && e.contains("does not support"),
+            "{e}"
+        );
         let e = cipher_suite("TLS_NONSENSE").unwrap_err().to_string();
         assert!(e.contains("unexpected TLS cipher suite"), "{e}");
         for name in SUPPORTED {

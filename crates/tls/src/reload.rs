@@ -95,7 +95,10 @@ impl<T> Reloading<T> {
     }
 
     fn paths(&self) -> Vec<String> {
-        self.files.iter().map(|(_, p)| p.display().to_string()).collect()
+        self.files
+            .iter()
+            .map(|(_, p)| p.display().to_string())
+            .collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State<T>> {

@@ -12,7 +12,11 @@ use std::path::{Path, PathBuf};
 use crate::error::TlsError;
 
 /// The certificate and key files of `dir`, created if either is missing.
-pub fn self_signed(dir: &Path, hosts: &[String], validity_days: u32) -> Result<(PathBuf, PathBuf), TlsError> {
+pub fn self_signed(
+    dir: &Path,
+    hosts: &[String],
+    validity_days: u32,
+) -> Result<(PathBuf, PathBuf), TlsError> {
     let cert_path = dir.join("cert.pem");
     let key_path = dir.join("key.pem");
     if cert_path.exists() && key_path.exists() {
@@ -28,7 +32,8 @@ pub fn self_signed(dir: &Path, hosts: &[String], validity_days: u32) -> Result<(
     if names.is_empty() {
         names.push("localhost".into());
     }
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).map_err(|e| fail(e.to_string()))?;
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384)
+        .map_err(|e| fail(e.to_string()))?;
     let mut params = rcgen::CertificateParams::new(names).map_err(|e| fail(e.to_string()))?;
     params
         .distinguished_name
@@ -49,7 +54,8 @@ pub fn self_signed(dir: &Path, hosts: &[String], validity_days: u32) -> Result<(
     ];
     let cert = params.self_signed(&key).map_err(|e| fail(e.to_string()))?;
     std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
-    write_atomically(&key_path, key.serialize_pem().as_bytes(), true).map_err(|e| fail(e.to_string()))?;
+    write_atomically(&key_path, key.serialize_pem().as_bytes(), true)
+        .map_err(|e| fail(e.to_string()))?;
     write_atomically(&cert_path, cert.pem().as_bytes(), false).map_err(|e| fail(e.to_string()))?;
     tracing::info!(dir = %dir.display(), "created a self-signed certificate (auto TLS)");
     Ok((cert_path, key_path))
@@ -85,6 +91,10 @@ mod tests {
         assert!(crate::identity::valid_for(&certs[0], "localhost"));
         crate::pem::private_key(&k, &std::fs::read(&k).unwrap()).unwrap();
         let (c2, _) = self_signed(&d, &hosts, 365).unwrap();
-        assert_eq!(std::fs::read(c2).unwrap(), first, "an existing pair is reused");
+        assert_eq!(
+            std::fs::read(c2).unwrap(),
+            first,
+            "an existing pair is reused"
+        );
     }
 }

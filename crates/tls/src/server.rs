@@ -81,9 +81,13 @@ pub(crate) fn roots(ca_file: Option<&std::path::Path>) -> Result<RootCertStore, 
         Some(path) => {
             let bytes = pem::read("trusted CA file", path)?;
             for cert in pem::certificates("trusted CA file", path, &bytes)? {
-                roots
-                    .add(cert)
-                    .map_err(|e| TlsError::file("trusted CA file", path, format!("not a usable CA certificate: {e}")))?;
+                roots.add(cert).map_err(|e| {
+                    TlsError::file(
+                        "trusted CA file",
+                        path,
+                        format!("not a usable CA certificate: {e}"),
+                    )
+                })?;
             }
         }
         None => {
@@ -155,9 +159,12 @@ impl ClientVerifier {
         let roots = Arc::new(roots(s.trusted_ca_file.as_deref())?);
         let hints = roots.subjects();
         let make = move |crl: Option<(&std::path::Path, &[u8])>| {
-            let mut b = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone());
+            let mut b =
+                WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone());
             if let Some((path, bytes)) = crl {
-                b = b.with_crls(pem::crls(path, bytes)?).allow_unknown_revocation_status();
+                b = b
+                    .with_crls(pem::crls(path, bytes)?)
+                    .allow_unknown_revocation_status();
             }
             b.build()
                 .map_err(|e| TlsError::Config(format!("client certificate verifier: {e}")))

@@ -54,7 +54,9 @@ impl Leaf {
 }
 
 fn unix_now() -> Duration {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
 }
 
 fn at(since_epoch: Duration) -> time::OffsetDateTime {
@@ -87,7 +89,8 @@ impl Ca {
     pub fn issue(&mut self, leaf: &Leaf) -> Issued {
         let key = KeyPair::generate().expect("generate leaf key");
         let mut p = CertificateParams::new(leaf.sans.clone()).expect("SANs");
-        p.distinguished_name.push(DnType::CommonName, leaf.common_name.clone());
+        p.distinguished_name
+            .push(DnType::CommonName, leaf.common_name.clone());
         let now = unix_now();
         match leaf.valid_for {
             Some(d) => {

@@ -176,7 +176,9 @@ async fn rotated_server_certificate_is_served_at_the_next_handshake() {
             .await
             .unwrap();
         match conn {
-            cairn_tls::ClientStream::Tls(s) => s.get_ref().1.peer_certificates().unwrap()[0].to_vec(),
+            cairn_tls::ClientStream::Tls(s) => {
+                s.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+            }
             cairn_tls::ClientStream::Plain(_) => panic!("plain"),
         }
     };
@@ -252,7 +254,10 @@ async fn server_without_client_auth_and_skip_verify() {
         ..Default::default()
     };
     let e = client_config(&half).unwrap_err().to_string();
-    assert!(e.contains("KeyFile and CertFile must both be present"), "{e}");
+    assert!(
+        e.contains("KeyFile and CertFile must both be present"),
+        "{e}"
+    );
     // plain URIs need no TLS; https without TLS settings says so
     let plain = Connector::plain();
     let e = plain

@@ -184,7 +184,9 @@ impl PeerClients {
         match tokio::time::timeout(timeout, call).await {
             Ok(Ok(r)) => Ok(r.into_inner()),
             Ok(Err(s)) => Err(self.sort_status(url, s)),
-            Err(_) => Err(PeerError::Lost(format!("peer {url}: no answer in {timeout:?}"))),
+            Err(_) => Err(PeerError::Lost(format!(
+                "peer {url}: no answer in {timeout:?}"
+            ))),
         }
     }
 }

@@ -163,7 +163,11 @@ fn store_error(tag: u8, message: String) -> StoreError {
         12 => S::LeaseTtlTooLarge,
         13 => S::NoSpace,
         14 => S::ClusterCorrupt,
-        t if t > 100 && let Some(a) = cairn_storage::AuthError::from_code(t - 100) => S::Auth(a),
+        t if t > 100
+            && let Some(a) = cairn_storage::AuthError::from_code(t - 100) =>
+        {
+            S::Auth(a)
+        }
         _ => S::Backend {
             context: "leader",
             message,

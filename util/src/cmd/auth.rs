@@ -17,8 +17,15 @@ use crate::printer::Answer;
 pub enum Auth {
     /// Enables authentication.
     Enable { args: Vec<String> },
-    /// Disables authentication.
-    Disable { args: Vec<String> },
+    /// Disables authentication (with --data-dir: in a stopped member's data dir, offline).
+    Disable {
+        args: Vec<String>,
+        /// A stopped member's data dir: turn auth off there without a server, the way back
+        /// in when the root password is lost. Run it on every member's data dir while all
+        /// are stopped, then start them, set a new root password and `auth enable`.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<std::path::PathBuf>,
+    },
     /// Returns authentication status.
     Status { args: Vec<String> },
 }
@@ -33,7 +40,24 @@ pub fn run(a: Auth, g: &super::Global) -> anyhow::Result<()> {
             })?;
             print_out("Authentication Enabled\n")
         }
-        Auth::Disable { args } => {
+        Auth::Disable {
+            args,
+            data_dir: Some(dir),
+        } => {
+            exact_args::<0>(&args, "auth disable command does not accept any arguments")?;
+            let done = cairn_storage::offline::disable_auth(&dir)?;
+            let state = if done.was_enabled {
+                "Authentication Disabled"
+            } else {
+                "Authentication was already disabled"
+            };
+            print_out(&format!(
+                "{state} in {} (auth revision {})\n",
+                dir.display(),
+                done.revision
+            ))
+        }
+        Auth::Disable { args, data_dir: None } => {
             exact_args::<0>(&args, "auth disable command does not accept any arguments")?;
             auth_call(g, async |c| c.auth_disable(AuthDisableRequest {}).await)?;
             print_out("Authentication Disabled\n")

@@ -92,3 +92,13 @@ pub fn progress_bar(total: Option<u64>, what: &str) -> indicatif::ProgressBar {
     bar.set_message(what.to_string());
     bar
 }
+
+/// The snapshot's authentication as `verify` prints it: `off`, or `on (2 users, 3 roles)`
+/// (users and roles are kept while auth is off too, and counted then).
+pub(super) fn auth_summary(h: &cairn_storage::snapshot::SnapshotHeader) -> String {
+    let state = if h.auth_enabled { "on" } else { "off" };
+    if h.user_count == 0 && h.role_count == 0 {
+        return state.to_string();
+    }
+    format!("{state} ({} users, {} roles)", h.user_count, h.role_count)
+}

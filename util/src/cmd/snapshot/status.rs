@@ -20,6 +20,10 @@ fn report(info: &SnapshotInfo, format: Format) -> Report {
         "totalKey": h.key_count,
         "totalSize": info.file_size,
         "version": h.server_version,
+        // Cairn's, after etcdutl's five (the table keeps etcdutl's columns for scripts)
+        "authEnabled": h.auth_enabled,
+        "users": h.user_count,
+        "roles": h.role_count,
     });
     if format == Format::Fields {
         // etcdutl's fields printer has its own titles and prints raw numbers

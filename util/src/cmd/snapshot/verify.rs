@@ -27,6 +27,7 @@ fn report(info: &SnapshotInfo, s: &BodySummary) -> Report {
             "TOTAL KEYS",
             "LEASES",
             "HASH",
+            "AUTH",
             "STATUS",
         ],
         rows: vec![vec![
@@ -36,6 +37,7 @@ fn report(info: &SnapshotInfo, s: &BodySummary) -> Report {
             h.key_count.to_string(),
             s.leases.to_string(),
             format!("{:x}", s.hash),
+            super::auth_summary(h),
             "OK".to_string(),
         ]],
         json: serde_json::json!({
@@ -48,6 +50,9 @@ fn report(info: &SnapshotInfo, s: &BodySummary) -> Report {
             "alarms": s.alarms,
             "hash": s.hash,
             "totalSize": info.file_size,
+            "authEnabled": h.auth_enabled,
+            "users": h.user_count,
+            "roles": h.role_count,
             "status": "OK",
         }),
     }

@@ -15,6 +15,12 @@ pub enum Op {
     Delete {
         key: Vec<u8>,
     },
+    /// Every key in `[key, end)` (`end` `\0`: every key from `key` on). Only the blind prune
+    /// makes these; they never meet the watch phase's merging.
+    DeleteRange {
+        key: Vec<u8>,
+        end: Vec<u8>,
+    },
 }
 
 impl Op {
@@ -22,6 +28,7 @@ impl Op {
         match self {
             Op::Put { key, value, .. } => key.len() + value.len() + 16,
             Op::Delete { key } => key.len() + 8,
+            Op::DeleteRange { key, end } => key.len() + end.len() + 8,
         }
     }
 
@@ -35,6 +42,11 @@ impl Op {
             }),
             Op::Delete { key } => Request::RequestDeleteRange(DeleteRangeRequest {
                 key,
+                ..Default::default()
+            }),
+            Op::DeleteRange { key, end } => Request::RequestDeleteRange(DeleteRangeRequest {
+                key,
+                range_end: end,
                 ..Default::default()
             }),
         };
@@ -161,7 +173,7 @@ pub fn plan(
 
 fn op_key(op: &Op) -> &[u8] {
     match op {
-        Op::Put { key, .. } | Op::Delete { key } => key,
+        Op::Put { key, .. } | Op::Delete { key } | Op::DeleteRange { key, .. } => key,
     }
 }
 

@@ -20,6 +20,17 @@ pub async fn commit(
     ops: Vec<Op>,
     checkpoint: Option<(&[u8], &Checkpoint)>,
 ) -> Result<i64, Error> {
+    let r = commit_txn(dest, fence, ops, checkpoint).await?;
+    Ok(r.header.map(|h| h.revision).unwrap_or(0))
+}
+
+/// [`commit`], answering the whole txn response (what each operation did).
+pub async fn commit_txn(
+    dest: &Client,
+    fence: &Fence,
+    ops: Vec<Op>,
+    checkpoint: Option<(&[u8], &Checkpoint)>,
+) -> Result<TxnResponse, Error> {
     let mut success: Vec<RequestOp> = ops.into_iter().map(Op::into_request).collect();
     if let Some((key, c)) = checkpoint {
         success.push(checkpoint_put(key, c.encode()));
@@ -34,7 +45,7 @@ pub async fn commit(
     if !r.succeeded {
         return Err(fence.lost(first_range_kv(&r).map(|kv| kv.value.as_slice())));
     }
-    Ok(r.header.map(|h| h.revision).unwrap_or(0))
+    Ok(r)
 }
 
 /// The operation that writes the checkpoint (its value already encoded).

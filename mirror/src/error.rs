@@ -23,7 +23,7 @@ impl fmt::Display for Side {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A gRPC call failed; `status` says whether it is worth retrying.
-    #[error("{side} {endpoint}: {}", describe(.status))]
+    #[error("{side} {endpoint}: {}{}", describe(.status), permission_hint(*.side, .status))]
     Rpc {
         side: Side,
         endpoint: String,
@@ -78,6 +78,20 @@ fn describe(s: &tonic::Status) -> String {
     }
 }
 
+/// What each side's user must be allowed, after a permission refusal.
+fn permission_hint(side: Side, s: &tonic::Status) -> &'static str {
+    match (s.code(), side) {
+        (tonic::Code::PermissionDenied, Side::Source) => {
+            " (the source user needs READ on the mirrored prefix)"
+        }
+        (tonic::Code::PermissionDenied, Side::Destination) => {
+            " (the destination user needs WRITE on the destination prefix and READWRITE on \
+             the prefix __cairn_mirror__/, where mirrors keep their checkpoint and claim)"
+        }
+        _ => "",
+    }
+}
+
 impl Error {
     pub fn rpc(side: Side, endpoint: &str, status: tonic::Status) -> Self {
         let compacted = status.code() == tonic::Code::OutOfRange
@@ -95,6 +109,12 @@ impl Error {
             endpoint: endpoint.to_string(),
             status,
         }
+    }
+
+    /// True for a refusal by `side`'s permission check.
+    pub fn is_permission_denied(&self, side: Side) -> bool {
+        matches!(self, Error::Rpc { side: s, status, .. }
+            if *s == side && status.code() == tonic::Code::PermissionDenied)
     }
 
     /// True when retrying (after reconnecting, with backoff) may succeed.

@@ -82,6 +82,26 @@ impl KeyMap {
     }
 }
 
+/// The non-empty parts of `[from, to)` outside the reserved namespace, in order; `to` `\0`
+/// means "to the end of the keyspace", as a range end does in etcd.
+pub fn outside_reserved(from: &[u8], to: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let unbounded = to == [0];
+    let above = |k: &[u8]| unbounded || to > k;
+    let reserved_end = prefix_end(RESERVED);
+    let mut out = Vec::new();
+    let below_end: &[u8] = if above(RESERVED) { RESERVED } else { to };
+    if from < below_end {
+        out.push((from.to_vec(), below_end.to_vec()));
+    }
+    if above(&reserved_end) {
+        let start = from.max(reserved_end.as_slice());
+        if unbounded || start < to {
+            out.push((start.to_vec(), to.to_vec()));
+        }
+    }
+    out
+}
+
 fn range_of(prefix: &[u8]) -> (Vec<u8>, Vec<u8>) {
     if prefix.is_empty() {
         (vec![0], vec![0])
@@ -109,6 +129,41 @@ mod tests {
         assert_eq!(strip.to_dest(b"/a/k"), Some(b"k".to_vec()));
         let same = KeyMap::new(b"/a", None);
         assert_eq!(same.to_dest(b"/a1"), Some(b"/a1".to_vec()));
+    }
+
+    #[test]
+    fn ranges_outside_the_reserved_namespace() {
+        let v = |s: &str| s.as_bytes().to_vec();
+        let pairs = |p: &[(&str, &str)]| -> Vec<(Vec<u8>, Vec<u8>)> {
+            p.iter().map(|(a, b)| (v(a), v(b))).collect()
+        };
+        // wholly below or above it: unchanged; empty: nothing
+        assert_eq!(outside_reserved(b"/a", b"/b"), pairs(&[("/a", "/b")]));
+        assert_eq!(outside_reserved(b"a", b"b"), pairs(&[("a", "b")]));
+        assert_eq!(outside_reserved(b"/b", b"/b"), pairs(&[]));
+        assert_eq!(outside_reserved(b"/b", b"/a"), pairs(&[]));
+        // around it: cut in two; starting inside it: what follows
+        assert_eq!(
+            outside_reserved(b"A", b"z"),
+            pairs(&[("A", "__cairn_mirror__/"), ("__cairn_mirror__0", "z")])
+        );
+        assert_eq!(
+            outside_reserved(b"__cairn_mirror__/x", b"z"),
+            pairs(&[("__cairn_mirror__0", "z")])
+        );
+        assert_eq!(
+            outside_reserved(b"__cairn_mirror__/a", b"__cairn_mirror__/b"),
+            pairs(&[])
+        );
+        // to the end of the keyspace
+        assert_eq!(
+            outside_reserved(&[0], &[0]),
+            vec![
+                (vec![0], v("__cairn_mirror__/")),
+                (v("__cairn_mirror__0"), vec![0])
+            ]
+        );
+        assert_eq!(outside_reserved(b"zz", &[0]), vec![(v("zz"), vec![0])]);
     }
 
     #[test]

@@ -11,14 +11,15 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use cairn_proto::etcdserverpb::RangeRequest;
+use cairn_proto::etcdserverpb::response_op::Response;
 use futures::stream::{FuturesUnordered, StreamExt};
 
 use crate::batch::Op;
 use crate::checkpoint::SyncState;
 use crate::client::Client;
-use crate::destination::commit;
+use crate::destination::{commit, commit_txn};
 use crate::engine::Ctx;
-use crate::error::Error;
+use crate::error::{Error, Side};
 use crate::fence::Fence;
 use crate::pager::Pager;
 use crate::progress::{Event, Phase};
@@ -269,9 +270,89 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// Deletes (when `prune`) or counts the destination keys under the prefix that the source
+/// lacks at `rev`. Returns (deleted, kept).
+///
+/// A destination user that may write the prefix but not read it (all etcd's make-mirror
+/// needs) cannot list the destination's keys: then the prune deletes blindly instead, and
+/// the keys a first copy keeps cannot be counted.
+async fn prune(
+    ctx: &Ctx,
+    src: &Client,
+    dst: &Client,
+    fence: &Fence,
+    rev: i64,
+    prune: bool,
+) -> Result<(u64, u64), Error> {
+    match merge_prune(ctx, src, dst, fence, rev, prune).await {
+        Err(e) if e.is_permission_denied(Side::Destination) => {
+            if !prune {
+                (ctx.report)(Event::Warning {
+                    message: "destination keys under the prefix that the source lacks were not counted: the destination user may not read the prefix".into(),
+                });
+                return Ok((0, 0));
+            }
+            let deleted = blind_prune(ctx, src, dst, fence, rev).await?;
+            ctx.stats.keys_pruned_total.fetch_add(deleted, Relaxed);
+            Ok((deleted, 0))
+        }
+        r => r,
+    }
+}
+
+/// Deletes every destination range between the source's keys at `rev` (mapped to the
+/// destination), the mirrors' reserved namespace excepted: the same result as
+/// [`merge_prune`] without reading the destination, at the cost of one delete operation per
+/// source key (most delete nothing, which neither etcd nor cairn counts as a revision).
+async fn blind_prune(
+    ctx: &Ctx,
+    src: &Client,
+    dst: &Client,
+    fence: &Fence,
+    rev: i64,
+) -> Result<u64, Error> {
+    let keys = &ctx.cfg.keys;
+    let (s_start, s_end) = keys.source_range();
+    let (d_start, d_end) = keys.dest_range();
+    let mut source = Pager::new(src.clone(), s_start, s_end, rev, true);
+    let mut gap_from = d_start;
+    let mut ops: Vec<Op> = Vec::new();
+    let mut deleted = 0u64;
+    let mut done = false;
+    while !done {
+        let gap_to = match source.next().await? {
+            Some(kv) => match keys.to_dest(&kv.key) {
+                Some(k) => k,
+                None => continue,
+            },
+            None => {
+                done = true;
+                d_end.clone()
+            }
+        };
+        for (key, end) in crate::keys::outside_reserved(&gap_from, &gap_to) {
+            ops.push(Op::DeleteRange { key, end });
+        }
+        gap_from = gap_to;
+        gap_from.push(0);
+        if ops.len() >= ctx.cfg.data_ops_per_txn() || (done && !ops.is_empty()) {
+            let r = commit_txn(dst, fence, std::mem::take(&mut ops), None).await?;
+            deleted += r
+                .responses
+                .iter()
+                .map(|op| match &op.response {
+                    Some(Response::ResponseDeleteRange(d)) => d.deleted.max(0) as u64,
+                    _ => 0,
+                })
+                .sum::<u64>();
+        }
+    }
+    Ok(deleted)
+}
+
 /// Merges the source keys at `rev` with the destination's keys under the prefix; deletes
 /// (when `prune`) or counts the destination keys the source lacks. Returns (deleted, kept).
-async fn prune(
+async fn merge_prune(
     ctx: &Ctx,
     src: &Client,
     dst: &Client,

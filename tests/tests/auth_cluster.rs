@@ -199,9 +199,17 @@ fn lost_root_password_is_recovered_offline_on_every_member() {
     let verified: serde_json::Value =
         serde_json::from_str(&cairnutl_ok(&["-w", "json", "snapshot", "verify", &file])).unwrap();
     assert_eq!(
-        (&verified["authEnabled"], &verified["users"], &verified["roles"]),
+        (
+            &verified["authEnabled"],
+            &verified["users"],
+            &verified["roles"]
+        ),
         // role root is implicit in etcd (granted, never stored), so no role row
-        (&serde_json::json!(true), &serde_json::json!(1), &serde_json::json!(0)),
+        (
+            &serde_json::json!(true),
+            &serde_json::json!(1),
+            &serde_json::json!(0)
+        ),
         "{verified}"
     );
 
@@ -215,9 +223,15 @@ fn lost_root_password_is_recovered_offline_on_every_member() {
         assert!(out.starts_with("Authentication Disabled in "), "{out}");
         revisions.push(out.trim_end().rsplit(' ').next().unwrap().to_string());
         let again = cairnutl_ok(&["auth", "disable", "--data-dir", &data_dir]);
-        assert!(again.starts_with("Authentication was already disabled"), "{again}");
+        assert!(
+            again.starts_with("Authentication was already disabled"),
+            "{again}"
+        );
     }
-    assert!(revisions.iter().all(|r| *r == revisions[0]), "{revisions:?}");
+    assert!(
+        revisions.iter().all(|r| *r == revisions[0]),
+        "{revisions:?}"
+    );
 
     std::thread::scope(|s| {
         for m in &mut c.members {
@@ -229,10 +243,18 @@ fn lost_root_password_is_recovered_offline_on_every_member() {
     for ep in &eps {
         let status = wait::until(CONVERGE, "auth status without credentials", || {
             let out = cairnutl(&["--endpoints", ep, "auth", "status"]);
-            out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
         });
-        assert!(status.starts_with("Authentication Status: false\n"), "{ep}: {status}");
-        assert_eq!(etcdctl_ok(ep, &["get", "/kept", "--print-value-only"]), "v\n");
+        assert!(
+            status.starts_with("Authentication Status: false\n"),
+            "{ep}: {status}"
+        );
+        assert_eq!(
+            etcdctl_ok(ep, &["get", "/kept", "--print-value-only"]),
+            "v\n"
+        );
     }
     // every member holds the same data (HashKV, which auth would reserve for root)
     c.wait_converged(CONVERGE);
@@ -241,6 +263,15 @@ fn lost_root_password_is_recovered_offline_on_every_member() {
     let out = cairn_tests::etcdctl::etcdctl_stdin(&all, &passwd, "newroot\n");
     cairn_tests::etcdctl::assert_success(&out, "user passwd root");
     etcdctl_ok(&all, &["auth", "enable"]);
-    let got = etcdctl_ok(&all, &["--user", "root:newroot", "get", "/kept", "--print-value-only"]);
+    let got = etcdctl_ok(
+        &all,
+        &[
+            "--user",
+            "root:newroot",
+            "get",
+            "/kept",
+            "--print-value-only",
+        ],
+    );
     assert_eq!(got, "v\n");
 }

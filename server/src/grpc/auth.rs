@@ -66,9 +66,7 @@ impl Auth for AuthService {
         &self,
         req: Request<AuthEnableRequest>,
     ) -> Result<Response<AuthEnableResponse>, Status> {
-        let r = self
-            .run(&req, AuthRequest::Enable(*req.get_ref()))
-            .await?;
+        let r = self.run(&req, AuthRequest::Enable(*req.get_ref())).await?;
         expect!(r, Enable)
     }
 
@@ -76,9 +74,7 @@ impl Auth for AuthService {
         &self,
         req: Request<AuthDisableRequest>,
     ) -> Result<Response<AuthDisableResponse>, Status> {
-        let r = self
-            .run(&req, AuthRequest::Disable(*req.get_ref()))
-            .await?;
+        let r = self.run(&req, AuthRequest::Disable(*req.get_ref())).await?;
         expect!(r, Disable)
     }
 

@@ -16,7 +16,8 @@ use crate::{Ctl, auth_server};
 
 auth_tests!(
     watch_needs_read_permission,
-    refused_watch_is_created_and_canceled
+    refused_watch_is_created_and_canceled,
+    open_watch_outlives_a_revoke_and_its_user
 );
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -80,6 +81,47 @@ fn watch_needs_read_permission(kind: Kind) {
         (f.code, f.messages().as_str()),
         (EXIT_INTERRUPTED, no_user.as_str())
     );
+}
+
+/// etcd checks a watch's permission once, when it is created: a watch already open keeps
+/// its events after the permission is revoked and even after its user is deleted (etcd
+/// 3.4.23 and 3.5 alike; the send loop never consults the auth store). Cairn does the same,
+/// as docs/security.md says; a new watch is refused at once.
+fn open_watch_outlives_a_revoke_and_its_user(kind: Kind) {
+    let (_s, root, user) = auth_server(kind);
+    root.ok(&[
+        "role",
+        "grant-permission",
+        "test-role",
+        "read",
+        "w/",
+        "--prefix",
+    ]);
+    // from revision 1, so the first put is seen whether it lands before or after the create
+    let mut open = user.background(&["watch", "w/", "--prefix", "--rev", "1"]);
+    root.ok(&["put", "w/1", "a"]);
+    assert_eq!(open.wait_lines(3, WAIT), ["PUT", "w/1", "a"]);
+
+    assert_eq!(
+        root.ok(&["role", "revoke-permission", "test-role", "w/", "--prefix"]),
+        "Permission of range [w/, w0) is revoked from role test-role\n"
+    );
+    root.ok(&["put", "w/2", "b"]);
+    assert_eq!(open.wait_lines(6, WAIT)[3..], ["PUT", "w/2", "b"]);
+    let denied =
+        canceled("rpc error: code = PermissionDenied desc = etcdserver: permission denied");
+    let f = user.fail(&["watch", "w/", "--prefix"]);
+    assert_eq!(
+        (f.code, f.messages().as_str()),
+        (EXIT_INTERRUPTED, denied.as_str())
+    );
+
+    assert_eq!(
+        root.ok(&["user", "delete", "test-user"]),
+        "User test-user deleted\n"
+    );
+    root.ok(&["put", "w/3", "c"]);
+    assert_eq!(open.wait_lines(9, WAIT)[6..], ["PUT", "w/3", "c"]);
 }
 
 fn create(key: &str) -> WatchRequest {

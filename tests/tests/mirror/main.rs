@@ -2,6 +2,7 @@
 //! ends with the destination prefix equal to the source prefix (keys, values, whether a lease
 //! is attached) and `make-mirror --check` agreeing.
 //!
+//! - [`auth`]: auth on both sides, a read-only source user and a write-only destination user.
 //! - [`basic`]: copy then stream, prefix rewrite, `--check` finding differences, the fence.
 //! - [`faults`]: the mirror killed mid-stream, the source compacted while the mirror is
 //!   down, the source killed and restarted, txns larger than `--max-txn-ops`.
@@ -9,6 +10,7 @@
 //! - [`leases`]: `--with-leases`, a leased key expiring.
 //! - [`etcd`]: real etcd as the source and as the destination.
 
+mod auth;
 mod basic;
 mod cluster;
 mod etcd;

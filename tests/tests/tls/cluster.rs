@@ -137,7 +137,10 @@ fn tls_cluster_survives_a_leader_kill_and_refuses_a_foreign_peer() {
     // the learner holds what the voters hold: every acknowledged write, and any write applied
     // whose answer the leader kill lost
     let learner = keys(&c.members[good].endpoint(), &tls, "load/");
-    assert!(acked.is_subset(&learner), "the learner lacks acknowledged writes");
+    assert!(
+        acked.is_subset(&learner),
+        "the learner lacks acknowledged writes"
+    );
     assert_eq!(learner, keys(&c.members[0].endpoint(), &tls, "load/"));
 
     // a member (a voter: etcd allows one learner at a time) added with https:// peer URLs,

@@ -57,7 +57,10 @@ pub fn run(a: Auth, g: &super::Global) -> anyhow::Result<()> {
                 done.revision
             ))
         }
-        Auth::Disable { args, data_dir: None } => {
+        Auth::Disable {
+            args,
+            data_dir: None,
+        } => {
             exact_args::<0>(&args, "auth disable command does not accept any arguments")?;
             auth_call(g, async |c| c.auth_disable(AuthDisableRequest {}).await)?;
             print_out("Authentication Disabled\n")

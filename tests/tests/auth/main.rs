@@ -29,6 +29,7 @@ macro_rules! auth_tests {
     ($($body:ident),* $(,)?) => { cairn_tests::both_kinds!(etcdctl: $($body),*); };
 }
 
+mod cert_cn;
 mod enable;
 mod kv;
 mod lease;
@@ -65,6 +66,9 @@ fn refuses_like_later_etcd(kind: Kind) -> bool {
 struct Ctl {
     endpoint: String,
     user: Option<String>,
+    /// `--cacert --cert --key` against a TLS server: the certificate whose CN acts as the
+    /// user when no `--user` is given.
+    tls: Vec<String>,
 }
 
 /// A failed etcdctl run.
@@ -100,6 +104,20 @@ impl Ctl {
         Ctl {
             endpoint: s.endpoint(),
             user: None,
+            tls: Vec::new(),
+        }
+    }
+
+    /// etcdctl over TLS presenting `cert` (and trusting `ca`), as nobody but the CN.
+    fn with_cert(s: &TestServer, ca: &std::path::Path, cert: &cairn_tests::pki::Pair) -> Ctl {
+        let path = |p: &std::path::Path| p.display().to_string();
+        Ctl {
+            tls: vec![
+                format!("--cacert={}", path(ca)),
+                format!("--cert={}", path(&cert.cert)),
+                format!("--key={}", path(&cert.key)),
+            ],
+            ..Ctl::anonymous(s)
         }
     }
 
@@ -114,13 +132,14 @@ impl Ctl {
     /// The same server as `user` (`name:password`).
     fn with_user(&self, user: &str) -> Ctl {
         Ctl {
-            endpoint: self.endpoint.clone(),
             user: Some(user.to_string()),
+            ..self.clone()
         }
     }
 
     fn full_args<'a>(&'a self, args: &[&'a str]) -> Vec<String> {
-        let mut all: Vec<String> = self.user.iter().map(|u| format!("--user={u}")).collect();
+        let mut all = self.tls.clone();
+        all.extend(self.user.iter().map(|u| format!("--user={u}")));
         all.extend(args.iter().map(|a| a.to_string()));
         all
     }
@@ -202,7 +221,11 @@ fn failure_of(out: Output, what: &str) -> Failure {
 /// etcd's e2e `authEnable`: user `root` (password `root`) granted role `root`, then
 /// `auth enable`. Returns etcdctl as root.
 fn enable_auth(s: &TestServer) -> Ctl {
-    let anon = Ctl::anonymous(s);
+    enable_auth_through(Ctl::anonymous(s))
+}
+
+/// [`enable_auth`] through `anon` (etcdctl with its TLS flags, say); returns it as root.
+fn enable_auth_through(anon: Ctl) -> Ctl {
     assert_eq!(
         anon.ok(&["user", "add", "root", "--new-user-password=root"]),
         "User root created\n"
@@ -212,7 +235,7 @@ fn enable_auth(s: &TestServer) -> Ctl {
         "Role root is granted to user root\n"
     );
     assert_eq!(anon.ok(&["auth", "enable"]), "Authentication Enabled\n");
-    Ctl::root(s)
+    anon.with_user(ROOT)
 }
 
 /// etcd's e2e `authSetupTestUser`: `test-user` (password `pass`) with `test-role`, readwrite

@@ -24,6 +24,7 @@ auth_tests!(
     changed_password_drops_tokens,
     unknown_and_dropped_tokens_are_refused,
     old_jwt_is_refused_after_an_auth_change,
+    jwt_expires_after_its_ttl,
 );
 
 const INVALID_TOKEN: &str = "etcdserver: invalid auth token";
@@ -257,6 +258,69 @@ fn unknown_and_dropped_tokens_are_refused(kind: Kind) {
     );
 }
 
+/// A JWT's `exp` claim (Unix seconds).
+fn jwt_exp(token: &str) -> u64 {
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let json: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64url")).unwrap();
+    json["exp"].as_u64().unwrap_or_else(|| panic!("{json}"))
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn jwt_flag(dir: &tempfile::TempDir, ttl: &str) -> String {
+    let key = dir.path().join("jwt.key");
+    std::fs::write(&key, "a shared secret for HS256 signatures").unwrap();
+    format!("jwt,priv-key={},sign-method=HS256,ttl={ttl}", key.display())
+}
+
+/// etcd's e2e `JWTExpire`: a JWT minted with `ttl=1s` works, then, once its `exp` has
+/// passed, is refused as an invalid token (a JWT has no sliding TTL: using it does not
+/// extend it); etcdctl, authenticating anew, goes on working. An unparsable JWT and one
+/// signed with another key are invalid tokens too.
+fn jwt_expires_after_its_ttl(kind: Kind) {
+    let dir = tempfile::tempdir().unwrap();
+    let flag = jwt_flag(&dir, "1s");
+    let (s, _root, user) = auth_server_with(kind, &["--auth-token", &flag]);
+    let session = Session::open(&s, "test-user", "pass");
+    let exp = jwt_exp(&session.token);
+    let now = unix_now();
+    assert!(
+        exp <= now + 2,
+        "exp {exp} is about a second from now ({now})"
+    );
+    session.put("foo", "bar").unwrap();
+
+    let refused = cairn_tests::wait::until(
+        std::time::Duration::from_secs(15),
+        "the JWT to be refused after its exp",
+        || session.get("foo").err(),
+    );
+    assert!(
+        unix_now() >= exp,
+        "refused before its exp {exp}: {refused:?}"
+    );
+    assert_invalid_token(Err::<(), _>(refused));
+    assert_eq!(user.ok(&["get", "foo"]), "foo\nbar\n");
+
+    let mut forged: Vec<String> = vec!["a.b.c".into(), "not-a-jwt".into()];
+    let mut parts: Vec<&str> = session.token.split('.').collect();
+    parts[2] = "c2lnbmVkIHdpdGggYW5vdGhlciBrZXk";
+    forged.push(parts.join("."));
+    for token in forged {
+        let bad = Session {
+            endpoint: s.endpoint(),
+            token,
+        };
+        assert_invalid_token(bad.get("foo"));
+    }
+}
+
 /// A JWT's claims: (username, auth revision it was minted at).
 fn jwt_claims(token: &str) -> (String, u64) {
     let payload = token
@@ -282,9 +346,7 @@ fn jwt_claims(token: &str) -> (String, u64) {
 /// for enable, refused changes or a role granted again, +1 for disable.
 fn old_jwt_is_refused_after_an_auth_change(kind: Kind) {
     let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("jwt.key");
-    std::fs::write(&key, "a shared secret for HS256 signatures").unwrap();
-    let flag = format!("jwt,priv-key={},sign-method=HS256,ttl=5m", key.display());
+    let flag = jwt_flag(&dir, "5m");
     // user add root, grant-role (3); enable (3); user add, role add, grant-role, grant-permission (7)
     let (s, root, user) = auth_server_with(kind, &["--auth-token", &flag]);
 

@@ -27,13 +27,17 @@ seconds cairn_save $BIN/cairnutl --endpoints "$CP" snapshot save "$W/cairn.snap"
 seconds etcd_status etcdctl snapshot status "$W/etcd.snap" -w json
 seconds cairn_status $BIN/cairnutl snapshot status "$W/cairn.snap" -w json
 seconds cairn_verify $BIN/cairnutl snapshot verify "$W/cairn.snap"
+# etcd's own file read by cairnutl (the migration path): the same file etcdctl reads
+seconds etcdfile_status $BIN/cairnutl snapshot status "$W/etcd.snap" -w json
+seconds etcdfile_verify $BIN/cairnutl snapshot verify "$W/etcd.snap"
 RUNS=${RUNS:-3}
-restorers=(etcd cairn); [ -n "${BEFORE:-}" ] && restorers+=(before)
+restorers=(etcd cairn etcdfile); [ -n "${BEFORE:-}" ] && restorers+=(before)
 restore() { # restore WHO DIR
   local member=(--name r1 --initial-cluster r1=http://127.0.0.1:1 --initial-advertise-peer-urls http://127.0.0.1:1)
   case $1 in
     etcd) etcdctl snapshot restore "$W/etcd.snap" --data-dir "$2" "${member[@]}" ;;
     cairn) $BIN/cairnutl snapshot restore "$W/cairn.snap" --data-dir "$2" "${member[@]}" ;;
+    etcdfile) $BIN/cairnutl snapshot restore "$W/etcd.snap" --data-dir "$2" "${member[@]}" ;;
     before) "$BEFORE" snapshot restore "$W/cairn.snap" --data-dir "$2" "${member[@]}" ;;
   esac
 }
@@ -62,7 +66,13 @@ for step in save status restore; do
 done
 [ -n "${BEFORE:-}" ] && printf '%-28s %11.2fs %11.2fs %9sx\n' "snapshot restore (BEFORE)" "${T[etcd_restore]}" "${T[before_restore]}" "$(ratio "${T[etcd_restore]}" "${T[before_restore]}")"
 printf '%-28s %12s %11.2fs\n' "snapshot verify (full check)" "(none)" "${T[cairn_verify]}"
+echo "etcd's file ($(mb "$(size "$W/etcd.snap")") MB) read by etcdctl and by cairnutl:"
+for step in status restore; do
+  printf '%-28s %11.2fs %11.2fs %9sx\n' "  etcd file: $step" "${T[etcd_$step]}" "${T[etcdfile_$step]}" "$(ratio "${T[etcd_$step]}" "${T[etcdfile_$step]}")"
+done
+printf '%-28s %12s %11.2fs\n' "  etcd file: verify" "(none)" "${T[etcdfile_verify]}"
 printf '%-28s %11sMB %11sMB %9sx\n' "snapshot file size" "$(mb "$es")" "$(mb "$cs")" "$(ratio "$es" "$cs")"
 printf '%-28s %11sMB %11sMB\n' "data dir before (live)" "$(mb "$(dirsize "$W/etcd")")" "$(mb "$(dirsize "$W/cairn")")"
 printf '%-28s %11sMB %11sMB\n' "restored data dir" "$(mb "$(dirsize "$W/etcd-restored")")" "$(mb "$(dirsize "$W/cairn-restored")")"
 echo; echo "etcd status: $(cat "$W/etcd_status.out")"; echo "cairn status: $(cat "$W/cairn_status.out")"
+echo "cairnutl status of etcd's file: $(cat "$W/etcdfile_status.out")"

@@ -169,7 +169,7 @@ fn corruptions_are_refused_clearly() {
                 .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
                 .collect::<Vec<_>>(),
         ),
-        "not a Cairn snapshot",
+        "not a Cairn or etcd snapshot",
     );
     let mut future = good.clone();
     future[7] = 2;

@@ -21,7 +21,7 @@ pub enum SnapshotError {
         "{path}: not a Cairn snapshot (size {size} bytes is not 32 more than a multiple of 512; the file is truncated or not a snapshot)"
     )]
     BadSize { path: PathBuf, size: u64 },
-    #[error("{0}: not a Cairn snapshot (bad magic bytes)")]
+    #[error("{0}: not a Cairn or etcd snapshot (bad magic bytes)")]
     BadMagic(PathBuf),
     #[error(
         "{path}: written by a newer Cairn (snapshot format {found}, this build reads up to {supported}); use a newer cairnutl"
@@ -80,6 +80,27 @@ pub enum SnapshotError {
         expected: u32,
         actual: u32,
     },
+    /// etcd's restore refuses a file without its digest unless told to skip the check.
+    #[error(
+        "{0}: snapshot missing hash but --skip-hash-check=false (an etcd database copied out of \
+         member/snap/db has no digest: pass --skip-hash-check)"
+    )]
+    EtcdNoDigest(PathBuf),
+    #[error("{path}: expected sha256 {expected}, got {actual}; the file is corrupt or truncated")]
+    EtcdDigest {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
+    /// The bbolt database is damaged.
+    #[error("{path}: {error}")]
+    Bbolt {
+        path: PathBuf,
+        error: cairn_bbolt::Error,
+    },
+    /// The database is sound but a row is not what etcd writes there.
+    #[error("{path}: not an etcd backend: {reason}")]
+    EtcdSchema { path: PathBuf, reason: String },
     #[error("writing the snapshot failed: {0}")]
     Write(std::io::Error),
     #[error(transparent)]

@@ -166,7 +166,7 @@ struct KeyValue {
 /// Recomputes HashKV from rows in revision order, in one pass: rows above the compact
 /// revision always count; rows at or below it count only if a compaction at the snapshot
 /// revision keeps them, which is known at the end, so their CRCs wait and are combined then.
-struct HashRebuild {
+pub(super) struct HashRebuild {
     revision: i64,
     compact_revision: i64,
     index: TreeIndex,
@@ -176,7 +176,26 @@ struct HashRebuild {
 }
 
 impl HashRebuild {
-    fn row(
+    /// For rows up to `revision` (i64::MAX when it is known only at the end: see
+    /// [`HashRebuild::finish_at`]) in a store compacted at `compact_revision`.
+    pub(super) fn new(revision: i64, compact_revision: i64) -> Self {
+        HashRebuild {
+            revision,
+            compact_revision,
+            index: TreeIndex::default(),
+            low: Vec::new(),
+            high_crc: 0,
+            high_len: 0,
+        }
+    }
+
+    /// [`HashRebuild::finish`] at `revision`, for a reader that learns it from the last row.
+    pub(super) fn finish_at(mut self, revision: i64) -> (u32, i64) {
+        self.revision = revision;
+        self.finish()
+    }
+
+    pub(super) fn row(
         &mut self,
         rev: Revision,
         tombstone: bool,
@@ -206,7 +225,7 @@ impl HashRebuild {
     }
 
     /// The HashKV and the number of live keys at the snapshot revision.
-    fn finish(self) -> (u32, i64) {
+    pub(super) fn finish(self) -> (u32, i64) {
         // only rows at or below the compact revision need the set (one entry per key)
         let keep = if self.low.is_empty() {
             Default::default()
@@ -259,14 +278,7 @@ pub fn read_body(
         .single_frame();
     let mut z = Records::new(z);
     let h = &info.header;
-    let mut rebuild = HashRebuild {
-        revision: h.revision,
-        compact_revision: h.compact_revision,
-        index: TreeIndex::default(),
-        low: Vec::new(),
-        high_crc: 0,
-        high_len: 0,
-    };
+    let mut rebuild = HashRebuild::new(h.revision, h.compact_revision);
     let mut summary = BodySummary {
         records: 0,
         kv_rows: 0,

@@ -9,6 +9,7 @@ use prost::Message;
 use redb::Durability;
 
 use super::error::SnapshotError;
+use super::etcd_file::{EtcdPlan, EtcdSnapshot};
 use super::format::{Record, RecordKind};
 use super::reader::{BodySummary, SnapshotInfo, read_body};
 use crate::backend::{
@@ -57,6 +58,51 @@ pub fn restore_kv(
     opts: RestoreOptions,
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<BodySummary, SnapshotError> {
+    // compaction marks: the snapshot's, or the bumped one
+    let h = &info.header;
+    let compact = if opts.mark_compacted {
+        h.revision + opts.bump_revision
+    } else {
+        h.compact_revision
+    };
+    let expected = h.record_count;
+    let check_digest = !opts.skip_hash_check;
+    restore_records(kv_path, compact, move |out: &mut Batches| {
+        let mut seen = 0u64;
+        read_body(info, check_digest, progress, &mut |r: Record| {
+            seen += 1;
+            out.push(r, seen == expected)
+        })
+    })
+}
+
+/// [`restore_kv`] for an etcd snapshot file that passed [`EtcdSnapshot::preflight`] (its
+/// digest and consistency): its rows are written as a Cairn snapshot's are.
+pub fn restore_etcd_kv(
+    snap: &EtcdSnapshot,
+    plan: &EtcdPlan,
+    kv_path: &Path,
+    opts: RestoreOptions,
+) -> Result<BodySummary, SnapshotError> {
+    let compact = if opts.mark_compacted {
+        plan.revision + opts.bump_revision
+    } else {
+        plan.extras.compact_revision
+    };
+    restore_records(kv_path, compact, move |out: &mut Batches| {
+        snap.read(&plan.extras, &mut |r: Record| out.push(r, false))
+            .map(|(summary, _)| summary)
+    })
+}
+
+/// The restore's machinery: `produce` hands every record to the [`Batches`] it is given,
+/// marking the last one when it knows it; this thread writes them, `compact` becoming the
+/// compaction marks.
+fn restore_records(
+    kv_path: &Path,
+    compact: i64,
+    produce: impl FnOnce(&mut Batches) -> Result<BodySummary, SnapshotError> + Send,
+) -> Result<BodySummary, SnapshotError> {
     // a bounded page cache keeps memory flat with snapshot size (redb's default is 1 GiB)
     let db = redb::Builder::new()
         .set_cache_size(RESTORE_CACHE_BYTES)
@@ -65,17 +111,17 @@ pub fn restore_kv(
             path: kv_path.to_path_buf(),
             source: std::io::Error::other(e.to_string()),
         })?;
-    // compaction marks: the snapshot's, or the bumped one
-    let h = &info.header;
-    let compact = if opts.mark_compacted {
-        h.revision + opts.bump_revision
-    } else {
-        h.compact_revision
-    };
     let (tx, rx) = sync_channel::<Batch>(2);
-    let check_digest = !opts.skip_hash_check;
     let (read, written) = std::thread::scope(|scope| {
-        let reader = scope.spawn(move || send_batches(info, check_digest, progress, tx));
+        let reader = scope.spawn(move || {
+            let mut out = Batches {
+                tx: Some(tx),
+                records: Vec::with_capacity(BATCH),
+            };
+            let summary = produce(&mut out)?;
+            out.finish()?;
+            Ok(summary)
+        });
         let (kick, kicked) = sync_channel::<()>(1);
         scope.spawn(move || sync_behind(kv_path, kicked));
         let mut finished = false;
@@ -106,44 +152,48 @@ pub fn restore_kv(
     Ok(summary)
 }
 
-/// The reader thread: reads and checks the whole body, sending the records in batches.
-fn send_batches(
-    info: &SnapshotInfo,
-    check_digest: bool,
-    progress: &mut dyn FnMut(u64),
-    tx: SyncSender<Batch>,
-) -> Result<BodySummary, SnapshotError> {
-    let stopped = || SnapshotError::Write(std::io::Error::other("the restore writer stopped"));
-    let expected = info.header.record_count;
-    let mut tx = Some(tx);
-    let mut records = Vec::with_capacity(BATCH);
-    let mut seen = 0u64;
-    let summary = read_body(info, check_digest, progress, &mut |r: Record| {
-        seen += 1;
-        // past the header's count: not written, and the count check refuses the file
-        let Some(sender) = &tx else { return Ok(()) };
-        records.push(r);
-        let last = seen == expected;
-        if records.len() >= BATCH || last {
-            let records = std::mem::replace(&mut records, Vec::with_capacity(BATCH));
+/// The reader's side of the channel: records gathered into batches of [`BATCH`].
+struct Batches {
+    /// `None` once the last batch is sent: records past it are not written (a Cairn file
+    /// holding more records than its header's count is then refused by the count check).
+    tx: Option<SyncSender<Batch>>,
+    records: Vec<Record>,
+}
+
+impl Batches {
+    fn push(&mut self, r: Record, last: bool) -> Result<(), SnapshotError> {
+        let Some(sender) = &self.tx else {
+            return Ok(());
+        };
+        self.records.push(r);
+        if self.records.len() >= BATCH || last {
+            let records = std::mem::replace(&mut self.records, Vec::with_capacity(BATCH));
             sender
                 .send(Batch { records, last })
                 .map_err(|_| stopped())?;
             if last {
-                tx = None;
+                self.tx = None;
             }
         }
         Ok(())
-    })?;
-    if let Some(tx) = tx {
-        // a body that checked out without a last batch sent holds no records at all
-        tx.send(Batch {
-            records,
-            last: true,
-        })
-        .map_err(|_| stopped())?;
     }
-    Ok(summary)
+
+    /// Sends what is left as the last batch, unless the last one went already.
+    fn finish(mut self) -> Result<(), SnapshotError> {
+        if let Some(tx) = self.tx.take() {
+            let records = std::mem::take(&mut self.records);
+            tx.send(Batch {
+                records,
+                last: true,
+            })
+            .map_err(|_| stopped())?;
+        }
+        Ok(())
+    }
+}
+
+fn stopped() -> SnapshotError {
+    SnapshotError::Write(std::io::Error::other("the restore writer stopped"))
 }
 
 /// One write transaction: rows, leases, alarms, and with the last batch the compaction marks.

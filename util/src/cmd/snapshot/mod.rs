@@ -17,7 +17,7 @@ pub enum Snapshot {
     /// Print HASH, REVISION, TOTAL KEYS, TOTAL SIZE, VERSION from the header (instant).
     Status(FileArg),
     /// Check everything: digest, decompression, every record, the recomputed HashKV.
-    Verify(FileArg),
+    Verify(VerifyArgs),
     /// Build a new data dir from a snapshot, with membership from --initial-cluster.
     Restore(RestoreArgs),
 }
@@ -26,6 +26,16 @@ pub enum Snapshot {
 pub struct FileArg {
     /// The snapshot file.
     pub file: PathBuf,
+}
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// The snapshot file (Cairn's, or etcd's: `etcdctl snapshot save` output or a `db`).
+    pub file: PathBuf,
+    /// Do not compare the SHA-256 digest (needed for an etcd `member/snap/db`, which has
+    /// none); everything else is still checked.
+    #[arg(long)]
+    pub skip_hash_check: bool,
 }
 
 #[derive(Args)]
@@ -93,12 +103,12 @@ pub fn progress_bar(total: Option<u64>, what: &str) -> indicatif::ProgressBar {
     bar
 }
 
-/// The snapshot's authentication as `verify` prints it: `off`, or `on (2 users, 3 roles)`
+/// A snapshot's authentication as `verify` prints it: `off`, or `on (2 users, 3 roles)`
 /// (users and roles are kept while auth is off too, and counted then).
-pub(super) fn auth_summary(h: &cairn_storage::snapshot::SnapshotHeader) -> String {
-    let state = if h.auth_enabled { "on" } else { "off" };
-    if h.user_count == 0 && h.role_count == 0 {
+pub(super) fn auth_summary(enabled: bool, users: u64, roles: u64) -> String {
+    let state = if enabled { "on" } else { "off" };
+    if users == 0 && roles == 0 {
         return state.to_string();
     }
-    format!("{state} ({} users, {} roles)", h.user_count, h.role_count)
+    format!("{state} ({users} users, {roles} roles)")
 }

@@ -1,5 +1,6 @@
-//! `cairnutl snapshot restore FILE`: a new data dir from a snapshot, with the membership from
-//! `--initial-cluster` (etcdutl's flags, checks and messages).
+//! `cairnutl snapshot restore FILE`: a new data dir from a snapshot (Cairn's, or etcd's: the
+//! migration from etcd), with the membership from `--initial-cluster` (etcdutl's flags,
+//! checks and messages).
 //!
 //! Everything that can be refused is checked before anything is created: the flags, the
 //! member's name and URLs, the target (absent or empty), the snapshot's header. The data dir
@@ -14,7 +15,10 @@ use anyhow::{Context, anyhow, bail};
 use cairn_consensus::bootstrap::{
     Bootstrap, parse_initial_cluster, plan, split_urls, write_restored,
 };
-use cairn_storage::snapshot::{BodySummary, RestoreOptions, SnapshotInfo, read_header, restore_kv};
+use cairn_storage::snapshot::{
+    BodySummary, EtcdPlan, EtcdSnapshot, RestoreOptions, SnapshotFile, SnapshotInfo,
+    restore_etcd_kv, restore_kv,
+};
 
 pub fn run(args: super::RestoreArgs) -> anyhow::Result<()> {
     if (args.bump_revision == 0 && args.mark_compacted)
@@ -36,8 +40,21 @@ pub fn run(args: super::RestoreArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("{}.cairn", args.name)));
     check_empty(&data_dir)?;
-    let info = read_header(&args.file)?;
-    let revision = info.header.revision;
+    let opened = SnapshotFile::open(&args.file)?;
+    // an etcd file's digest and consistency are checked here, before anything is created
+    let file = match opened {
+        SnapshotFile::Cairn(info) => Source::Cairn(info),
+        SnapshotFile::Etcd(snap) => {
+            let bar = super::progress_bar(Some(snap.file_size), "checking");
+            let plan = snap.preflight(args.skip_hash_check, &mut |done| bar.set_position(done));
+            bar.finish_and_clear();
+            Source::Etcd(snap, plan?)
+        }
+    };
+    let revision = match &file {
+        Source::Cairn(info) => info.header.revision,
+        Source::Etcd(_, plan) => plan.revision,
+    };
     let bump = i64::try_from(args.bump_revision)
         .ok()
         .filter(|b| {
@@ -58,8 +75,12 @@ pub fn run(args: super::RestoreArgs) -> anyhow::Result<()> {
         mark_compacted: args.mark_compacted,
     };
 
-    let bar = super::progress_bar(Some(info.file_size), "restoring");
-    let built = build(&info, &data_dir, &boot, opts, &mut |done| {
+    let size = match &file {
+        Source::Cairn(info) => info.file_size,
+        Source::Etcd(snap, _) => snap.file_size,
+    };
+    let bar = super::progress_bar(Some(size), "restoring");
+    let built = build(&file, &data_dir, &boot, opts, &mut |done| {
         bar.set_position(done)
     });
     bar.finish_and_clear();
@@ -81,6 +102,13 @@ pub fn run(args: super::RestoreArgs) -> anyhow::Result<()> {
     }
     println!("{line})");
     Ok(())
+}
+
+/// A snapshot ready to restore: a Cairn file whose header checked out, or an etcd file that
+/// passed its preflight.
+enum Source {
+    Cairn(SnapshotInfo),
+    Etcd(EtcdSnapshot, EtcdPlan),
 }
 
 /// etcd's rule: the data dir may exist only if it is an empty directory.
@@ -114,7 +142,7 @@ impl Drop for Cleanup {
 
 /// `<target>/member/kv.redb` and `member/raft.redb`, built aside, synced, renamed into place.
 fn build(
-    info: &SnapshotInfo,
+    file: &Source,
     target: &Path,
     boot: &Bootstrap,
     opts: RestoreOptions,
@@ -143,7 +171,10 @@ fn build(
     let member = tmp.join("member");
     fs::create_dir(&member).with_context(|| format!("cannot create {}", member.display()))?;
     let kv = member.join("kv.redb");
-    let summary = restore_kv(info, &kv, opts, progress)?;
+    let summary = match file {
+        Source::Cairn(info) => restore_kv(info, &kv, opts, progress)?,
+        Source::Etcd(snap, plan) => restore_etcd_kv(snap, plan, &kv, opts)?,
+    };
     write_restored(&member, boot)
         .with_context(|| format!("cannot write {}", member.join("raft.redb").display()))?;
     for file in [kv, member.join("raft.redb")] {

@@ -2,39 +2,89 @@
 //! VERSION, from the header alone, so it answers at once for a file of any size. It does not
 //! read the body or check the digest: `snapshot verify` does that.
 
-use cairn_storage::snapshot::{SnapshotInfo, read_header};
+use cairn_storage::snapshot::{EtcdSnapshot, SnapshotFile, SnapshotInfo};
 
 use crate::printer::{Format, Report, render};
 
 pub fn run(args: super::FileArg, format: Format) -> anyhow::Result<()> {
-    let info = read_header(&args.file)?;
-    print!("{}", render(&report(&info, format), format));
+    let status = match SnapshotFile::open(&args.file)? {
+        SnapshotFile::Cairn(info) => cairn(&info),
+        SnapshotFile::Etcd(snap) => etcd(&snap)?,
+    };
+    print!("{}", render(&report(&status, format), format));
     Ok(())
 }
 
-fn report(info: &SnapshotInfo, format: Format) -> Report {
+/// etcdutl's five fields, then Cairn's own (JSON only: the table keeps etcdutl's columns for
+/// scripts).
+struct Status {
+    hash: u32,
+    revision: i64,
+    total_key: u64,
+    total_size: u64,
+    version: String,
+    extras: serde_json::Value,
+}
+
+fn cairn(info: &SnapshotInfo) -> Status {
     let h = &info.header;
-    let json = serde_json::json!({
-        "hash": h.hash,
-        "revision": h.revision,
-        "totalKey": h.key_count,
-        "totalSize": info.file_size,
-        "version": h.server_version,
-        // Cairn's, after etcdutl's five (the table keeps etcdutl's columns for scripts)
-        "authEnabled": h.auth_enabled,
-        "users": h.user_count,
-        "roles": h.role_count,
+    Status {
+        hash: h.hash,
+        revision: h.revision,
+        total_key: h.key_count as u64,
+        total_size: info.file_size,
+        version: h.server_version.clone(),
+        extras: serde_json::json!({
+            "authEnabled": h.auth_enabled,
+            "users": h.user_count,
+            "roles": h.role_count,
+        }),
+    }
+}
+
+/// An etcd file: etcdutl's numbers computed as etcdutl computes them (its consistency check
+/// first, so a damaged database is refused as etcdutl refuses it).
+fn etcd(snap: &EtcdSnapshot) -> anyhow::Result<Status> {
+    let st = snap.status()?;
+    let x = snap.extras()?;
+    Ok(Status {
+        hash: st.hash,
+        revision: st.revision,
+        total_key: st.total_key,
+        total_size: st.total_size,
+        version: x.version.clone(),
+        extras: serde_json::json!({
+            "format": "etcd",
+            "digest": snap.has_digest,
+            "compactRevision": x.compact_revision,
+            "authEnabled": x.auth_enabled,
+            "users": x.users,
+            "roles": x.roles,
+        }),
+    })
+}
+
+fn report(st: &Status, format: Format) -> Report {
+    let mut json = serde_json::json!({
+        "hash": st.hash,
+        "revision": st.revision,
+        "totalKey": st.total_key,
+        "totalSize": st.total_size,
+        "version": st.version,
     });
+    if let (Some(all), Some(extras)) = (json.as_object_mut(), st.extras.as_object()) {
+        all.extend(extras.clone());
+    }
     if format == Format::Fields {
         // etcdutl's fields printer has its own titles and prints raw numbers
         return Report {
             columns: vec!["Hash", "Revision", "Keys", "Size", "Version"],
             rows: vec![vec![
-                h.hash.to_string(),
-                h.revision.to_string(),
-                h.key_count.to_string(),
-                info.file_size.to_string(),
-                h.server_version.clone(),
+                st.hash.to_string(),
+                st.revision.to_string(),
+                st.total_key.to_string(),
+                st.total_size.to_string(),
+                st.version.clone(),
             ]],
             json,
         };
@@ -42,11 +92,11 @@ fn report(info: &SnapshotInfo, format: Format) -> Report {
     Report {
         columns: vec!["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE", "VERSION"],
         rows: vec![vec![
-            format!("{:x}", h.hash),
-            h.revision.to_string(),
-            h.key_count.to_string(),
-            humanize_bytes(info.file_size),
-            h.server_version.clone(),
+            format!("{:x}", st.hash),
+            st.revision.to_string(),
+            st.total_key.to_string(),
+            humanize_bytes(st.total_size),
+            st.version.clone(),
         ]],
         json,
     }

@@ -384,3 +384,172 @@ fn zero(bytes: &[u8], from: usize, len: usize) -> Vec<u8> {
     b[from..from + len].fill(0);
     b
 }
+
+/// Fills a cairn with a history etcd's tools must carry: puts, overwrites, deletes, a txn, a
+/// lease with keys, a compaction. Returns the revision the store is at.
+fn fill_with_history(ep: &str) -> i64 {
+    for i in 0..30 {
+        etcdctl_ok(ep, &["put", &format!("h/{i:02}"), &format!("v{i}")]);
+    }
+    for i in 0..10 {
+        etcdctl_ok(ep, &["put", &format!("h/{i:02}"), &format!("again {i}")]);
+    }
+    etcdctl_ok(ep, &["del", "h/2", "--prefix"]);
+    let lease = etcdctl_json(ep, &["lease", "grant", "100000"]);
+    let id = format!("{:x}", lease["ID"].as_i64().unwrap());
+    etcdctl_ok(ep, &["put", "--lease", &id, "leased/a", "1"]);
+    let at = etcdctl_json(ep, &["put", "h/00", "before the compaction"])["header"]["revision"]
+        .as_i64()
+        .unwrap();
+    etcdctl_ok(ep, &["compaction", &at.to_string()]);
+    etcdctl_ok(ep, &["put", "big", &"x".repeat(20_000)]);
+    etcdctl_json(ep, &["put", "h/last", "done"])["header"]["revision"]
+        .as_i64()
+        .unwrap()
+}
+
+/// Every key with its revision fields, and HashKV at every revision above the compaction.
+fn contents(ep: &str, from: i64, to: i64) -> (Value, Vec<Value>) {
+    let kvs = etcdctl_json(ep, &["get", "", "--from-key"])["kvs"].clone();
+    let hashes = (from..=to)
+        .map(|r| {
+            let h =
+                &etcdctl_json(ep, &["endpoint", "hashkv", "--rev", &r.to_string()])[0]["HashKV"];
+            serde_json::json!({"hash": h["hash"], "compact_revision": h["compact_revision"]})
+        })
+        .collect();
+    (kvs, hashes)
+}
+
+/// A real etcd 3.4 started from `etcdctl snapshot restore FILE`.
+fn etcd_restored_from(file: &Path) -> TestServer {
+    let file = path(file);
+    TestServer::start_prepared(Kind::Etcd, "s1", &[], |data_dir, peer| {
+        let cluster = format!("s1={peer}");
+        let out = etcdctl(
+            "127.0.0.1:1",
+            &[
+                "snapshot",
+                "restore",
+                &file,
+                "--data-dir",
+                &path(data_dir),
+                "--name",
+                "s1",
+                "--initial-cluster",
+                &cluster,
+                "--initial-advertise-peer-urls",
+                peer,
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "etcdctl snapshot restore: {}",
+            text(&out)
+        );
+    })
+}
+
+/// The way back: `etcdctl snapshot save` against cairn gets etcd's format, which etcdctl
+/// reads and restores, and a real etcd serves from it the same keys and HashKV; `cairnutl
+/// snapshot convert --to etcd` makes the same kind of file from a Cairn snapshot.
+#[test]
+fn etcds_tools_read_and_restore_what_cairn_serves() {
+    if !require_etcd() {
+        return;
+    }
+    let cairn = TestServer::start(Kind::Cairn);
+    let ep = cairn.endpoint();
+    let last = fill_with_history(&ep);
+    let compacted = etcdctl_json(&ep, &["endpoint", "hashkv", "--rev", &last.to_string()])[0]
+        ["HashKV"]["compact_revision"]
+        .as_i64()
+        .unwrap();
+    let want = contents(&ep, compacted + 1, last);
+    let dir = tempfile::tempdir().unwrap();
+
+    // etcdctl snapshot save against cairn: etcd's file, etcdctl's checks pass
+    let saved = dir.path().join("from-cairn.db");
+    let out = etcdctl(&ep, &["snapshot", "save", &path(&saved)]);
+    assert!(
+        out.status.success(),
+        "etcdctl snapshot save: {}",
+        text(&out)
+    );
+    let status = etcdctl_status(&saved);
+    assert_eq!(status["revision"], last, "{status}");
+    // and cairnutl reads it as etcd's
+    let ours = cairnutl(&["snapshot", "status", "-w", "json", &path(&saved)]);
+    let ours: Value = serde_json::from_slice(&ours.stdout).unwrap();
+    assert_eq!(
+        (&ours["format"], &ours["hash"]),
+        (&Value::from("etcd"), &status["hash"])
+    );
+
+    // a Cairn snapshot converted offline gives the same data
+    let cairn_file = dir.path().join("cairn.snap");
+    let out = cairnutl(&["--endpoints", &ep, "snapshot", "save", &path(&cairn_file)]);
+    assert!(out.status.success(), "{}", text(&out));
+    let converted = dir.path().join("converted.db");
+    let out = cairnutl(&[
+        "snapshot",
+        "convert",
+        "--to",
+        "etcd",
+        &path(&cairn_file),
+        &path(&converted),
+    ]);
+    assert!(out.status.success(), "convert: {}", text(&out));
+    assert_eq!(etcdctl_status(&converted)["revision"], last);
+
+    for file in [&saved, &converted] {
+        let etcd = etcd_restored_from(file);
+        let got = contents(&etcd.endpoint(), compacted + 1, last);
+        assert_eq!(got.0, want.0, "{file:?}: the keys");
+        assert_eq!(got.1, want.1, "{file:?}: HashKV at every revision");
+        let lease = etcdctl_json(&etcd.endpoint(), &["get", "leased/a"]);
+        assert_ne!(lease["kvs"][0]["lease"], Value::Null, "{lease}");
+    }
+}
+
+/// `convert --to cairn` of etcd's own file: a Cairn snapshot that verifies and restores to
+/// the same keys and HashKV.
+#[test]
+fn an_etcd_file_converts_to_a_cairn_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("from-etcd.snap");
+    let out = cairnutl(&[
+        "snapshot",
+        "convert",
+        "--to",
+        "cairn",
+        &path(&fixture("v3.4-small.db")),
+        &path(&out_file),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let v = cairnutl(&["snapshot", "verify", "-w", "json", &path(&out_file)]);
+    assert!(v.status.success(), "{}", text(&v));
+    let v: Value = serde_json::from_slice(&v.stdout).unwrap();
+    let rec = recorded();
+    let revision = rec["status"]["revision"].as_i64().unwrap();
+    assert_eq!(v["format"], "cairn");
+    assert_eq!(v["revision"], revision);
+    assert_eq!(v["hash"], rec["hashkv"][revision.to_string()]["hash"]);
+    assert_eq!(v["compactRevision"], rec["compactRevision"]);
+    // converting again is refused with a clear word, and a failed convert leaves nothing
+    let again = cairnutl(&[
+        "snapshot",
+        "convert",
+        "--to",
+        "cairn",
+        &path(&out_file),
+        &path(&dir.path().join("x")),
+    ]);
+    assert!(!again.status.success());
+    assert!(
+        text(&again).contains("already a Cairn snapshot"),
+        "{}",
+        text(&again)
+    );
+    assert!(!dir.path().join("x").exists() && !dir.path().join("x.part").exists());
+}

@@ -121,12 +121,13 @@ async fn fill(c: &mut Clients) -> (i64, i64) {
 async fn snapshot_of_filled(endpoint: &str, file: &Path) -> Source {
     let mut c = Clients::connect(endpoint).await.unwrap();
     let (lease, compact_revision) = fill(&mut c).await;
-    let mut stream = c
-        .maintenance
-        .snapshot(SnapshotRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    // Cairn's own format, asked for as cairnutl asks (without it etcd's is sent)
+    let mut req = tonic::Request::new(SnapshotRequest {});
+    req.metadata_mut().insert(
+        cairn_proto::SNAPSHOT_FORMAT_METADATA,
+        tonic::metadata::MetadataValue::from_static(cairn_proto::SNAPSHOT_FORMAT_CAIRN),
+    );
+    let mut stream = c.maintenance.snapshot(req).await.unwrap().into_inner();
     let mut bytes = Vec::new();
     while let Some(chunk) = stream.next().await {
         bytes.extend_from_slice(&chunk.unwrap().blob);

@@ -1,7 +1,9 @@
-//! A small read-only reader of bbolt database files: etcd's backend (`member/snap/db`) and
-//! the files `etcdctl snapshot save` writes. No `unsafe` and no mmap: pages are read with
+//! A small reader of bbolt database files: etcd's backend (`member/snap/db`) and the files
+//! `etcdctl snapshot save` writes; and a streaming writer of them ([`write_db`]), for serving
+//! and converting snapshots in etcd's format. No `unsafe` and no mmap: pages are read with
 //! `pread` as they are visited, so memory stays at the few pages on the current path, whatever
-//! the file's size.
+//! the file's size; the writer writes pages in order and keeps no more than one bucket's
+//! leaves' first keys.
 //!
 //! Nothing in the file is trusted. A page must lie below the high-water mark and inside the
 //! file, name itself in its header, be of the expected type and hold its elements inside its
@@ -15,6 +17,9 @@
 //! - `page`: a page's header and elements over checked bytes; `freelist`: the freelist page.
 //! - `walk`: one bucket's tree in key order; `find`: one path down to a nested bucket.
 //! - `check`: the consistency check (bbolt's `tx.Check`); `bitset`: the pages seen.
+//! - [`write_db`] (`writer`): the writer's two passes and the file it writes; `order`: what
+//!   the rows must be; `fill`: how pages fill; `plan`: the layout pass; `spill`: the writing
+//!   pass.
 //!
 //! # The format (bbolt's `page.go`, `bucket.go`, `db.go`; little-endian)
 //! - Page `pgid` starts at `pgid * page_size` and spans `(1 + overflow) * page_size` bytes;
@@ -38,11 +43,17 @@ mod bitset;
 mod check;
 mod db;
 mod error;
+mod fill;
 mod find;
 mod freelist;
 mod meta;
+mod order;
 mod page;
+mod plan;
+mod spill;
 mod walk;
+mod writer;
 
 pub use db::Db;
 pub use error::Error;
+pub use writer::{Row, Rows, write_db};

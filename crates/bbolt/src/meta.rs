@@ -21,8 +21,8 @@ const CHECKSUMMED: usize = 56;
 pub(crate) const META_END: u64 = (HEADER_LEN + META_LEN) as u64;
 /// Page sizes believed: bbolt takes the OS page size (4 KiB to 64 KiB in practice) or the
 /// one its caller gives; it probes up to 16 MiB.
-const MIN_PAGE_SIZE: u32 = 512;
-const MAX_PAGE_SIZE: u32 = 16 << 20;
+pub(crate) const MIN_PAGE_SIZE: u32 = 512;
+pub(crate) const MAX_PAGE_SIZE: u32 = 16 << 20;
 /// Where meta page 1 is looked for when meta page 0 does not say: the common size first.
 const PROBE_FIRST: u32 = 4096;
 
@@ -162,6 +162,33 @@ pub(crate) fn parse(m: &[u8; META_LEN]) -> Result<Meta, Invalid> {
     })
 }
 
+/// The meta struct holding `m` (flags 0, root bucket sequence 0) with its checksum: what
+/// bbolt's `meta.write` puts at byte 16 of a meta page.
+pub(crate) fn encode(m: &Meta) -> [u8; META_LEN] {
+    let mut out = [0u8; META_LEN];
+    let fields: [&[u8]; 9] = [
+        &MAGIC.to_le_bytes(),
+        &VERSION.to_le_bytes(),
+        &m.page_size.to_le_bytes(),
+        &0u32.to_le_bytes(),
+        &m.root.to_le_bytes(),
+        &0u64.to_le_bytes(),
+        &m.freelist.to_le_bytes(),
+        &m.hwm.to_le_bytes(),
+        &m.txid.to_le_bytes(),
+    ];
+    let mut at = 0;
+    for field in fields {
+        if let Some(slot) = out.get_mut(at..at + field.len()) {
+            slot.copy_from_slice(field);
+        }
+        at += field.len();
+    }
+    let sum = fnv1a64(&out[..CHECKSUMMED]);
+    out[CHECKSUMMED..].copy_from_slice(&sum.to_le_bytes());
+    out
+}
+
 /// Meta page 1 when meta page 0 gave no page size: meta 0's own claim if it has bbolt's magic,
 /// then 4 KiB, then every power of two bbolt allows.
 fn probe_meta1(
@@ -211,7 +238,7 @@ fn meta_at(read: &mut ReadMeta<'_>, page_size: u32) -> Result<Result<Meta, Inval
     }))
 }
 
-fn plausible(page_size: u32) -> bool {
+pub(crate) fn plausible(page_size: u32) -> bool {
     page_size.is_power_of_two() && (MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&page_size)
 }
 
@@ -263,6 +290,29 @@ mod tests {
         // hash/fnv New64a: the empty string and "a"
         assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+
+    #[test]
+    fn encode_is_what_parse_reads() {
+        let m = Meta {
+            page_size: 4096,
+            root: 9,
+            freelist: 2,
+            hwm: 10,
+            txid: 3,
+        };
+        assert_eq!(parse(&encode(&m)), Ok(m));
+        let mut want = meta(4096, 7);
+        want[16..24].copy_from_slice(&9u64.to_le_bytes());
+        want[40..48].copy_from_slice(&10u64.to_le_bytes());
+        let sum = fnv1a64(&want[..CHECKSUMMED]);
+        want[56..64].copy_from_slice(&sum.to_le_bytes());
+        let m = Meta {
+            freelist: NO_FREELIST,
+            txid: 7,
+            ..m
+        };
+        assert_eq!(encode(&m), want);
     }
 
     #[test]

@@ -139,6 +139,17 @@ impl Received {
     }
 }
 
+/// A snapshot request asking Cairn for its own format (etcd ignores the metadata and sends
+/// its own, which `cairnutl` reads too).
+fn cairn_format_request() -> tonic::Request<SnapshotRequest> {
+    let mut req = tonic::Request::new(SnapshotRequest {});
+    req.metadata_mut().insert(
+        cairn_proto::SNAPSHOT_FORMAT_METADATA,
+        tonic::metadata::MetadataValue::from_static(cairn_proto::SNAPSHOT_FORMAT_CAIRN),
+    );
+    req
+}
+
 /// Streams the snapshot into `sink`, hashing all but the trailing 32 bytes as they pass.
 async fn receive(
     client: &Client,
@@ -147,12 +158,14 @@ async fn receive(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Received, String> {
     let stalled = || format!("no data for {timeout:?} (--command-timeout bounds each wait)");
-    let mut stream =
-        tokio::time::timeout(timeout, client.maintenance().snapshot(SnapshotRequest {}))
-            .await
-            .map_err(|_| stalled())?
-            .map_err(|s| describe(&s))?
-            .into_inner();
+    let mut stream = tokio::time::timeout(
+        timeout,
+        client.maintenance().snapshot(cairn_format_request()),
+    )
+    .await
+    .map_err(|_| stalled())?
+    .map_err(|s| describe(&s))?
+    .into_inner();
     let mut tail = Tail::default();
     let mut revision = None;
     let mut size = 0u64;

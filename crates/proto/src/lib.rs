@@ -106,3 +106,9 @@ mod tests {
 }
 
 pub mod coalesce;
+
+/// gRPC metadata a client sends with `Maintenance.Snapshot` to get Cairn's own snapshot format
+/// (value [`SNAPSHOT_FORMAT_CAIRN`]); without it the server sends etcd's (a bbolt database and
+/// its digest), which is what etcdctl and every etcd tool read. etcd ignores the key.
+pub const SNAPSHOT_FORMAT_METADATA: &str = "cairn-snapshot-format";
+pub const SNAPSHOT_FORMAT_CAIRN: &str = "cairn";

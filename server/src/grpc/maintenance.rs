@@ -153,7 +153,8 @@ impl Maintenance for MaintenanceService {
         req: Request<SnapshotRequest>,
     ) -> Result<Response<SnapshotStream>, Status> {
         admin_as_etcd_3_4(&self.0, &req)?;
-        Ok(Response::new(super::snapshot::stream(&self.0)))
+        let format = super::snapshot::Format::asked(req.metadata());
+        Ok(Response::new(super::snapshot::stream(&self.0, format)))
     }
 
     async fn move_leader(

@@ -1,5 +1,8 @@
-//! `Maintenance.Snapshot`: streams a Cairn snapshot file (docs/snapshot-format.md) to the
-//! client in etcd's shape, 32 KiB blobs whose concatenation is the file, digest last.
+//! `Maintenance.Snapshot`: streams a snapshot file to the client in etcd's shape, 32 KiB blobs
+//! whose concatenation is the file, digest last. The file is etcd's own (a bbolt database with
+//! etcd's schema: what etcdctl and etcd's tools read, docs/migrating-from-etcd.md) unless the
+//! client asks for Cairn's (docs/snapshot-format.md) with the `cairn-snapshot-format: cairn`
+//! metadata, as cairnutl does.
 //!
 //! The store's writer is synchronous (redb), so it runs under `spawn_blocking` and writes into
 //! [`Chunks`], which cuts the bytes into blobs and `blocking_send`s them into a bounded channel
@@ -41,14 +44,36 @@ const ZSTD_LEVEL: i32 = 1;
 
 type Tx = mpsc::Sender<Result<SnapshotResponse, Status>>;
 
+/// Which file a client gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Etcd,
+    Cairn,
+}
+
+impl Format {
+    /// Cairn's format when the request's metadata asks for it, etcd's otherwise.
+    pub fn asked(metadata: &tonic::metadata::MetadataMap) -> Format {
+        let asked = metadata
+            .get(cairn_proto::SNAPSHOT_FORMAT_METADATA)
+            .and_then(|v| v.to_str().ok());
+        if asked == Some(cairn_proto::SNAPSHOT_FORMAT_CAIRN) {
+            Format::Cairn
+        } else {
+            Format::Etcd
+        }
+    }
+}
+
 /// Starts writing a snapshot of the current revision; the stream yields it.
-pub fn stream(ctx: &Context) -> SnapshotStream {
+pub fn stream(ctx: &Context, format: Format) -> SnapshotStream {
     let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
     let ctx = ctx.clone();
     tokio::spawn(async move {
         let writer_tx = tx.clone();
         // a panic must not look like a clean end of stream (a truncated snapshot)
-        if let Err(e) = tokio::task::spawn_blocking(move || write(&ctx, writer_tx)).await {
+        let writer = move || write(&ctx, format, writer_tx);
+        if let Err(e) = tokio::task::spawn_blocking(writer).await {
             let msg = format!("cairn: snapshot failed: the writer stopped unexpectedly: {e}");
             let _ = tx.send(Err(Status::internal(msg))).await;
         }
@@ -89,7 +114,7 @@ fn source(ctx: &Context) -> SnapshotSource {
 }
 
 /// Runs on a blocking thread until the snapshot is sent, fails, or the client is gone.
-fn write(ctx: &Context, tx: Tx) {
+fn write(ctx: &Context, format: Format, tx: Tx) {
     let started = std::time::Instant::now();
     let header = OnceCell::new();
     let mut out = Chunks {
@@ -103,16 +128,27 @@ fn write(ctx: &Context, tx: Tx) {
         estimate: ctx.store.db_size().map_or(0, |(_, used)| used.max(0)) as u64,
         sent: 0,
     };
-    let result = ctx
-        .store
-        .write_snapshot(&source(ctx), ZSTD_LEVEL, &mut out, &mut |h| {
-            let _ = header.set(ctx.header(h.revision));
-        })
-        .and_then(|h| Ok((h, out.finish().map_err(SnapshotError::Write)?)));
+    let source = source(ctx);
+    let written = match format {
+        Format::Cairn => ctx
+            .store
+            .write_snapshot(&source, ZSTD_LEVEL, &mut out, &mut |h| {
+                let _ = header.set(ctx.header(h.revision));
+            })
+            .map(|h| h.revision),
+        Format::Etcd => ctx
+            .store
+            .write_etcd_snapshot(&source.members, &mut out, &mut |revision| {
+                let _ = header.set(ctx.header(revision));
+            })
+            .map(|e| e.revision),
+    };
+    let result = written.and_then(|rev| Ok((rev, out.finish().map_err(SnapshotError::Write)?)));
     match result {
-        Ok((h, size)) => tracing::info!(
-            revision = h.revision,
+        Ok((revision, size)) => tracing::info!(
+            revision,
             size,
+            ?format,
             took_ms = started.elapsed().as_millis() as u64,
             "sent snapshot"
         ),

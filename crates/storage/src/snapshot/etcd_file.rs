@@ -375,11 +375,7 @@ impl EtcdSnapshot {
     }
 
     /// The database's `for_each`, its own errors naming this file.
-    fn each(
-        &self,
-        bucket: &[&[u8]],
-        f: &mut Visit<'_>,
-    ) -> Result<bool, SnapshotError> {
+    fn each(&self, bucket: &[&[u8]], f: &mut Visit<'_>) -> Result<bool, SnapshotError> {
         self.db.for_each(bucket, f).map_err(|e| match e {
             SnapshotError::Bbolt { path, error } if path.as_os_str().is_empty() => {
                 SnapshotError::Bbolt {

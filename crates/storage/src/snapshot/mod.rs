@@ -3,6 +3,7 @@
 //! catching up from its leader). See `docs/snapshot-format.md`.
 
 pub mod error;
+pub mod etcd_export;
 pub mod etcd_file;
 pub mod format;
 pub mod install;
@@ -12,6 +13,7 @@ pub mod restore;
 pub mod writer;
 
 pub use error::SnapshotError;
+pub use etcd_export::{EtcdExport, cairn_to_etcd, etcd_to_cairn};
 pub use etcd_file::{
     EtcdExtras, EtcdPlan, EtcdSnapshot, EtcdStatus, EtcdVerified, looks_like_etcd,
 };

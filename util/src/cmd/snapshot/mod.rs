@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
+mod convert;
 mod restore;
 mod save;
 mod status;
@@ -20,6 +21,28 @@ pub enum Snapshot {
     Verify(VerifyArgs),
     /// Build a new data dir from a snapshot, with membership from --initial-cluster.
     Restore(RestoreArgs),
+    /// Convert a snapshot file to etcd's format (for etcd's tools) or to Cairn's, offline.
+    Convert(ConvertArgs),
+}
+
+#[derive(Args)]
+pub struct ConvertArgs {
+    /// The format to write.
+    #[arg(long, value_enum)]
+    pub to: Target,
+    /// The snapshot to convert (either format, told apart by its content).
+    pub input: PathBuf,
+    /// Where to write the converted snapshot.
+    pub output: PathBuf,
+    /// Do not compare the input's SHA-256 digest (an etcd `member/snap/db` has none).
+    #[arg(long)]
+    pub skip_hash_check: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Target {
+    Etcd,
+    Cairn,
 }
 
 #[derive(Args)]
@@ -81,6 +104,7 @@ pub fn run(cmd: Snapshot, g: &crate::cmd::Global) -> anyhow::Result<()> {
         Snapshot::Status(a) => status::run(a, g.format),
         Snapshot::Verify(a) => verify::run(a, g.format),
         Snapshot::Restore(a) => restore::run(a),
+        Snapshot::Convert(a) => convert::run(a),
     }
 }
 

@@ -553,3 +553,51 @@ fn an_etcd_file_converts_to_a_cairn_snapshot() {
     );
     assert!(!dir.path().join("x").exists() && !dir.path().join("x.part").exists());
 }
+
+/// The migration of a whole cluster: an etcd's snapshot, saved by etcdctl from a real etcd,
+/// restored into the three members of a new cairn cluster, which agree with the etcd's HashKV
+/// and take writes through raft.
+#[test]
+fn an_etcd_snapshot_restored_into_three_cairn_members_forms_a_cluster() {
+    if !require_etcd() {
+        return;
+    }
+    let etcd = TestServer::start(Kind::Etcd);
+    let last = fill_with_history(&etcd.endpoint());
+    let want = etcdctl_json(
+        &etcd.endpoint(),
+        &["endpoint", "hashkv", "--rev", &last.to_string()],
+    )[0]["HashKV"]["hash"]
+        .as_u64()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("etcd.db");
+    let out = etcdctl(&etcd.endpoint(), &["snapshot", "save", &path(&file)]);
+    assert!(out.status.success(), "{}", text(&out));
+    drop(etcd);
+
+    let mut cluster = cairn_tests::TestCluster::start_prepared(3, &[], |m, initial_cluster| {
+        let out = cairnutl(&[
+            "snapshot",
+            "restore",
+            &path(&file),
+            "--name",
+            m.name(),
+            "--data-dir",
+            &path(&m.data_dir()),
+            "--initial-cluster",
+            initial_cluster,
+            "--initial-advertise-peer-urls",
+            &m.peer_url(),
+        ]);
+        assert!(out.status.success(), "restore {}: {}", m.name(), text(&out));
+    });
+    let (hash, revision) = cluster.wait_converged(std::time::Duration::from_secs(30));
+    assert_eq!((hash as u64, revision), (want, last));
+    let put = etcdctl_json(
+        &cluster.members[2].endpoint(),
+        &["put", "after", "migration"],
+    );
+    assert_eq!(put["header"]["revision"], last + 1);
+    cluster.wait_converged(std::time::Duration::from_secs(30));
+}

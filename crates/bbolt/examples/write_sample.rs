@@ -1,11 +1,13 @@
 //! Writes a sample etcd 3.4 backend with [`cairn_bbolt::write_db`], to try real etcd on it by
 //! hand: etcd's buckets, `KEYS` puts in `key` (revisions 2.. as etcd's mvcc keys, values
 //! `mvccpb.KeyValue`, every 500th 10 KiB so that it spans overflow pages), and `auth`,
-//! `cluster` and `meta` entries. The rows are made as they are given, twice, never held.
+//! `cluster` and `meta` entries; and a bucket `cairn-sample` that etcd ignores, of 200 keys
+//! of 1,000 bytes, every 50th value three pages long, to give bbolt's check branch and leaf
+//! pages that overflow. The rows are made as they are given, twice, never held.
 //!
 //! `cargo run -p cairn-bbolt --example write_sample -- FILE [KEYS [PAGE_SIZE]]`
 //!
-//! Then `etcdctl snapshot status -w json FILE` (totalKey is KEYS + 4, revision KEYS + 1); with
+//! Then `etcdctl snapshot status -w json FILE` (totalKey is KEYS + 204, revision KEYS + 1); with
 //! the sha256 appended, `etcdctl snapshot restore` takes it and etcd serves the keys.
 
 use std::io::{BufWriter, Write};
@@ -14,7 +16,11 @@ use cairn_bbolt::{Row, Rows};
 
 struct Sample {
     keys: u64,
+    page_size: u32,
 }
+
+/// Entries of the `cairn-sample` bucket.
+const WIDE: u64 = 200;
 
 impl Rows for Sample {
     fn each(&mut self, f: &mut dyn FnMut(Row<'_>) -> std::io::Result<()>) -> std::io::Result<()> {
@@ -24,6 +30,16 @@ impl Rows for Sample {
         f(Row::Entry(b"authRevision", &1u64.to_be_bytes()))?;
         f(Row::Bucket(b"authRoles"))?;
         f(Row::Bucket(b"authUsers"))?;
+        f(Row::Bucket(b"cairn-sample"))?;
+        for i in 0..WIDE {
+            let key = format!("{}{i:010}", "k".repeat(990));
+            let len = if i % 50 == 0 {
+                3 * self.page_size as usize
+            } else {
+                8
+            };
+            f(Row::Entry(key.as_bytes(), &vec![b'w'; len]))?;
+        }
         f(Row::Bucket(b"cluster"))?;
         f(Row::Entry(b"clusterVersion", b"3.4.0"))?;
         f(Row::Bucket(b"key"))?;
@@ -94,8 +110,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let keys = args.next().map_or(Ok(1000), |a| a.parse())?;
     let page_size = args.next().map_or(Ok(4096), |a| a.parse())?;
     let mut out = BufWriter::new(std::fs::File::create(&path)?);
-    let n = cairn_bbolt::write_db(page_size, &mut Sample { keys }, &mut out)?;
+    let n = cairn_bbolt::write_db(page_size, &mut Sample { keys, page_size }, &mut out)?;
     out.flush()?;
-    println!("{path}: {n} bytes, {} entries", keys + 4);
+    println!("{path}: {n} bytes, {} entries", keys + WIDE + 4);
     Ok(())
 }

@@ -19,7 +19,7 @@
 //! - `check`: the consistency check (bbolt's `tx.Check`); `bitset`: the pages seen.
 //! - [`write_db`] (`writer`): the writer's two passes and the file it writes; `order`: what
 //!   the rows must be; `fill`: how pages fill; `plan`: the layout pass; `spill`: the writing
-//!   pass.
+//!   pass; `out`: pages built and written.
 //!
 //! # The format (bbolt's `page.go`, `bucket.go`, `db.go`; little-endian)
 //! - Page `pgid` starts at `pgid * page_size` and spans `(1 + overflow) * page_size` bytes;
@@ -48,6 +48,7 @@ mod find;
 mod freelist;
 mod meta;
 mod order;
+mod out;
 mod page;
 mod plan;
 mod spill;

@@ -250,7 +250,7 @@ mod tests {
             }
         );
         // 1000-byte keys: each leaf of two pages, branches of two keys and two pages
-        let s = shape(1024, &vec![(1000, 0); 4]);
+        let s = shape(1024, &[(1000, 0); 4]);
         // 4 leaves (8 pages), 2 branches (4), a root of 2 children (2)
         assert_eq!(
             s,

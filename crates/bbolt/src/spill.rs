@@ -4,8 +4,9 @@
 //! bucket's tree. Page ids are handed out in the order pages are written.
 //!
 //! Each bucket is checked against the layout pass's [`Plan`] as it goes: more entries, bytes
-//! or pages than planned stop the pass at once, fewer when the bucket ends, before its
-//! branch pages; so a file whose meta pages do not describe it is never finished.
+//! or leaf pages than planned stop the pass at once; fewer entries or bytes stop it when the
+//! bucket ends, before its branch pages; any other page count once they are written. So a
+//! file whose meta pages do not describe it is never finished, and the caller gets an error.
 //!
 //! Memory: one leaf page, the current bucket's leaves' first keys and page ids, and each
 //! bucket's name (for the root bucket's tree).
@@ -14,122 +15,13 @@ use std::io;
 
 use crate::fill::Fill;
 use crate::order::{Order, invalid, show};
+use crate::out::Out;
 use crate::page::{BRANCH, BUCKET_ELEMENT, ELEMENT_LEN, HEADER_LEN, LEAF};
 use crate::plan::{BucketPlan, Plan};
 use crate::writer::Row;
 
 const HEADER: u64 = HEADER_LEN as u64;
 const ELEMENT: u64 = ELEMENT_LEN as u64;
-
-/// The output, in whole pages; the next page's id is the pages written so far.
-pub(crate) struct Out<'w> {
-    inner: &'w mut dyn io::Write,
-    page_size: u32,
-    written: u64,
-    /// The page being built.
-    page: Vec<u8>,
-}
-
-impl<'w> Out<'w> {
-    pub fn new(inner: &'w mut dyn io::Write, page_size: u32) -> Out<'w> {
-        Out {
-            inner,
-            page_size,
-            written: 0,
-            page: Vec::with_capacity(page_size as usize),
-        }
-    }
-
-    pub fn pgid(&self) -> u64 {
-        self.written / u64::from(self.page_size)
-    }
-
-    pub fn written(&self) -> u64 {
-        self.written
-    }
-
-    pub fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-
-    /// Starts the next page in the buffer: its header.
-    pub fn begin(&mut self, flags: u16, count: u64, span: u64) -> io::Result<()> {
-        let id = self.pgid();
-        let count = narrow::<u16>(count, "element count")?;
-        let overflow = narrow::<u32>(span.saturating_sub(1), "overflow page count")?;
-        self.page.clear();
-        self.page.extend_from_slice(&id.to_le_bytes());
-        self.page.extend_from_slice(&flags.to_le_bytes());
-        self.page.extend_from_slice(&count.to_le_bytes());
-        self.page.extend_from_slice(&overflow.to_le_bytes());
-        Ok(())
-    }
-
-    pub fn put(&mut self, bytes: &[u8]) {
-        self.page.extend_from_slice(bytes);
-    }
-
-    /// Writes the buffered page, zero-filled to a whole number of pages.
-    pub fn end(&mut self) -> io::Result<()> {
-        let len = (self.page.len() as u64).div_ceil(u64::from(self.page_size))
-            * u64::from(self.page_size);
-        self.page
-            .resize(len.max(u64::from(self.page_size)) as usize, 0);
-        let page = std::mem::take(&mut self.page);
-        let result = self.write(&page);
-        self.page = page;
-        result
-    }
-
-    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.inner.write_all(bytes)?;
-        self.written += bytes.len() as u64;
-        Ok(())
-    }
-
-    /// A leaf page of one entry too big for a page: written from the entry itself, so that
-    /// its value is never copied.
-    fn alone(&mut self, flags: u32, key: &[u8], value: &[u8]) -> io::Result<()> {
-        let size = HEADER + ELEMENT + (key.len() + value.len()) as u64;
-        let page_size = u64::from(self.page_size);
-        let span = size.div_ceil(page_size);
-        self.begin(LEAF, 1, span)?;
-        leaf_element(&mut self.page, flags, ELEMENT, key.len(), value.len())?;
-        self.page.extend_from_slice(key);
-        let page = std::mem::take(&mut self.page);
-        let result = self.write(&page).and_then(|()| self.write(value));
-        self.page = page;
-        result?;
-        let mut pad = span * page_size - size;
-        let zeros = [0u8; 4096];
-        while pad > 0 {
-            let n = pad.min(zeros.len() as u64);
-            self.write(&zeros[..n as usize])?;
-            pad -= n;
-        }
-        Ok(())
-    }
-}
-
-/// A leaf element: `flags u32, pos u32, ksize u32, vsize u32`.
-fn leaf_element(
-    page: &mut Vec<u8>,
-    flags: u32,
-    pos: u64,
-    key: usize,
-    value: usize,
-) -> io::Result<()> {
-    for field in [u64::from(flags), pos, key as u64, value as u64] {
-        page.extend_from_slice(&narrow::<u32>(field, "leaf element field")?.to_le_bytes());
-    }
-    Ok(())
-}
-
-/// `v` as a narrower integer; the layout keeps every field in range, so failing is a bug.
-fn narrow<T: TryFrom<u64>>(v: u64, what: &str) -> io::Result<T> {
-    T::try_from(v)
-        .map_err(|_| io::Error::other(format!("bbolt writer: {what} {v} out of range (a bug)")))
-}
 
 /// A page written: its id and where its first key is in [`Tree::keys`].
 #[derive(Debug, Clone, Copy)]
@@ -201,7 +93,7 @@ impl Tree {
         // `pos` counts from the element to its key
         let mut pos = n * ELEMENT;
         for &(flags, k, v) in &self.elements {
-            leaf_element(&mut out.page, flags, pos, k, v)?;
+            out.leaf_element(flags, pos, k, v)?;
             pos = pos + (k + v) as u64 - ELEMENT;
         }
         out.put(&self.data);
@@ -241,9 +133,7 @@ impl Tree {
         out.begin(BRANCH, n, size.div_ceil(u64::from(self.page_size)))?;
         let mut pos = n * ELEMENT;
         for child in children {
-            out.put(&narrow::<u32>(pos, "branch element pos")?.to_le_bytes());
-            out.put(&narrow::<u32>(child.len as u64, "branch key size")?.to_le_bytes());
-            out.put(&child.pgid.to_le_bytes());
+            out.branch_element(pos, child.len, child.pgid)?;
             pos = pos + child.len as u64 - ELEMENT;
         }
         for child in children {
@@ -326,7 +216,7 @@ impl<'p, 'w> Spiller<'p, 'w> {
                         ..BucketPlan::default()
                     },
                     start: self.out.pgid(),
-                    tree: Tree::new(self.out.page_size),
+                    tree: Tree::new(self.out.page_size()),
                 });
             }
             Row::Entry(key, value) => {
@@ -358,7 +248,7 @@ impl<'p, 'w> Spiller<'p, 'w> {
         if have != planned {
             return Err(self.differ(format!("{have} buckets, the layout pass's {planned}")));
         }
-        let mut root = Tree::new(self.out.page_size);
+        let mut root = Tree::new(self.out.page_size());
         for (name, pgid) in &self.buckets {
             let mut value = pgid.to_le_bytes().to_vec();
             value.extend_from_slice(&0u64.to_le_bytes());

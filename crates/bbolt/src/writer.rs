@@ -11,11 +11,12 @@
 //!   bbolt's parity (it writes meta page `txid % 2`), so page 1 is the current one and page 0
 //!   its copy. Root bucket `{root page, sequence 0}`, freelist page 2, high-water mark the
 //!   file's page count, flags 0.
-//! - Page 2: the freelist, stored and empty. bbolt 1.3 (etcd 3.4) reads it at open instead
-//!   of scanning the whole file for free pages, as it must when the freelist is not stored
-//!   (`u64::MAX`); a bbolt opened without `NoFreelistSync` (etcdctl 3.4's `snapshot restore`)
-//!   then has no freelist to write at open; etcd itself (`NoFreelistSync`) frees the page at
-//!   its first commit and stops storing a freelist. `tx.Check` finds every page reachable.
+//! - Page 2: the freelist, stored and empty, so that any bbolt takes the file as it is:
+//!   bbolt 1.3 (etcd 3.4) reads the page at open instead of scanning every page for the free
+//!   ones (as it must when the meta's freelist is `u64::MAX`, not stored), and opened
+//!   read-write with default options (the `bbolt` tool, etcd off Linux) it has no freelist
+//!   to write at open. etcd on Linux (`NoFreelistSync`) frees the page at its first commit
+//!   and stores no freelist from then on. `tx.Check` finds every page reachable, none free.
 //! - Then each bucket's pages: its leaves in key order, then its branch levels bottom-up,
 //!   the last page its root; an empty bucket is one empty leaf. Every bucket has its own
 //!   pages (none inline).
@@ -28,9 +29,10 @@ use std::io;
 
 use crate::meta::{self, MAX_PAGE_SIZE, MIN_PAGE_SIZE, Meta};
 use crate::order::invalid;
+use crate::out::Out;
 use crate::page::{FREELIST, META};
 use crate::plan::Planner;
-use crate::spill::{Out, Spiller};
+use crate::spill::Spiller;
 
 /// One item of the rows a database is written from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

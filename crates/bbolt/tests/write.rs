@@ -9,8 +9,10 @@ use std::io;
 use cairn_bbolt::{Db, Row, Rows, write_db};
 use common::*;
 
+/// A bucket's entries, in order.
+type KeyValues = Vec<(Vec<u8>, Vec<u8>)>;
 /// Buckets and their entries, in order.
-type Data = Vec<(Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>)>;
+type Data = Vec<(Vec<u8>, KeyValues)>;
 
 /// The rows of `Data`, the same each pass.
 struct Given<'d>(&'d Data);
@@ -52,12 +54,12 @@ impl Rows for Twice {
     }
 }
 
-fn bucket(name: &str, entries: Vec<(Vec<u8>, Vec<u8>)>) -> (Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>) {
+fn bucket(name: &str, entries: KeyValues) -> (Vec<u8>, KeyValues) {
     (name.as_bytes().to_vec(), entries)
 }
 
 /// `n` entries `key-0000000` .. with short values.
-fn small(n: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+fn small(n: usize) -> KeyValues {
     (0..n)
         .map(|i| {
             (

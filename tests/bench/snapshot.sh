@@ -24,6 +24,8 @@ $BIN/cairn-fill --endpoints "$CP" --keys "$KEYS" --value-size "$VALUE"
 
 seconds etcd_save etcdctl --endpoints "$EP" snapshot save "$W/etcd.snap"
 seconds cairn_save $BIN/cairnutl --endpoints "$CP" snapshot save "$W/cairn.snap"
+# etcdctl against cairn gets etcd's format: serving it, against etcd serving its own
+seconds etcdfmt_save etcdctl --endpoints "$CP" snapshot save "$W/cairn-as-etcd.db"
 seconds etcd_status etcdctl snapshot status "$W/etcd.snap" -w json
 seconds cairn_status $BIN/cairnutl snapshot status "$W/cairn.snap" -w json
 seconds cairn_verify $BIN/cairnutl snapshot verify "$W/cairn.snap"
@@ -66,6 +68,8 @@ for step in save status restore; do
 done
 [ -n "${BEFORE:-}" ] && printf '%-28s %11.2fs %11.2fs %9sx\n' "snapshot restore (BEFORE)" "${T[etcd_restore]}" "${T[before_restore]}" "$(ratio "${T[etcd_restore]}" "${T[before_restore]}")"
 printf '%-28s %12s %11.2fs\n' "snapshot verify (full check)" "(none)" "${T[cairn_verify]}"
+printf '%-28s %11.2fs %11.2fs %9sx\n' "etcdctl save (etcd format)" "${T[etcd_save]}" "${T[etcdfmt_save]}" "$(ratio "${T[etcd_save]}" "${T[etcdfmt_save]}")"
+printf '%-28s %10sMB/s %10sMB/s\n' "  serving rate" "$(echo "scale=1; $(size "$W/etcd.snap") / 1000000 / ${T[etcd_save]}" | bc)" "$(echo "scale=1; $(size "$W/cairn-as-etcd.db") / 1000000 / ${T[etcdfmt_save]}" | bc)"
 echo "etcd's file ($(mb "$(size "$W/etcd.snap")") MB) read by etcdctl and by cairnutl:"
 for step in status restore; do
   printf '%-28s %11.2fs %11.2fs %9sx\n' "  etcd file: $step" "${T[etcd_$step]}" "${T[etcdfile_$step]}" "$(ratio "${T[etcd_$step]}" "${T[etcdfile_$step]}")"

@@ -131,7 +131,10 @@ impl EtcdSnapshot {
 
     /// etcdutl's restore check: the trailing SHA-256 must match the database; a file without
     /// one needs `--skip-hash-check` (a bare `member/snap/db`).
-    pub fn check_digest(&self, progress: &mut dyn FnMut(u64)) -> Result<(), SnapshotError> {
+    pub fn check_digest(
+        &self,
+        progress: &mut (dyn FnMut(u64) + Send),
+    ) -> Result<(), SnapshotError> {
         let path = self.path.as_path();
         if !self.has_digest {
             return Err(SnapshotError::EtcdNoDigest(path.to_path_buf()));
@@ -341,16 +344,33 @@ impl EtcdSnapshot {
     /// What must hold before anything is written from this file: the digest (unless
     /// `skip_digest`; a bare `db` has none), then the database's consistency; returns
     /// etcdutl's numbers and Cairn's.
+    ///
+    /// The digest is computed on a second thread while the database is checked (each is a
+    /// pass over the whole file); when both fail, the digest's error is the one reported, as
+    /// it says more (the file is not what was saved).
     pub fn preflight(
         &self,
         skip_digest: bool,
-        progress: &mut dyn FnMut(u64),
+        progress: &mut (dyn FnMut(u64) + Send),
     ) -> Result<EtcdPlan, SnapshotError> {
-        if !skip_digest {
-            self.check_digest(progress)?;
+        let (digest, checked) = std::thread::scope(|scope| {
+            let digest = (!skip_digest).then(|| scope.spawn(|| self.check_digest(progress)));
+            let checked = self
+                .status()
+                .and_then(|status| Ok((status, self.extras()?)));
+            let digest = digest.map(|d| {
+                d.join().unwrap_or_else(|_| {
+                    Err(SnapshotError::Write(std::io::Error::other(
+                        "the digest check panicked",
+                    )))
+                })
+            });
+            (digest, checked)
+        });
+        if let Some(d) = digest {
+            d?;
         }
-        let status = self.status()?;
-        let extras = self.extras()?;
+        let (status, extras) = checked?;
         Ok(EtcdPlan {
             revision: status.revision.max(extras.compact_revision),
             status,
@@ -363,7 +383,7 @@ impl EtcdSnapshot {
     pub fn verify(
         &self,
         skip_digest: bool,
-        progress: &mut dyn FnMut(u64),
+        progress: &mut (dyn FnMut(u64) + Send),
     ) -> Result<EtcdVerified, SnapshotError> {
         let plan = self.preflight(skip_digest, progress)?;
         let (summary, live_keys) = self.read(&plan.extras, &mut |_| Ok(()))?;

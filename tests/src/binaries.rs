@@ -120,3 +120,24 @@ fn build() -> PathBuf {
     );
     profile_dir
 }
+
+/// Runs `cairnutl ARGS` to completion, with no stdin and without the environment variables
+/// that would change its defaults (`ETCDCTL_ENDPOINTS`, `ETCD_DATA_DIR`).
+pub fn cairnutl(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(cairnutl_bin())
+        .env_remove("ETCDCTL_ENDPOINTS")
+        .env_remove("ETCD_DATA_DIR")
+        .stdin(std::process::Stdio::null())
+        .args(args)
+        .output()
+        .expect("run cairnutl")
+}
+
+/// A finished command's stdout then stderr, for assertions and messages.
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}

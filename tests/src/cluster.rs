@@ -35,16 +35,28 @@ impl TestCluster {
         extra_args: &[&str],
         prepare: impl FnMut(&TestServer, &str),
     ) -> Self {
-        Self::start_inner(n, extra_args, None, prepare)
+        Self::start_inner(Kind::Cairn, n, extra_args, None, prepare)
+    }
+
+    /// [`TestCluster::start_prepared`] with members of `kind` (real etcd, say, restored with
+    /// `etcdctl snapshot restore`).
+    pub fn start_prepared_kind(
+        kind: Kind,
+        n: usize,
+        extra_args: &[&str],
+        prepare: impl FnMut(&TestServer, &str),
+    ) -> Self {
+        Self::start_inner(kind, n, extra_args, None, prepare)
     }
 
     /// Like [`TestCluster::start`], every member with `tls` (client TLS, and peer TLS when
     /// `tls.peer`).
     pub fn start_tls(n: usize, extra_args: &[&str], tls: &ServerTls) -> Self {
-        Self::start_inner(n, extra_args, Some(tls), |_, _| {})
+        Self::start_inner(Kind::Cairn, n, extra_args, Some(tls), |_, _| {})
     }
 
     fn start_inner(
+        kind: Kind,
         n: usize,
         extra_args: &[&str],
         tls: Option<&ServerTls>,
@@ -60,7 +72,7 @@ impl TestCluster {
         let mut members: Vec<TestServer> = (0..n)
             .map(|i| {
                 TestServer::cluster_member(
-                    Kind::Cairn,
+                    kind,
                     &format!("m{}", i + 1),
                     (ports[2 * i], ports[2 * i + 1]),
                     &initial_cluster,

@@ -4,7 +4,6 @@
 //! without touching it.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 
 use cairn_proto::etcdserverpb::request_op::Request as Op;
 use cairn_proto::etcdserverpb::{
@@ -13,20 +12,12 @@ use cairn_proto::etcdserverpb::{
 };
 use cairn_tests::grpc::block_on;
 use cairn_tests::prng::Rng;
-use cairn_tests::{Clients, Kind, TestServer, cairnutl_bin, etcdctl_ok};
+use cairn_tests::{Clients, Kind, TestServer, etcdctl_ok};
 
 const IN_USE: &str =
     "is in use by a running cairn (stop it first, or use the online command with --endpoints)";
 
-fn cairnutl(args: &[&str]) -> Output {
-    Command::new(cairnutl_bin())
-        .env_remove("ETCDCTL_ENDPOINTS")
-        .env_remove("ETCD_DATA_DIR")
-        .stdin(Stdio::null())
-        .args(args)
-        .output()
-        .expect("run cairnutl")
-}
+use cairn_tests::cairnutl;
 
 fn ok(args: &[&str]) -> String {
     let out = cairnutl(args);

@@ -10,7 +10,6 @@
 //!   nor a temporary directory behind.
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
 use cairn_proto::etcdserverpb::watch_request::RequestUnion;
 use cairn_proto::etcdserverpb::{
@@ -19,26 +18,13 @@ use cairn_proto::etcdserverpb::{
     SnapshotRequest, WatchCreateRequest, WatchRequest,
 };
 use cairn_tests::grpc::block_on;
-use cairn_tests::{Clients, Kind, TestServer, cairnutl_bin, etcd_ids};
+use cairn_tests::{Clients, Kind, TestServer, etcd_ids};
 use tokio_stream::StreamExt;
 
 const TOKEN: &str = "restored-token";
 const BUMP: i64 = 1_000_000_000;
 
-fn cairnutl(args: &[&str]) -> Output {
-    std::process::Command::new(cairnutl_bin())
-        .args(args)
-        .output()
-        .expect("run cairnutl")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use cairn_tests::{cairnutl, output_text as text};
 
 fn full_range(revision: i64) -> RangeRequest {
     RangeRequest {

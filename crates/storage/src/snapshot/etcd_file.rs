@@ -106,14 +106,7 @@ impl EtcdSnapshot {
     /// Opens `path` as an etcd snapshot: the database's meta pages must check out (the
     /// digest, if any, is checked by [`EtcdSnapshot::check_digest`]).
     pub fn open(path: &Path) -> Result<EtcdSnapshot, SnapshotError> {
-        let meta = std::fs::metadata(path).map_err(io(path))?;
-        if meta.is_dir() {
-            return Err(SnapshotError::IsDirectory(path.to_path_buf()));
-        }
-        let file_size = meta.len();
-        if file_size == 0 {
-            return Err(SnapshotError::Empty(path.to_path_buf()));
-        }
+        let file_size = super::reader::file_size(path)?;
         let has_digest = file_size % ALIGN == DIGEST_LEN as u64;
         let db_len = if has_digest {
             file_size - DIGEST_LEN as u64

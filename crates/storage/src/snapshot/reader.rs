@@ -44,14 +44,7 @@ const MAX_RECORD_LEN: u64 = 1 << 30;
 
 /// Reads and checks the header: magic, size rule, header length and checksum, format version.
 pub fn read_header(path: &Path) -> Result<SnapshotInfo, SnapshotError> {
-    let meta = std::fs::metadata(path).map_err(io(path))?;
-    if meta.is_dir() {
-        return Err(SnapshotError::IsDirectory(path.to_path_buf()));
-    }
-    let size = meta.len();
-    if size == 0 {
-        return Err(SnapshotError::Empty(path.to_path_buf()));
-    }
+    let size = file_size(path)?;
     let mut f = File::open(path).map_err(io(path))?;
     let mut magic = [0u8; 8];
     let got = read_up_to(&mut f, &mut magic).map_err(io(path))?;
@@ -113,6 +106,18 @@ pub fn read_header(path: &Path) -> Result<SnapshotInfo, SnapshotError> {
         file_size: size,
         body_offset: 16 + claimed,
     })
+}
+
+/// The size of a snapshot file, refusing a directory or an empty file (either format).
+pub(super) fn file_size(path: &Path) -> Result<u64, SnapshotError> {
+    let meta = std::fs::metadata(path).map_err(io(path))?;
+    if meta.is_dir() {
+        return Err(SnapshotError::IsDirectory(path.to_path_buf()));
+    }
+    match meta.len() {
+        0 => Err(SnapshotError::Empty(path.to_path_buf())),
+        size => Ok(size),
+    }
 }
 
 fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {

@@ -138,27 +138,42 @@ fn verify_checks_the_digest_the_database_and_every_row() {
     assert!(text(&out).contains("OK"), "{}", text(&out));
 }
 
+/// `snapshot restore FILE` as member `name` of `initial_cluster`, the flags etcdctl and
+/// cairnutl both take.
+fn restore_args(
+    file: &Path,
+    name: &str,
+    data_dir: &Path,
+    initial_cluster: &str,
+    peer: &str,
+) -> Vec<String> {
+    [
+        "snapshot",
+        "restore",
+        &path(file),
+        "--name",
+        name,
+        "--data-dir",
+        &path(data_dir),
+        "--initial-cluster",
+        initial_cluster,
+        "--initial-advertise-peer-urls",
+        peer,
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect()
+}
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
 /// A cairn member restored from `file` (`extra`: restore flags).
 fn restored(file: &Path, extra: &[&str]) -> TestServer {
-    let file = path(file);
     TestServer::start_prepared(Kind::Cairn, "s1", &[], |data_dir, peer| {
-        let data_dir = path(data_dir);
-        let cluster = format!("s1={peer}");
-        let mut args = vec![
-            "snapshot",
-            "restore",
-            &file,
-            "--data-dir",
-            &data_dir,
-            "--name",
-            "s1",
-            "--initial-cluster",
-            &cluster,
-            "--initial-advertise-peer-urls",
-            peer,
-        ];
-        args.extend_from_slice(extra);
-        let out = cairnutl(&args);
+        let args = restore_args(file, "s1", data_dir, &format!("s1={peer}"), peer);
+        let out = cairnutl(&[strs(&args).as_slice(), extra].concat());
         assert!(out.status.success(), "restore failed: {}", text(&out));
     })
 }
@@ -394,6 +409,25 @@ fn fill_with_history(ep: &str) -> i64 {
         .unwrap()
 }
 
+/// A fresh server of `kind` filled by [`fill_with_history`], saved by etcdctl into `file`
+/// (etcd's format from either kind); returns the last revision and the HashKV there.
+fn saved_with_history(kind: Kind, file: &Path) -> (i64, u64) {
+    let server = TestServer::start(kind);
+    let ep = server.endpoint();
+    let last = fill_with_history(&ep);
+    let hash = etcdctl_json(&ep, &["endpoint", "hashkv", "--rev", &last.to_string()])[0]["HashKV"]
+        ["hash"]
+        .as_u64()
+        .unwrap();
+    let out = etcdctl(&ep, &["snapshot", "save", &path(file)]);
+    assert!(
+        out.status.success(),
+        "etcdctl snapshot save: {}",
+        text(&out)
+    );
+    (last, hash)
+}
+
 /// Every key with its revision fields, and HashKV at every revision above the compaction.
 fn contents(ep: &str, from: i64, to: i64) -> (Value, Vec<Value>) {
     let kvs = etcdctl_json(ep, &["get", "", "--from-key"])["kvs"].clone();
@@ -409,25 +443,9 @@ fn contents(ep: &str, from: i64, to: i64) -> (Value, Vec<Value>) {
 
 /// A real etcd 3.4 started from `etcdctl snapshot restore FILE`.
 fn etcd_restored_from(file: &Path) -> TestServer {
-    let file = path(file);
     TestServer::start_prepared(Kind::Etcd, "s1", &[], |data_dir, peer| {
-        let cluster = format!("s1={peer}");
-        let out = etcdctl(
-            "127.0.0.1:1",
-            &[
-                "snapshot",
-                "restore",
-                &file,
-                "--data-dir",
-                &path(data_dir),
-                "--name",
-                "s1",
-                "--initial-cluster",
-                &cluster,
-                "--initial-advertise-peer-urls",
-                peer,
-            ],
-        );
+        let args = restore_args(file, "s1", data_dir, &format!("s1={peer}"), peer);
+        let out = etcdctl("127.0.0.1:1", &strs(&args));
         assert!(
             out.status.success(),
             "etcdctl snapshot restore: {}",
@@ -548,34 +566,19 @@ fn an_etcd_snapshot_restored_into_three_cairn_members_forms_a_cluster() {
     if !require_etcd() {
         return;
     }
-    let etcd = TestServer::start(Kind::Etcd);
-    let last = fill_with_history(&etcd.endpoint());
-    let want = etcdctl_json(
-        &etcd.endpoint(),
-        &["endpoint", "hashkv", "--rev", &last.to_string()],
-    )[0]["HashKV"]["hash"]
-        .as_u64()
-        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("etcd.db");
-    let out = etcdctl(&etcd.endpoint(), &["snapshot", "save", &path(&file)]);
-    assert!(out.status.success(), "{}", text(&out));
-    drop(etcd);
+    let (last, want) = saved_with_history(Kind::Etcd, &file);
 
     let mut cluster = cairn_tests::TestCluster::start_prepared(3, &[], |m, initial_cluster| {
-        let out = cairnutl(&[
-            "snapshot",
-            "restore",
-            &path(&file),
-            "--name",
+        let args = restore_args(
+            &file,
             m.name(),
-            "--data-dir",
-            &path(&m.data_dir()),
-            "--initial-cluster",
+            &m.data_dir(),
             initial_cluster,
-            "--initial-advertise-peer-urls",
             &m.peer_url(),
-        ]);
+        );
+        let out = cairnutl(&strs(&args));
         assert!(out.status.success(), "restore {}: {}", m.name(), text(&out));
     });
     let (hash, revision) = cluster.wait_converged(std::time::Duration::from_secs(30));
@@ -596,38 +599,20 @@ fn a_snapshot_cairn_served_restores_into_three_etcd_members() {
     if !require_etcd() {
         return;
     }
-    let cairn = TestServer::start(Kind::Cairn);
-    let last = fill_with_history(&cairn.endpoint());
-    let want = etcdctl_json(
-        &cairn.endpoint(),
-        &["endpoint", "hashkv", "--rev", &last.to_string()],
-    )[0]["HashKV"]["hash"]
-        .as_u64()
-        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("from-cairn.db");
-    let out = etcdctl(&cairn.endpoint(), &["snapshot", "save", &path(&file)]);
-    assert!(out.status.success(), "{}", text(&out));
-    drop(cairn);
+    let (last, want) = saved_with_history(Kind::Cairn, &file);
 
     let mut cluster =
         cairn_tests::TestCluster::start_prepared_kind(Kind::Etcd, 3, &[], |m, initial_cluster| {
-            let out = etcdctl(
-                "127.0.0.1:1",
-                &[
-                    "snapshot",
-                    "restore",
-                    &path(&file),
-                    "--name",
-                    m.name(),
-                    "--data-dir",
-                    &path(&m.data_dir()),
-                    "--initial-cluster",
-                    initial_cluster,
-                    "--initial-advertise-peer-urls",
-                    &m.peer_url(),
-                ],
+            let args = restore_args(
+                &file,
+                m.name(),
+                &m.data_dir(),
+                initial_cluster,
+                &m.peer_url(),
             );
+            let out = etcdctl("127.0.0.1:1", &strs(&args));
             assert!(
                 out.status.success(),
                 "etcdctl restore {}: {}",

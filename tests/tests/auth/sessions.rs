@@ -260,10 +260,17 @@ fn unknown_and_dropped_tokens_are_refused(kind: Kind) {
 
 /// A JWT's `exp` claim (Unix seconds).
 fn jwt_exp(token: &str) -> u64 {
-    let payload = token.split('.').nth(1).expect("a JWT");
-    let json: serde_json::Value =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64url")).unwrap();
+    let json = jwt_payload(token);
     json["exp"].as_u64().unwrap_or_else(|| panic!("{json}"))
+}
+
+/// A JWT's decoded payload (its claims).
+fn jwt_payload(token: &str) -> serde_json::Value {
+    let payload = token
+        .split('.')
+        .nth(1)
+        .unwrap_or_else(|| panic!("not a JWT: {token}"));
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64url")).unwrap()
 }
 
 fn unix_now() -> u64 {
@@ -323,12 +330,7 @@ fn jwt_expires_after_its_ttl(kind: Kind) {
 
 /// A JWT's claims: (username, auth revision it was minted at).
 fn jwt_claims(token: &str) -> (String, u64) {
-    let payload = token
-        .split('.')
-        .nth(1)
-        .unwrap_or_else(|| panic!("not a JWT: {token}"));
-    let json: serde_json::Value =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64url")).unwrap();
+    let json = jwt_payload(token);
     let name = json["username"]
         .as_str()
         .unwrap_or_else(|| panic!("{json}"))

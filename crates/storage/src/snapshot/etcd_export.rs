@@ -102,11 +102,7 @@ impl Rows for Schema<'_> {
 fn member_rows(members: &[SnapshotMember]) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut rows: Vec<(Vec<u8>, Vec<u8>)> = members
         .iter()
-        .map(|m| {
-            let mut json = serde_like_member(m);
-            json.shrink_to_fit();
-            (format!("{:x}", m.id).into_bytes(), json)
-        })
+        .map(|m| (format!("{:x}", m.id).into_bytes(), serde_like_member(m)))
         .collect();
     rows.sort();
     rows

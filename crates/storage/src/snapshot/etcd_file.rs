@@ -260,15 +260,7 @@ impl EtcdSnapshot {
         extras: &EtcdExtras,
         visit: &mut dyn FnMut(Record) -> Result<(), SnapshotError>,
     ) -> Result<(BodySummary, i64), SnapshotError> {
-        let mut summary = BodySummary {
-            records: 0,
-            kv_rows: 0,
-            leases: 0,
-            alarms: 0,
-            users: 0,
-            roles: 0,
-            hash: 0,
-        };
+        let mut summary = BodySummary::default();
         // the last revision is known at the end; the rows come in revision order
         let mut rebuild = HashRebuild::new(i64::MAX, extras.compact_revision);
         let mut last = 0i64;

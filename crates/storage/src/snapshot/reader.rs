@@ -27,7 +27,7 @@ pub struct SnapshotInfo {
 }
 
 /// What a full read found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct BodySummary {
     pub records: u64,
     pub kv_rows: u64,
@@ -284,15 +284,7 @@ pub fn read_body(
     let mut z = Records::new(z);
     let h = &info.header;
     let mut rebuild = HashRebuild::new(h.revision, h.compact_revision);
-    let mut summary = BodySummary {
-        records: 0,
-        kv_rows: 0,
-        leases: 0,
-        alarms: 0,
-        users: 0,
-        roles: 0,
-        hash: 0,
-    };
+    let mut summary = BodySummary::default();
     let mut end: Option<EndRow> = None;
     let mut last_progress = 0u64;
     while let Some(len) = z

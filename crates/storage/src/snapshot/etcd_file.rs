@@ -381,15 +381,15 @@ impl EtcdSnapshot {
 
     /// The database's `for_each`, its own errors naming this file.
     fn each(&self, bucket: &[&[u8]], f: &mut Visit<'_>) -> Result<bool, SnapshotError> {
-        self.db.for_each(bucket, f).map_err(|e| match e {
-            SnapshotError::Bbolt { path, error } if path.as_os_str().is_empty() => {
-                SnapshotError::Bbolt {
+        self.db
+            .for_each::<Walk>(bucket, &mut |k, v| f(k, v).map_err(Walk::Visit))
+            .map_err(|e| match e {
+                Walk::Db(error) => SnapshotError::Bbolt {
                     path: self.path.clone(),
                     error,
-                }
-            }
-            e => e,
-        })
+                },
+                Walk::Visit(e) => e,
+            })
     }
 
     fn schema(&self, reason: String) -> SnapshotError {
@@ -415,13 +415,15 @@ fn bbolt(path: &Path) -> impl Fn(cairn_bbolt::Error) -> SnapshotError + '_ {
     }
 }
 
-impl From<cairn_bbolt::Error> for SnapshotError {
-    fn from(error: cairn_bbolt::Error) -> Self {
-        // `EtcdSnapshot::each` names the file
-        SnapshotError::Bbolt {
-            path: PathBuf::new(),
-            error,
-        }
+/// Why a walk over one bucket stopped: the database, or the visitor.
+enum Walk {
+    Db(cairn_bbolt::Error),
+    Visit(SnapshotError),
+}
+
+impl From<cairn_bbolt::Error> for Walk {
+    fn from(e: cairn_bbolt::Error) -> Self {
+        Walk::Db(e)
     }
 }
 

@@ -3,7 +3,8 @@
 # run; prints times, sizes and ratios. Not a test. Usage (from the repo root):
 #   KEYS=300000 VALUE=1024 tests/bench/snapshot.sh
 # KEEP=1 keeps the work directory (its path is printed) for experiments.
-# RUNS=n (default 3) restores n times each, etcd and cairn in alternation, and prints medians
+# RUNS=n (default 3) saves and restores n times each, etcd and cairn in alternation, and prints medians;
+# each timed step starts after a `sync` (untimed), so no step pays for the writeback of another
 # (the machine is shared: single runs are noisy). BEFORE=path/to/cairnutl adds another cairnutl
 # (e.g. built from the previous commit) to the alternation, to compare before/after in one run.
 # Needs Debian's etcd-server and etcd-client (etcd 3.4), bc and python3. Writes under ${BENCH_DIR:-/tmp}.
@@ -16,46 +17,60 @@ VALUE=${VALUE:-1024}
 now() { date +%s.%N; }
 # seconds NAME COMMAND...: runs the command, records its wall time in T_NAME
 declare -A T
-seconds() { local name=$1; shift; local s; s=$(now); "$@" >"$W/$name.out" 2>&1 || { cat "$W/$name.out" >&2; exit 1; }; T[$name]=$(echo "$(now) - $s" | bc); }
+# The page cache is written back first (not timed): otherwise one step pays for the
+# writeback of the files the step before it wrote, and the order decides the ratios.
+seconds() { local name=$1; shift; local s; sync; s=$(now); "$@" >"$W/$name.out" 2>&1 || { cat "$W/$name.out" >&2; exit 1; }; T[$name]=$(echo "$(now) - $s" | bc); }
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
+RUNS=${RUNS:-3}
+# rounds STEP FUNCTION WHO...: RUNS rounds of "FUNCTION WHO" for each WHO in alternation;
+# T[WHO_STEP] is the median, and the times are printed
+declare -A RT
+rounds() {
+  local step=$1 fn=$2 run who; shift 2
+  for who in "$@"; do RT[$who]=""; done
+  for run in $(seq 1 "$RUNS"); do
+    for who in "$@"; do
+      seconds "${who}_${step}_$run" "$fn" "$who"
+      RT[$who]+="${T[${who}_${step}_$run]} "
+    done
+  done
+  for who in "$@"; do
+    T[${who}_$step]=$(median ${RT[$who]})
+    echo "$who $step, $RUNS runs: ${RT[$who]}(median ${T[${who}_$step]} s)"
+  done
+}
 
 echo "filling both with $KEYS keys of $VALUE bytes"
 $BIN/cairn-fill --endpoints "$EP" --keys "$KEYS" --value-size "$VALUE"
 $BIN/cairn-fill --endpoints "$CP" --keys "$KEYS" --value-size "$VALUE"
 
-seconds etcd_save etcdctl --endpoints "$EP" snapshot save "$W/etcd.snap"
-seconds cairn_save $BIN/cairnutl --endpoints "$CP" snapshot save "$W/cairn.snap"
-# etcdctl against cairn gets etcd's format: serving it, against etcd serving its own
-seconds etcdfmt_save etcdctl --endpoints "$CP" snapshot save "$W/cairn-as-etcd.db"
+save() { # save WHO
+  case $1 in
+    etcd) rm -f "$W/etcd.snap"; etcdctl --endpoints "$EP" snapshot save "$W/etcd.snap" ;;
+    cairn) rm -f "$W/cairn.snap"; $BIN/cairnutl --endpoints "$CP" snapshot save "$W/cairn.snap" ;;
+    # etcdctl against cairn gets etcd's format: serving it, against etcd serving its own
+    etcdfmt) rm -f "$W/cairn-as-etcd.db"; etcdctl --endpoints "$CP" snapshot save "$W/cairn-as-etcd.db" ;;
+  esac
+}
+rounds save save etcd cairn etcdfmt
 seconds etcd_status etcdctl snapshot status "$W/etcd.snap" -w json
 seconds cairn_status $BIN/cairnutl snapshot status "$W/cairn.snap" -w json
 seconds cairn_verify $BIN/cairnutl snapshot verify "$W/cairn.snap"
 # etcd's own file read by cairnutl (the migration path): the same file etcdctl reads
 seconds etcdfile_status $BIN/cairnutl snapshot status "$W/etcd.snap" -w json
 seconds etcdfile_verify $BIN/cairnutl snapshot verify "$W/etcd.snap"
-RUNS=${RUNS:-3}
 restorers=(etcd cairn etcdfile); [ -n "${BEFORE:-}" ] && restorers+=(before)
-restore() { # restore WHO DIR
+restore() { # restore WHO: into $W/WHO-restored
   local member=(--name r1 --initial-cluster r1=http://127.0.0.1:1 --initial-advertise-peer-urls http://127.0.0.1:1)
+  local dir="$W/$1-restored"; rm -rf "$dir"
   case $1 in
-    etcd) etcdctl snapshot restore "$W/etcd.snap" --data-dir "$2" "${member[@]}" ;;
-    cairn) $BIN/cairnutl snapshot restore "$W/cairn.snap" --data-dir "$2" "${member[@]}" ;;
-    etcdfile) $BIN/cairnutl snapshot restore "$W/etcd.snap" --data-dir "$2" "${member[@]}" ;;
-    before) "$BEFORE" snapshot restore "$W/cairn.snap" --data-dir "$2" "${member[@]}" ;;
+    etcd) etcdctl snapshot restore "$W/etcd.snap" --data-dir "$dir" "${member[@]}" ;;
+    cairn) $BIN/cairnutl snapshot restore "$W/cairn.snap" --data-dir "$dir" "${member[@]}" ;;
+    etcdfile) $BIN/cairnutl snapshot restore "$W/etcd.snap" --data-dir "$dir" "${member[@]}" ;;
+    before) "$BEFORE" snapshot restore "$W/cairn.snap" --data-dir "$dir" "${member[@]}" ;;
   esac
 }
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
-declare -A RT
-for run in $(seq 1 "$RUNS"); do
-  for who in "${restorers[@]}"; do
-    rm -rf "$W/$who-restored"
-    seconds "${who}_restore_$run" restore "$who" "$W/$who-restored"
-    RT[$who]+="${T[${who}_restore_$run]} "
-  done
-done
-for who in "${restorers[@]}"; do
-  T[${who}_restore]=$(median ${RT[$who]})
-  echo "$who restore, $RUNS runs: ${RT[$who]}(median ${T[${who}_restore]} s)"
-done
+rounds restore restore "${restorers[@]}"
 
 size() { stat -c %s "$1"; }
 dirsize() { du -sb "$1" | cut -f1; }

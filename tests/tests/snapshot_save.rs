@@ -62,7 +62,7 @@ async fn fill(c: &mut Clients) {
     let mut rng = Rng::new(7);
     let all: Vec<usize> = (0..3000).collect();
     for batch in all[..2900].chunks(100) {
-        put_txn(c, &mut rng, batch, 500).await;
+        put_txn(c, &mut rng, batch, 1000).await;
     }
     for i in 2900..3000 {
         c.kv.put(put(key(i), value(&mut rng, 200), 0))
@@ -334,14 +334,14 @@ async fn stalled_reader_blocks_no_writes() {
             m.remaining_bytes <= last_remaining,
             "remaining_bytes decreases"
         );
-        assert!(m.blob.len() <= 32 * 1024);
+        assert!(m.blob.len() <= 256 * 1024, "blobs of at most 256 KiB (the server's CHUNK)");
         assert_eq!(m.header.as_ref().map(|h| h.revision), Some(start));
         last_remaining = m.remaining_bytes;
         bytes.extend_from_slice(&m.blob);
         messages += 1;
     }
     assert_eq!(last_remaining, 0, "the last message says 0 remaining");
-    assert!(messages > 8, "{messages} messages");
+    assert!(messages > 4, "several messages: {messages}");
     std::fs::write(&file, &bytes).expect("write file");
     // no format asked for: etcd's, taken at the first message's revision whatever came after
     let snap = EtcdSnapshot::open(&file).unwrap_or_else(|e| panic!("{e}"));

@@ -120,6 +120,12 @@ pub struct Flags {
     /// CORRUPT alarm on a mismatch (0 disables).
     #[arg(long, env = "ETCD_EXPERIMENTAL_CORRUPT_CHECK_TIME", default_value = "0s", value_parser = parse_duration)]
     pub experimental_corrupt_check_time: Duration,
+    /// Sets the maximum revisions deleted in each compaction batch.
+    #[arg(long, env = "ETCD_EXPERIMENTAL_COMPACTION_BATCH_LIMIT", default_value_t = 1000)]
+    pub experimental_compaction_batch_limit: usize,
+    /// Sets the sleep interval between each compaction batch.
+    #[arg(long, env = "ETCD_EXPERIMENTAL_COMPACTION_SLEEP_INTERVAL", default_value = "10ms", value_parser = parse_duration)]
+    pub experimental_compaction_sleep_interval: Duration,
     /// Log level (debug, info, warn, error).
     #[arg(long, env = "ETCD_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -159,6 +165,7 @@ pub struct Config {
     pub auth_token: crate::tokens::TokenConfig,
     pub auth_token_ttl: Duration,
     pub bcrypt_cost: u32,
+    pub compaction: cairn_storage::CompactionPace,
     pub advertise_client_urls: Vec<String>,
     pub peer_urls: Vec<String>,
     pub initial_cluster: Vec<(String, Vec<String>)>,
@@ -313,6 +320,14 @@ impl Flags {
                 self.bcrypt_cost
             } else {
                 10
+            },
+            // etcd: a batch limit of 0 (or below) means its default
+            compaction: cairn_storage::CompactionPace {
+                batch_limit: match self.experimental_compaction_batch_limit {
+                    0 => cairn_storage::CompactionPace::default().batch_limit,
+                    n => n,
+                },
+                sleep_interval: self.experimental_compaction_sleep_interval,
             },
             advertise_client_urls: split_urls(&self.advertise_client_urls),
             peer_urls,

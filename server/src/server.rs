@@ -45,6 +45,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         store: StoreOptions {
             min_lease_ttl: min_lease_ttl.max(1),
             token_ttl: config.auth_token_ttl,
+            compaction: config.compaction,
         },
         peer_connector: tls.peer_connector.clone(),
     })

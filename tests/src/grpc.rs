@@ -105,6 +105,15 @@ pub async fn channel(endpoint: &str, timeout: Duration) -> Result<Channel, Clien
         .await
 }
 
+/// A channel to the first of a benchmark tool's comma-separated `--endpoints`, its calls not
+/// bounded (the tools time them).
+pub async fn bench_channel(endpoints: &str) -> anyhow::Result<Channel> {
+    let endpoint = endpoints.split(',').next().unwrap_or_default();
+    Ok(Dialer::new(ClientConfig::new([endpoint]))?
+        .channel(endpoint, false)
+        .await?)
+}
+
 /// One `Maintenance/Status` call from synchronous code.
 pub fn status_blocking(endpoint: &str, timeout: Duration) -> anyhow::Result<StatusResponse> {
     status_blocking_tls(endpoint, None, timeout)

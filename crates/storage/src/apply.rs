@@ -117,6 +117,9 @@ impl Store {
         self.unflushed
             .store(true, std::sync::atomic::Ordering::Release);
         let (current, compact) = (state.current_rev, state.compact_rev);
+        if state.compacting.is_some() {
+            self.compactor.poke();
+        }
         self.publish_auth(&state.auth);
         drop(lessor);
         drop(state);
@@ -289,7 +292,7 @@ fn apply_op(w: &mut WriteTxn<'_, '_, '_>, op: &Op) -> Result<CommandResponse> {
         Op::Txn(t) => w.txn_request(t).map(CommandResponse::Txn),
         Op::Compact(c) => {
             crate::compact::check(w.state, c.revision)?;
-            crate::compact::compact(w.state, w.sink.tables()?, c.revision)?;
+            crate::compact::schedule(w.state, w.sink.tables()?, c.revision)?;
             Ok(CommandResponse::Compact(CompactionResponse {
                 header: header(w.state.current_rev),
             }))

@@ -16,6 +16,9 @@ use redb::{Durability, ReadTransaction, ReadableDatabase, ReadableTable};
 use crate::error::{Result, backend};
 use crate::gate::Gate;
 use crate::overlay::COMMIT_DELAY;
+
+/// How long [`Store::committed_read`] waits for a compaction's deletion before it fails.
+const COMPACTION_WAIT: Duration = Duration::from_secs(600);
 use crate::store::{State, Store, Tables, lock, read_lock, write_lock};
 
 /// Wakes the committer thread when the overlay gets its first pending write.
@@ -35,7 +38,7 @@ impl Wake {
     }
 
     /// Whether a poke came within `timeout`; consumes it.
-    fn wait(&self, timeout: Duration) -> bool {
+    pub fn wait(&self, timeout: Duration) -> bool {
         let due = lock(&self.due);
         let (mut due, _) = self
             .cv
@@ -132,14 +135,21 @@ impl Store {
         flushed
     }
 
-    /// A read transaction holding every applied write, and `facts` of the state at the same
-    /// point: pending writes are committed first, under the state lock (applies wait for
+    /// A read transaction holding every applied write and no row a compaction is still to
+    /// delete, and `facts` of the state at the same point: a compaction deleting rows is
+    /// waited for, then pending writes are committed, under the state lock (applies wait for
     /// that commit; reads do not wait longer than for any apply).
     pub(crate) fn committed_read<R>(
         &self,
         facts: impl FnOnce(&State) -> R,
     ) -> Result<(ReadTransaction, R)> {
-        let mut state = write_lock(&self.state);
+        let mut state = loop {
+            self.wait_no_compaction(COMPACTION_WAIT)?;
+            let state = write_lock(&self.state);
+            if state.compacting.is_none() {
+                break state;
+            }
+        };
         let db = read_lock(&self.db);
         if !state.overlay.is_empty() {
             // waits for a commit in flight, whose batch is then in redb too
@@ -321,6 +331,7 @@ mod tests {
             },
         )));
         store.apply(&[compact], &[]).unwrap();
+        assert!(store.wait_compacted(3, Duration::from_secs(10)), "deleted");
         assert_eq!(rows_in_redb(&store), 1, "k@3 kept, k@2 compacted away");
         assert!(read_lock(&store.state).overlay.is_empty());
         let hash = store.hash_kv(0).unwrap();

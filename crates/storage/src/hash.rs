@@ -6,6 +6,7 @@ use std::ops::Bound;
 
 use redb::ReadableTable;
 
+use crate::compact::Compaction;
 use crate::error::Result;
 use crate::overlay::Overlay;
 use crate::revision::Revision;
@@ -13,13 +14,15 @@ use crate::revision::Revision;
 /// etcd's kvHasher: CRC-32C fed the bucket name `key`, then each (revision key, KeyValue) row
 /// with main <= `rev`, skipping rows at or below the compact revision that a compaction at
 /// `rev` would drop (unless nothing would be kept at all, an etcd quirk kept for equality).
-/// `overlay` holds the applied rows `table` does not have yet.
+/// `overlay` holds the applied rows `table` does not have yet; rows a compaction whose deletion
+/// is under way will delete (`compacting`) count as deleted already.
 pub(crate) fn hash_kv<T: ReadableTable<&'static [u8], &'static [u8]>>(
     table: &T,
     overlay: &Overlay,
     compact_rev: i64,
     rev: i64,
     keep: &HashSet<Revision>,
+    compacting: Option<&Compaction>,
 ) -> Result<u32> {
     let mut crc = crc32c::crc32c(b"key");
     let end = Revision::scan_start(rev + 1);
@@ -27,6 +30,9 @@ pub(crate) fn hash_kv<T: ReadableTable<&'static [u8], &'static [u8]>>(
         let Some((r, _)) = Revision::from_bytes(k) else {
             return Ok(());
         };
+        if compacting.is_some_and(|c| c.doomed(r)) {
+            return Ok(());
+        }
         if r.main <= compact_rev && !keep.is_empty() && !keep.contains(&r) {
             return Ok(());
         }

@@ -10,7 +10,8 @@
 //!   file swap it shares with a snapshot install.
 //! - `write`: one command's changes (put, delete, txn); `read`: range with every option.
 //! - [`txn`]: compare evaluation and request checks, pure.
-//! - `compact`, `hash`: compaction and etcd's HashKV.
+//! - `compact`, `hash`: compaction (scheduled in the apply) and etcd's HashKV; `compactor`:
+//!   the thread that deletes a compaction's rows in batches, off the request path.
 //! - [`lease`]: the lessor; [`watch`]: the watch hub and its replay.
 //! - [`auth`]: users, roles, permissions, simple tokens; the checks made at apply.
 //! - [`command`]: what a raft log entry carries.
@@ -26,6 +27,7 @@ mod backend;
 pub mod command;
 mod commit;
 mod compact;
+mod compactor;
 pub mod defrag;
 pub mod error;
 mod gate;
@@ -47,6 +49,7 @@ mod write;
 
 pub use auth::{AuthView, Need, TokenInfo};
 pub use command::{Command, CommandResponse, Op, RequestAuth};
+pub use compactor::CompactionPace;
 pub use defrag::{DefragStage, DefragSummary};
 pub use error::{AuthError, Result, StoreError};
 pub use index::KeyRange;

@@ -29,6 +29,8 @@ use crate::backend::{
     META, SCHEDULED_COMPACT_REV, alarm_from_key, meta_revision,
 };
 use crate::commit::{Wake, commit_loop};
+use crate::compact::Compaction;
+use crate::compactor::{CompactionPace, Finished, compact_loop};
 use crate::error::{Result, StoreError, backend};
 use crate::gate::Gate;
 use crate::index::{KeyRange, TreeIndex};
@@ -50,6 +52,8 @@ pub(crate) struct State {
     pub overlay: Overlay,
     /// The alarms raised, as the alarm table says.
     pub raised: Raised,
+    /// A compaction scheduled whose rows are not all deleted yet (`compactor.rs`).
+    pub compacting: Option<Arc<Compaction>>,
     /// Users, roles, the auth switch, as the auth tables say; replaced by each auth change.
     pub auth: Arc<AuthView>,
 }
@@ -93,6 +97,8 @@ pub struct StoreOptions {
     pub min_lease_ttl: i64,
     /// How long a simple token stays valid after its last use (etcd's `--auth-token-ttl`).
     pub token_ttl: Duration,
+    /// How a compaction's rows are deleted (etcd's compaction batch flags).
+    pub compaction: CompactionPace,
 }
 
 impl Default for StoreOptions {
@@ -100,6 +106,7 @@ impl Default for StoreOptions {
         StoreOptions {
             min_lease_ttl: 2,
             token_ttl: Duration::from_secs(300),
+            compaction: CompactionPace::default(),
         }
     }
 }
@@ -134,6 +141,11 @@ pub struct Store {
     pub(crate) commit_lock: Mutex<()>,
     /// Wakes the committer thread.
     pub(crate) committer: Arc<Wake>,
+    /// Wakes the compactor thread (a compaction was scheduled).
+    pub(crate) compactor: Arc<Wake>,
+    /// Notified when a compaction has deleted its rows.
+    pub(crate) compaction_finished: Finished,
+    pub(crate) compaction_pace: CompactionPace,
     /// How the background threads hold the store (see `gate.rs`).
     background: Arc<Gate>,
     /// This process has the file open; last, so it is released after `db` is closed.
@@ -199,6 +211,9 @@ impl Store {
             unflushed: AtomicBool::new(false),
             commit_lock: Mutex::new(()),
             committer: Arc::new(Wake::default()),
+            compactor: Arc::new(Wake::default()),
+            compaction_finished: Finished::default(),
+            compaction_pace: opts.compaction,
             background: Arc::new(Gate::default()),
             _file: file,
         });
@@ -214,6 +229,16 @@ impl Store {
             store.background.clone(),
         );
         spawn("store-commit", move || commit_loop(weak, wake, gate))?;
+        let (weak, wake, gate) = (
+            Arc::downgrade(&store),
+            store.compactor.clone(),
+            store.background.clone(),
+        );
+        spawn("store-compact", move || compact_loop(weak, wake, gate))?;
+        if read_lock(&store.state).compacting.is_some() {
+            // a compaction cut short: its deletion resumes
+            store.compactor.poke();
+        }
         Ok(store)
     }
 
@@ -311,7 +336,14 @@ impl Store {
         let db = read_lock(&self.db);
         let txn = db.begin_read().map_err(backend("begin read"))?;
         let table = txn.open_table(KEY).map_err(backend("open key table"))?;
-        let hash = crate::hash::hash_kv(&table, &state.overlay, state.compact_rev, rev, &keep)?;
+        let hash = crate::hash::hash_kv(
+            &table,
+            &state.overlay,
+            state.compact_rev,
+            rev,
+            &keep,
+            state.compacting.as_deref(),
+        )?;
         Ok(KvHash {
             hash,
             compact_revision: state.compact_rev,
@@ -555,9 +587,9 @@ fn rebuild(db: &Database) -> Result<(State, HashMap<Vec<u8>, i64>)> {
     // etcd's compact revision is -1 until the first compaction (HashKV reports it)
     let finished = meta_revision(&meta, FINISHED_COMPACT_REV)?.unwrap_or(-1);
     let scheduled = meta_revision(&meta, SCHEDULED_COMPACT_REV)?.unwrap_or(-1);
-    if scheduled != finished {
+    if scheduled < finished {
         return Err(StoreError::Corrupt(format!(
-            "compaction at revision {scheduled} did not finish (finished: {finished}); restore from a snapshot"
+            "the compaction finished at revision {finished} was scheduled at {scheduled} only; restore from a snapshot"
         )));
     }
     let table = txn.open_table(KEY).map_err(backend("open key table"))?;
@@ -580,12 +612,16 @@ fn rebuild(db: &Database) -> Result<(State, HashMap<Vec<u8>, i64>)> {
         }
         last = rev.main;
     }
-    let current_rev = last.max(finished).max(1);
+    // a compaction scheduled and not finished (a crash during its deletion) is scheduled
+    // again: the index compacted as it was, the rows left deleted in the background
+    let compacting = (scheduled > finished).then(|| Arc::new(Compaction::of(&mut index, scheduled)));
+    let current_rev = last.max(scheduled).max(1);
     Ok((
         State {
             index,
             current_rev,
-            compact_rev: finished,
+            compact_rev: scheduled,
+            compacting,
             data_bytes,
             overlay: Overlay::default(),
             raised: Raised::default(),

@@ -489,6 +489,8 @@ fn in_use_bytes_follow_writes_and_compaction() {
         }),
     )
     .unwrap();
+    // the rows go in the background, in batches; the in-use bytes follow
+    assert!(s.wait_compacted(rev, std::time::Duration::from_secs(10)));
     let (_, compacted) = s.db_size().unwrap();
     assert!(
         (1000..2 * 1000 + 200).contains(&compacted),

@@ -16,6 +16,9 @@ use crate::quota;
 
 pub struct KvService(pub Context);
 
+/// How long a physical compaction's reply waits for this member to delete its rows.
+const PHYSICAL_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
 #[tonic::async_trait]
 impl Kv for KvService {
     async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
@@ -64,8 +67,20 @@ impl Kv for KvService {
         req: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
         let ctx = self.0.acting_for(&req)?;
-        Ok(Response::new(
-            ctx.propose(Op::Compact(req.into_inner())).await?,
-        ))
+        let req = req.into_inner();
+        let (rev, physical) = (req.revision, req.physical);
+        let reply: CompactionResponse = ctx.propose(Op::Compact(req)).await?;
+        if physical {
+            // etcd answers a physical compaction once this member has deleted its rows
+            let store = self.0.store.clone();
+            let deleted =
+                tokio::task::spawn_blocking(move || store.wait_compacted(rev, PHYSICAL_WAIT))
+                    .await
+                    .unwrap_or(false);
+            if !deleted {
+                return Err(ApiError::Timeout.into());
+            }
+        }
+        Ok(Response::new(reply))
     }
 }

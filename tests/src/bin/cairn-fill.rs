@@ -28,15 +28,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let a = Args::parse();
-    let endpoint = a
-        .endpoints
-        .split(',')
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    let channel = cairn_client::Dialer::new(cairn_client::ClientConfig::new([endpoint.as_str()]))?
-        .channel(&endpoint, false)
-        .await?;
+    let channel = cairn_tests::grpc::bench_channel(&a.endpoints).await?;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..a.clients {

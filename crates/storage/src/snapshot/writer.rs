@@ -97,6 +97,7 @@ impl Store {
             compact_revision,
             revision,
             &keep,
+            None,
         )?;
         let count =
             |n: std::result::Result<u64, redb::StorageError>| n.map_err(backend("count rows"));

@@ -1,0 +1,250 @@
+//! The deletion step of a compaction (`compact.rs` schedules it): a background thread deletes
+//! the `key` rows the scheduled compaction no longer needs, in batches of at most
+//! [`CompactionPace::batch_limit`] rows scanned, each its own redb write transaction, with
+//! [`CompactionPace::sleep_interval`] between them (etcd's
+//! `--experimental-compaction-batch-limit` and `--experimental-compaction-sleep-interval`).
+//! Reads and writes are served between batches; a batch holds redb's writer (and the `db`
+//! lock shared) but never the state lock, which it takes only after committing, to count the
+//! bytes freed and, after the last batch, to mark the compaction done.
+//!
+//! The rows are scanned in revision order from the oldest, so a batch that commits never
+//! leaves a key's older row behind a newer one it deleted: a crash at any point leaves a file
+//! whose compaction a reopen finishes. A compaction scheduled while one is deleting supersedes
+//! it (its index is compacted further) and the scan starts over from the oldest row.
+
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use redb::{Durability, ReadableTable};
+
+use crate::backend::{FINISHED_COMPACT_REV, KEY, META};
+use crate::commit::Wake;
+use crate::compact::Compaction;
+use crate::error::{Result, StoreError, backend};
+use crate::gate::Gate;
+use crate::revision::Revision;
+use crate::store::{Store, lock, read_lock, row_bytes, write_lock};
+
+/// How the deletion of a compaction proceeds; the defaults are etcd's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompactionPace {
+    /// Rows scanned per batch (etcd's `--experimental-compaction-batch-limit`, 1000).
+    pub batch_limit: usize,
+    /// The pause after each batch (etcd's `--experimental-compaction-sleep-interval`, 10 ms).
+    pub sleep_interval: Duration,
+}
+
+impl Default for CompactionPace {
+    fn default() -> Self {
+        CompactionPace {
+            batch_limit: 1000,
+            sleep_interval: Duration::from_millis(10),
+        }
+    }
+}
+
+/// How long a batch that failed waits before it is tried again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Deletes the rows of scheduled compactions until the store is dropped or stops its
+/// background threads (it holds the store only during a batch, never during a pause).
+pub(crate) fn compact_loop(store: Weak<Store>, wake: Arc<Wake>, gate: Arc<Gate>) {
+    let mut cursor = Cursor::default();
+    while store.strong_count() > 0 {
+        if !wake.wait(Duration::from_millis(200)) {
+            continue;
+        }
+        loop {
+            let Some(s) = gate.hold(&store) else { return };
+            let pause = match s.compact_batch(&mut cursor) {
+                Ok(Step::More) => s.compaction_pace.sleep_interval,
+                Ok(Step::Idle) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, "a compaction batch failed; retrying");
+                    RETRY_AFTER
+                }
+            };
+            drop(s);
+            std::thread::sleep(pause);
+        }
+    }
+}
+
+/// Where the deletion is: the compaction it works for, in which data (the watch hub's epoch,
+/// which a snapshot install changes), and the first revision key not scanned yet.
+#[derive(Default)]
+struct Cursor {
+    job: Option<Arc<Compaction>>,
+    epoch: u64,
+    next: Vec<u8>,
+}
+
+impl Cursor {
+    /// Starts over from the oldest row unless it already works for `job` in `epoch`.
+    fn follow(&mut self, job: &Arc<Compaction>, epoch: u64) {
+        let same = self.epoch == epoch && self.job.as_ref().is_some_and(|j| Arc::ptr_eq(j, job));
+        if !same {
+            *self = Cursor {
+                job: Some(job.clone()),
+                epoch,
+                next: Vec::new(),
+            };
+        }
+    }
+}
+
+enum Step {
+    /// A batch ran; more may follow.
+    More,
+    /// No compaction is deleting rows.
+    Idle,
+}
+
+/// Tells waiters that a compaction finished deleting.
+#[derive(Default)]
+pub(crate) struct Finished {
+    generation: Mutex<u64>,
+    cv: Condvar,
+}
+
+impl Finished {
+    fn notify(&self) {
+        *lock(&self.generation) += 1;
+        self.cv.notify_all();
+    }
+
+    fn generation(&self) -> u64 {
+        *lock(&self.generation)
+    }
+
+    /// Waits until a notification after `seen`, at most `timeout`.
+    fn wait_past(&self, seen: u64, timeout: Duration) {
+        let g = lock(&self.generation);
+        let _ = self
+            .cv
+            .wait_timeout_while(g, timeout, |g| *g == seen)
+            .unwrap_or_else(|p| p.into_inner());
+    }
+}
+
+impl Store {
+    /// Waits until no compaction at or above `rev` is deleting rows (`i64::MIN`: none at
+    /// all); false if one still is after `timeout`.
+    pub fn wait_compacted(&self, rev: i64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let seen = self.compaction_finished.generation();
+            let pending = read_lock(&self.state)
+                .compacting
+                .as_ref()
+                .is_some_and(|c| c.rev >= rev);
+            if !pending {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            self.compaction_finished.wait_past(seen, deadline - now);
+        }
+    }
+
+    /// [`Store::wait_compacted`] for anything that needs redb without rows a compaction is
+    /// still to delete (a snapshot, a defragment): an error after `timeout`.
+    pub(crate) fn wait_no_compaction(&self, timeout: Duration) -> Result<()> {
+        if self.wait_compacted(i64::MIN, timeout) {
+            return Ok(());
+        }
+        Err(StoreError::Backend {
+            context: "wait for a compaction",
+            message: format!(
+                "a compaction is still deleting rows after {}s",
+                timeout.as_secs()
+            ),
+        })
+    }
+
+    /// One batch of the deletion: up to `batch_limit` rows from the cursor, those the
+    /// compaction dooms deleted, in one write transaction (the last also records the
+    /// compaction finished).
+    fn compact_batch(&self, cursor: &mut Cursor) -> Result<Step> {
+        let state = read_lock(&self.state);
+        let Some(job) = state.compacting.clone() else {
+            return Ok(Step::Idle);
+        };
+        let epoch = self.hub.epoch();
+        // the db lock before the state's is released: no install or defragment swaps the file
+        // between the job read and its batch
+        let db = read_lock(&self.db);
+        drop(state);
+        cursor.follow(&job, epoch);
+
+        let limit = self.compaction_pace.batch_limit.max(1);
+        let end = Revision::scan_start(job.rev + 1);
+        let mut txn = db.begin_write().map_err(backend("begin write"))?;
+        txn.set_durability(Durability::None)
+            .map_err(backend("set durability"))?;
+        let (freed, done) = {
+            let mut table = txn.open_table(KEY).map_err(backend("open key table"))?;
+            let mut doomed = Vec::new();
+            let mut scanned = 0;
+            let mut freed = 0;
+            if cursor.next.as_slice() < end.as_slice() {
+                let rows = table
+                    .range::<&[u8]>(cursor.next.as_slice()..end.as_slice())
+                    .map_err(backend("scan key table"))?;
+                for row in rows.take(limit) {
+                    let (k, v) = row.map_err(backend("scan key table"))?;
+                    let k = k.value();
+                    scanned += 1;
+                    cursor.next = successor(k);
+                    if Revision::from_bytes(k).is_some_and(|(r, _)| job.doomed(r)) {
+                        freed += row_bytes(k, v.value());
+                        doomed.push(k.to_vec());
+                    }
+                }
+            }
+            for k in &doomed {
+                table
+                    .remove(k.as_slice())
+                    .map_err(backend("compact key table"))?;
+            }
+            let done = scanned < limit;
+            if done {
+                let mark = Revision::new(job.rev, 0).to_bytes(false);
+                txn.open_table(META)
+                    .map_err(backend("open meta table"))?
+                    .insert(FINISHED_COMPACT_REV, mark.as_slice())
+                    .map_err(backend("write meta"))?;
+            }
+            (freed, done)
+        };
+        txn.commit().map_err(backend("commit compaction batch"))?;
+        drop(db);
+
+        let mut state = write_lock(&self.state);
+        if self.hub.epoch() == epoch {
+            state.data_bytes -= freed;
+        }
+        if done {
+            if state
+                .compacting
+                .as_ref()
+                .is_some_and(|c| Arc::ptr_eq(c, &job))
+            {
+                state.compacting = None;
+            }
+            drop(state);
+            self.compaction_finished.notify();
+        }
+        Ok(Step::More)
+    }
+}
+
+/// The smallest key after `k`.
+fn successor(k: &[u8]) -> Vec<u8> {
+    let mut next = Vec::with_capacity(k.len() + 1);
+    next.extend_from_slice(k);
+    next.push(0);
+    next
+}

@@ -121,7 +121,11 @@ pub struct Flags {
     #[arg(long, env = "ETCD_EXPERIMENTAL_CORRUPT_CHECK_TIME", default_value = "0s", value_parser = parse_duration)]
     pub experimental_corrupt_check_time: Duration,
     /// Sets the maximum revisions deleted in each compaction batch.
-    #[arg(long, env = "ETCD_EXPERIMENTAL_COMPACTION_BATCH_LIMIT", default_value_t = 1000)]
+    #[arg(
+        long,
+        env = "ETCD_EXPERIMENTAL_COMPACTION_BATCH_LIMIT",
+        default_value_t = 1000
+    )]
     pub experimental_compaction_batch_limit: usize,
     /// Sets the sleep interval between each compaction batch.
     #[arg(long, env = "ETCD_EXPERIMENTAL_COMPACTION_SLEEP_INTERVAL", default_value = "10ms", value_parser = parse_duration)]

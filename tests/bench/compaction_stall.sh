@@ -6,7 +6,8 @@
 # and worst put and read latency while it ran (and the p99 before it). Not a test. Usage:
 #   KEYS=200000 tests/bench/compaction_stall.sh
 # ROUNDS=n (default 3) repeats the whole measurement n times, etcd and cairn in alternation,
-# each round on freshly started servers with fresh data dirs.
+# each round on freshly started servers with fresh data dirs. KINDS="cairn" (default "etcd cairn")
+# measures only those, for experiments; KEEP=1 keeps the servers' logs in the work directory.
 # Needs Debian's etcd-server and etcd-client (etcd 3.4) and python3.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -35,20 +36,20 @@ measure() { # measure etcd|cairn ROUND: prints one JSON line
 }
 
 for round in $(seq 1 "$ROUNDS"); do
-  for who in etcd cairn; do measure "$who" "$round"; done
+  for who in ${KINDS:-etcd cairn}; do measure "$who" "$round"; done
 done | tee "$W/results.jsonl"
 
 python3 - "$W/results.jsonl" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 print(f"\n{rows[0]['keys']} keys x 1 KiB written twice; physical compaction of the first fill's rows under 2 putters + 2 readers")
-print(f"{'':8} {'compaction':>11} {'put p99':>9} {'put worst':>10} {'read p99':>9} {'read worst':>11} {'put p99 before':>15}")
+print(f"{'':8} {'compaction':>11} {'put p99':>9} {'put worst':>10} {'read p99':>9} {'read worst':>11} {'put p99/worst before':>21} {'read p99/worst before':>22}")
 med = {}
-for who in ("etcd", "cairn"):
+for who in sorted({r["who"] for r in rows}, reverse=True):
     mine = [r["result"] for r in rows if r["who"] == who]
     for r in mine:
         print(f"{who:8} {r['compaction_s']:10.2f}s {r['put']['p99_ms']:7.1f}ms {r['put']['worst_ms']:8.1f}ms "
-              f"{r['read']['p99_ms']:7.1f}ms {r['read']['worst_ms']:9.1f}ms {r['put']['p99_before_ms']:13.1f}ms")
+              f"{r['read']['p99_ms']:7.1f}ms {r['read']['worst_ms']:9.1f}ms {r['put']['p99_before_ms']:9.1f}/{r['put']['worst_before_ms']:.1f}ms {r['read']['p99_before_ms']:10.1f}/{r['read']['worst_before_ms']:.1f}ms")
     med[who] = {k: statistics.median(v) for k, v in {
         "compaction_s": [r["compaction_s"] for r in mine],
         "put_worst": [r["put"]["worst_ms"] for r in mine],
@@ -56,6 +57,8 @@ for who in ("etcd", "cairn"):
         "put_p99": [r["put"]["p99_ms"] for r in mine],
         "read_p99": [r["read"]["p99_ms"] for r in mine],
     }.items()}
+if len(med) < 2:
+    sys.exit(0)
 print("\nmedians, etcd / cairn (above 1: cairn better)")
 for k in ("compaction_s", "put_worst", "put_p99", "read_worst", "read_p99"):
     e, c = med["etcd"][k], med["cairn"][k]

@@ -334,7 +334,10 @@ async fn stalled_reader_blocks_no_writes() {
             m.remaining_bytes <= last_remaining,
             "remaining_bytes decreases"
         );
-        assert!(m.blob.len() <= 256 * 1024, "blobs of at most 256 KiB (the server's CHUNK)");
+        assert!(
+            m.blob.len() <= 256 * 1024,
+            "blobs of at most 256 KiB (the server's CHUNK)"
+        );
         assert_eq!(m.header.as_ref().map(|h| h.revision), Some(start));
         last_remaining = m.remaining_bytes;
         bytes.extend_from_slice(&m.blob);

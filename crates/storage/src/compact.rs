@@ -2,20 +2,25 @@
 //!
 //! In two steps, as etcd does it (`mvcc/kvstore_compaction.go`):
 //! 1. **Schedule**, in the apply of the Compact command: the request is checked, the
-//!    compaction point is recorded (`scheduledCompactRev`), the in-memory index is compacted
-//!    and the revisions it still needs at or below the point are kept as the [`Compaction`].
-//!    From here on reads, watches and HashKV see the compacted store.
-//! 2. **Delete**, off the request path (`compactor.rs`): the `key` rows at or below the point
-//!    that the index no longer needs are deleted in bounded batches, reads and writes served
-//!    between them; the last batch records `finishedCompactRev`. A store opened with the two
-//!    marks apart (a crash mid-compaction) schedules the compaction again and resumes it.
+//!    compaction point is recorded (`scheduledCompactRev`) and the compact revision moves:
+//!    from here on reads and watches below it are refused, as after the compaction.
+//! 2. **Compact the index**, off the request path (`compactor.rs`), a chunk of keys at a time
+//!    under the state lock, as etcd compacts its `treeIndex` one key at a time: the revisions
+//!    still needed at or below the point become the [`Compaction`]'s keep set. Until a key's
+//!    turn its older revisions are still in the index, which no read can reach (they are all
+//!    below the compact revision).
+//! 3. **Delete**, off the request path too: the `key` rows at or below the point that the
+//!    index no longer needs are deleted in bounded batches, reads and writes served between
+//!    them; the last batch records `finishedCompactRev`. A store opened with the two marks
+//!    apart (a crash mid-compaction) compacts its index at open and resumes the deletion.
 //!
 //! Until the deletion has finished, the rows it will delete are still in redb: whatever reads
-//! `key` rows by revision rather than through the index skips them ([`Compaction::doomed`]),
-//! or waits for the deletion to finish (a snapshot, a defragment).
+//! `key` rows by revision rather than through the index skips them ([`Compaction::doomed`],
+//! HashKV, after waiting for the keep set), or waits for the deletion to finish (a snapshot, a
+//! defragment).
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::backend::SCHEDULED_COMPACT_REV;
 use crate::error::{Result, StoreError, backend};
@@ -28,22 +33,41 @@ use crate::store::{State, Tables};
 pub(crate) struct Compaction {
     /// The compaction point.
     pub rev: i64,
-    /// The revisions at or below `rev` that the index still needs.
-    pub keep: HashSet<Revision>,
+    /// The revisions at or below `rev` that the index still needs, once the index is
+    /// compacted.
+    keep: OnceLock<HashSet<Revision>>,
 }
 
 impl Compaction {
-    /// Compacts `index` at `rev`: what the deletion must then remove.
-    pub fn of(index: &mut TreeIndex, rev: i64) -> Compaction {
+    /// A compaction at `rev` whose index is still to compact.
+    pub fn scheduled(rev: i64) -> Compaction {
         Compaction {
             rev,
-            keep: index.compact(rev),
+            keep: OnceLock::new(),
         }
     }
 
-    /// Whether the row at `r` is one this compaction deletes.
-    pub fn doomed(&self, r: Revision) -> bool {
-        r.main <= self.rev && !self.keep.contains(&r)
+    /// Compacts `index` at `rev` at once (at open, where nothing waits for the state).
+    pub fn of(index: &mut TreeIndex, rev: i64) -> Compaction {
+        let c = Compaction::scheduled(rev);
+        c.indexed(index.compact(rev));
+        c
+    }
+
+    /// The index is compacted; `keep` is what it still needs at or below the point.
+    pub fn indexed(&self, keep: HashSet<Revision>) {
+        let _ = self.keep.set(keep);
+    }
+
+    pub fn is_indexed(&self) -> bool {
+        self.keep.get().is_some()
+    }
+
+    /// Whether the row at `r` is one this compaction deletes; `None` until the index is
+    /// compacted.
+    pub fn doomed(&self, r: Revision) -> Option<bool> {
+        let keep = self.keep.get()?;
+        Some(r.main <= self.rev && !keep.contains(&r))
     }
 }
 
@@ -58,16 +82,16 @@ pub(crate) fn check(state: &State, rev: i64) -> Result<()> {
     Ok(())
 }
 
-/// Schedules a compaction at `rev` in the caller's write transaction: the mark, the index,
-/// the revision bound. A compaction whose deletion has not finished is superseded: this one
-/// deletes everything it would have (its index is already compacted), and more.
+/// Schedules a compaction at `rev` in the caller's write transaction: the mark and the
+/// revision bound; the compactor thread does the rest. A compaction not finished yet is
+/// superseded: this one compacts the index further and deletes everything it would have.
 pub(crate) fn schedule(state: &mut State, tables: &mut Tables<'_>, rev: i64) -> Result<()> {
     let mark = Revision::new(rev, 0).to_bytes(false);
     tables
         .meta
         .insert(SCHEDULED_COMPACT_REV, mark.as_slice())
         .map_err(backend("write meta"))?;
-    state.compacting = Some(Arc::new(Compaction::of(&mut state.index, rev)));
+    state.compacting = Some(Arc::new(Compaction::scheduled(rev)));
     state.compact_rev = rev;
     Ok(())
 }

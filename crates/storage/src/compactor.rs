@@ -1,17 +1,22 @@
-//! The deletion step of a compaction (`compact.rs` schedules it): a background thread deletes
-//! the `key` rows the scheduled compaction no longer needs, in batches of at most
+//! The background steps of a compaction (`compact.rs` schedules it). A thread first compacts
+//! the in-memory index, [`INDEX_CHUNK`] keys per hold of the state lock, then deletes the
+//! `key` rows the scheduled compaction no longer needs, in batches of at most
 //! [`CompactionPace::batch_limit`] rows scanned, each its own redb write transaction, with
 //! [`CompactionPace::sleep_interval`] between them (etcd's
 //! `--experimental-compaction-batch-limit` and `--experimental-compaction-sleep-interval`).
-//! Reads and writes are served between batches; a batch holds redb's writer (and the `db`
-//! lock shared) but never the state lock, which it takes only after committing, to count the
-//! bytes freed and, after the last batch, to mark the compaction done.
+//! Reads and writes are served between batches and during them: a batch holds redb's writer,
+//! the `db` lock shared and the `commit_lock` (so the committer waits for it before it takes
+//! the state lock, not while holding it), never the state lock, which it takes only after
+//! committing, to count the bytes freed and, after the last batch, to mark the compaction done.
+//! Only an apply that writes redb itself (a lease, an alarm, another compaction) can wait for a
+//! batch with the state lock held.
 //!
 //! The rows are scanned in revision order from the oldest, so a batch that commits never
 //! leaves a key's older row behind a newer one it deleted: a crash at any point leaves a file
 //! whose compaction a reopen finishes. A compaction scheduled while one is deleting supersedes
 //! it (its index is compacted further) and the scan starts over from the oldest row.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -23,7 +28,7 @@ use crate::compact::Compaction;
 use crate::error::{Result, StoreError, backend};
 use crate::gate::Gate;
 use crate::revision::Revision;
-use crate::store::{Store, lock, read_lock, row_bytes, write_lock};
+use crate::store::{State, Store, lock, read_lock, row_bytes, write_lock};
 
 /// How the deletion of a compaction proceeds; the defaults are etcd's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +48,11 @@ impl Default for CompactionPace {
     }
 }
 
+/// Keys of the index compacted per hold of the state lock (about 1 ms of work).
+const INDEX_CHUNK: usize = 5_000;
+/// The pause between two chunks of the index, for the reads and applies waiting on the lock.
+const INDEX_PAUSE: Duration = Duration::from_millis(1);
+
 /// How long a batch that failed waits before it is tried again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
@@ -58,6 +68,7 @@ pub(crate) fn compact_loop(store: Weak<Store>, wake: Arc<Wake>, gate: Arc<Gate>)
             let Some(s) = gate.hold(&store) else { return };
             let pause = match s.compact_batch(&mut cursor) {
                 Ok(Step::More) => s.compaction_pace.sleep_interval,
+                Ok(Step::Indexing) => INDEX_PAUSE,
                 Ok(Step::Idle) => break,
                 Err(e) => {
                     tracing::error!(error = %e, "a compaction batch failed; retrying");
@@ -71,12 +82,20 @@ pub(crate) fn compact_loop(store: Weak<Store>, wake: Arc<Wake>, gate: Arc<Gate>)
 }
 
 /// Where the deletion is: the compaction it works for, in which data (the watch hub's epoch,
-/// which a snapshot install changes), and the first revision key not scanned yet.
+/// which a snapshot install changes), the first revision key not scanned yet, and what it
+/// did so far (for the log line at the end).
 #[derive(Default)]
 struct Cursor {
     job: Option<Arc<Compaction>>,
     epoch: u64,
+    /// The first user key of the index not compacted yet, and what the compacted ones keep.
+    index_next: Vec<u8>,
+    keep: HashSet<Revision>,
     next: Vec<u8>,
+    started: Option<Instant>,
+    batches: u64,
+    deleted: u64,
+    longest: Duration,
 }
 
 impl Cursor {
@@ -87,15 +106,18 @@ impl Cursor {
             *self = Cursor {
                 job: Some(job.clone()),
                 epoch,
-                next: Vec::new(),
+                started: Some(Instant::now()),
+                ..Cursor::default()
             };
         }
     }
 }
 
 enum Step {
-    /// A batch ran; more may follow.
+    /// A batch of rows was deleted; more may follow.
     More,
+    /// A chunk of the index was compacted; more may follow.
+    Indexing,
     /// No compaction is deleting rows.
     Idle,
 }
@@ -168,17 +190,33 @@ impl Store {
     /// compaction dooms deleted, in one write transaction (the last also records the
     /// compaction finished).
     fn compact_batch(&self, cursor: &mut Cursor) -> Result<Step> {
+        let indexing = read_lock(&self.state)
+            .compacting
+            .clone()
+            .filter(|job| !job.is_indexed());
+        if let Some(job) = indexing {
+            cursor.follow(&job, self.hub.epoch());
+            return self.compact_index_chunk(cursor, &job);
+        }
+        // the committer waits here, not for redb's writer while it holds the state lock (which
+        // would hold up every read for the batch)
+        let _no_commit = lock(&self.commit_lock);
         let state = read_lock(&self.state);
         let Some(job) = state.compacting.clone() else {
             return Ok(Step::Idle);
         };
+        if !job.is_indexed() {
+            // a newer compaction came in between
+            return Ok(Step::Indexing);
+        }
         let epoch = self.hub.epoch();
+        cursor.follow(&job, epoch);
         // the db lock before the state's is released: no install or defragment swaps the file
         // between the job read and its batch
         let db = read_lock(&self.db);
         drop(state);
-        cursor.follow(&job, epoch);
 
+        let batch_started = Instant::now();
         let limit = self.compaction_pace.batch_limit.max(1);
         let end = Revision::scan_start(job.rev + 1);
         let mut txn = db.begin_write().map_err(backend("begin write"))?;
@@ -186,28 +224,36 @@ impl Store {
             .map_err(backend("set durability"))?;
         let (freed, done) = {
             let mut table = txn.open_table(KEY).map_err(backend("open key table"))?;
-            let mut doomed = Vec::new();
+            // the batch's last row first (a read), then one pass that drops the doomed rows
+            // of `next..=last` (one walk of those pages, not one descent per row)
             let mut scanned = 0;
-            let mut freed = 0;
+            let mut last = None;
             if cursor.next.as_slice() < end.as_slice() {
                 let rows = table
                     .range::<&[u8]>(cursor.next.as_slice()..end.as_slice())
                     .map_err(backend("scan key table"))?;
                 for row in rows.take(limit) {
-                    let (k, v) = row.map_err(backend("scan key table"))?;
-                    let k = k.value();
+                    let (k, _) = row.map_err(backend("scan key table"))?;
                     scanned += 1;
-                    cursor.next = successor(k);
-                    if Revision::from_bytes(k).is_some_and(|(r, _)| job.doomed(r)) {
-                        freed += row_bytes(k, v.value());
-                        doomed.push(k.to_vec());
-                    }
+                    last = Some(k.value().to_vec());
                 }
             }
-            for k in &doomed {
+            let mut freed = 0;
+            if let Some(last) = last {
+                let (mut deleted, from) = (0, std::mem::take(&mut cursor.next));
                 table
-                    .remove(k.as_slice())
+                    .retain_in::<&[u8], _>(from.as_slice()..=last.as_slice(), |k, v| {
+                        let doomed = Revision::from_bytes(k)
+                            .is_some_and(|(r, _)| job.doomed(r) == Some(true));
+                        if doomed {
+                            deleted += 1;
+                            freed += row_bytes(k, v);
+                        }
+                        !doomed
+                    })
                     .map_err(backend("compact key table"))?;
+                cursor.deleted += deleted;
+                cursor.next = successor(&last);
             }
             let done = scanned < limit;
             if done {
@@ -221,6 +267,8 @@ impl Store {
         };
         txn.commit().map_err(backend("commit compaction batch"))?;
         drop(db);
+        cursor.batches += 1;
+        cursor.longest = cursor.longest.max(batch_started.elapsed());
 
         let mut state = write_lock(&self.state);
         if self.hub.epoch() == epoch {
@@ -236,10 +284,76 @@ impl Store {
             }
             drop(state);
             self.compaction_finished.notify();
+            tracing::info!(
+                revision = job.rev,
+                deleted = cursor.deleted,
+                batches = cursor.batches,
+                took_ms = cursor.started.map_or(0, |s| s.elapsed().as_millis() as u64),
+                longest_batch_ms = cursor.longest.as_secs_f64() * 1000.0,
+                "finished scheduled compaction"
+            );
         }
         Ok(Step::More)
     }
 }
+
+impl Store {
+    /// One chunk of the index compacted at the job's point, under the state lock; the last
+    /// one hands the job its keep set (and wakes whoever waits for it, HashKV).
+    fn compact_index_chunk(&self, cursor: &mut Cursor, job: &Arc<Compaction>) -> Result<Step> {
+        let mut state = write_lock(&self.state);
+        let current = state
+            .compacting
+            .as_ref()
+            .is_some_and(|c| Arc::ptr_eq(c, job));
+        if !current {
+            // superseded meanwhile: the next step follows the new job
+            return Ok(Step::Indexing);
+        }
+        let next =
+            state
+                .index
+                .compact_chunk(&cursor.index_next, job.rev, INDEX_CHUNK, &mut cursor.keep);
+        match next {
+            Some(key) => cursor.index_next = key,
+            None => {
+                job.indexed(std::mem::take(&mut cursor.keep));
+                drop(state);
+                self.compaction_finished.notify();
+            }
+        }
+        Ok(Step::Indexing)
+    }
+
+    /// Runs `f` on the state once no compaction's index is left to compact (a compaction
+    /// still deleting rows is fine: its keep set says which).
+    pub(crate) fn with_indexed_state<R>(&self, f: impl FnOnce(&State) -> R) -> Result<R> {
+        let deadline = Instant::now() + INDEX_WAIT;
+        loop {
+            let seen = self.compaction_finished.generation();
+            {
+                let state = read_lock(&self.state);
+                if state.compacting.as_ref().is_none_or(|c| c.is_indexed()) {
+                    return Ok(f(&state));
+                }
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(StoreError::Backend {
+                    context: "wait for a compaction",
+                    message: format!(
+                        "the index is still being compacted after {}s",
+                        INDEX_WAIT.as_secs()
+                    ),
+                });
+            }
+            self.compaction_finished.wait_past(seen, deadline - now);
+        }
+    }
+}
+
+/// How long [`Store::with_indexed_state`] waits.
+const INDEX_WAIT: Duration = Duration::from_secs(60);
 
 /// The smallest key after `k`.
 fn successor(k: &[u8]) -> Vec<u8> {

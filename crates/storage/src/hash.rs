@@ -15,7 +15,8 @@ use crate::revision::Revision;
 /// with main <= `rev`, skipping rows at or below the compact revision that a compaction at
 /// `rev` would drop (unless nothing would be kept at all, an etcd quirk kept for equality).
 /// `overlay` holds the applied rows `table` does not have yet; rows a compaction whose deletion
-/// is under way will delete (`compacting`) count as deleted already.
+/// is under way will delete (`compacting`, whose index must be compacted) count as deleted
+/// already.
 pub(crate) fn hash_kv<T: ReadableTable<&'static [u8], &'static [u8]>>(
     table: &T,
     overlay: &Overlay,
@@ -30,7 +31,7 @@ pub(crate) fn hash_kv<T: ReadableTable<&'static [u8], &'static [u8]>>(
         let Some((r, _)) = Revision::from_bytes(k) else {
             return Ok(());
         };
-        if compacting.is_some_and(|c| c.doomed(r)) {
+        if compacting.is_some_and(|c| c.doomed(r) == Some(true)) {
             return Ok(());
         }
         if r.main <= compact_rev && !keep.is_empty() && !keep.contains(&r) {

@@ -69,7 +69,7 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![0]
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct TreeIndex {
     keys: BTreeMap<Vec<u8>, KeyIndex>,
 }
@@ -183,6 +183,35 @@ impl TreeIndex {
         available
     }
 
+    /// Compacts at `at` up to `max` keys from `from` on, adding the revisions still needed
+    /// to `available`; returns the key to go on from, `None` when none is left. The keys
+    /// before `from` must have been compacted at `at` (or later) already.
+    pub fn compact_chunk(
+        &mut self,
+        from: &[u8],
+        at: i64,
+        max: usize,
+        available: &mut HashSet<Revision>,
+    ) -> Option<Vec<u8>> {
+        let mut emptied = Vec::new();
+        let mut next = None;
+        let range = (Bound::Included(from), Bound::Unbounded);
+        for (i, (key, ki)) in self.keys.range_mut::<[u8], _>(range).enumerate() {
+            if i == max {
+                next = Some(key.clone());
+                break;
+            }
+            ki.compact(at, available);
+            if ki.is_empty() {
+                emptied.push(key.clone());
+            }
+        }
+        for key in emptied {
+            self.keys.remove(&key);
+        }
+        next
+    }
+
     /// Number of keys that exist now.
     pub fn live_keys(&self) -> usize {
         self.keys.values().filter(|ki| ki.is_live()).count()
@@ -244,6 +273,35 @@ mod tests {
         assert!(
             KeyRange::prefix(b"a/").contains(b"a/x") && !KeyRange::prefix(b"a/").contains(b"a0")
         );
+    }
+
+    #[test]
+    fn compaction_in_chunks_equals_compaction_at_once() {
+        // 9 keys: some overwritten, some deleted (before and after the point), one recreated
+        let mut t = TreeIndex::default();
+        let mut main = 1;
+        for round in 0..3 {
+            for k in 0..9u8 {
+                main += 1;
+                t.put(&[b'a' + k], r(main));
+                if (k + round) % 4 == 0 {
+                    main += 1;
+                    t.tombstone(&[b'a' + k], r(main));
+                }
+            }
+        }
+        let at = main - 6;
+        let mut whole = t.clone();
+        let keep = whole.compact(at);
+        for chunk in 1..=10 {
+            let mut chunked = t.clone();
+            let (mut available, mut from) = (HashSet::new(), Vec::new());
+            while let Some(next) = chunked.compact_chunk(&from, at, chunk, &mut available) {
+                from = next;
+            }
+            assert_eq!(available, keep, "chunks of {chunk}");
+            assert_eq!(chunked, whole, "chunks of {chunk}");
+        }
     }
 
     #[test]

@@ -7,8 +7,10 @@
 //! any of them, never the other way round. A snapshot install (`snapshot/install.rs`) builds
 //! the new database and state without them and takes all three only to swap; a defragment
 //! (`defrag.rs`) copies without them and holds `state` (shared: reads go on) only to copy the
-//! tail, and `db` only to swap. redb calls are synchronous: callers on an async runtime run
-//! them on blocking threads.
+//! tail, and `db` only to swap. The compactor (`compactor.rs`) holds `state` only to compact
+//! a chunk of the index or to count what a batch freed, and during a batch `commit_lock` and
+//! `db` shared. redb calls are synchronous: callers on an async runtime run them on blocking
+//! threads.
 
 use std::collections::HashMap;
 use std::ops::Bound;
@@ -323,32 +325,34 @@ impl Store {
 
     /// HashKV at `rev` (0 = current).
     pub fn hash_kv(&self, rev: i64) -> Result<KvHash> {
-        let state = read_lock(&self.state);
-        // etcd refuses a hash at the compact revision itself too
-        if rev > 0 && rev <= state.compact_rev {
-            return Err(StoreError::Compacted);
-        }
-        if rev > state.current_rev {
-            return Err(StoreError::FutureRevision);
-        }
-        let rev = if rev == 0 { state.current_rev } else { rev };
-        let keep = state.index.keep(rev);
-        let db = read_lock(&self.db);
-        let txn = db.begin_read().map_err(backend("begin read"))?;
-        let table = txn.open_table(KEY).map_err(backend("open key table"))?;
-        let hash = crate::hash::hash_kv(
-            &table,
-            &state.overlay,
-            state.compact_rev,
-            rev,
-            &keep,
-            state.compacting.as_deref(),
-        )?;
-        Ok(KvHash {
-            hash,
-            compact_revision: state.compact_rev,
-            hash_revision: rev,
-        })
+        // rows a compaction still has to delete are told apart by its keep set
+        self.with_indexed_state(|state| {
+            // etcd refuses a hash at the compact revision itself too
+            if rev > 0 && rev <= state.compact_rev {
+                return Err(StoreError::Compacted);
+            }
+            if rev > state.current_rev {
+                return Err(StoreError::FutureRevision);
+            }
+            let rev = if rev == 0 { state.current_rev } else { rev };
+            let keep = state.index.keep(rev);
+            let db = read_lock(&self.db);
+            let txn = db.begin_read().map_err(backend("begin read"))?;
+            let table = txn.open_table(KEY).map_err(backend("open key table"))?;
+            let hash = crate::hash::hash_kv(
+                &table,
+                &state.overlay,
+                state.compact_rev,
+                rev,
+                &keep,
+                state.compacting.as_deref(),
+            )?;
+            Ok(KvHash {
+                hash,
+                compact_revision: state.compact_rev,
+                hash_revision: rev,
+            })
+        })?
     }
 
     /// A hash of every stored row of every table (Maintenance.Hash); differs between members
@@ -614,7 +618,8 @@ fn rebuild(db: &Database) -> Result<(State, HashMap<Vec<u8>, i64>)> {
     }
     // a compaction scheduled and not finished (a crash during its deletion) is scheduled
     // again: the index compacted as it was, the rows left deleted in the background
-    let compacting = (scheduled > finished).then(|| Arc::new(Compaction::of(&mut index, scheduled)));
+    let compacting =
+        (scheduled > finished).then(|| Arc::new(Compaction::of(&mut index, scheduled)));
     let current_rev = last.max(scheduled).max(1);
     Ok((
         State {

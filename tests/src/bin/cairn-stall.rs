@@ -3,7 +3,7 @@
 //! baseline of `--baseline-ms`, one `Compact(--revision, physical)` is sent and timed; the
 //! load goes on `--baseline-ms` after it. Prints one JSON object: the compaction's seconds,
 //! and for puts and reads the requests, the p99 and the worst latency (ms) while it ran, and
-//! the p99 before it. Not a test; tests/bench/compaction_stall.sh calls it.
+//! the p99 and the worst before it. Not a test; tests/bench/compaction_stall.sh calls it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -131,7 +131,7 @@ where
 }
 
 /// Requests that overlapped `start..end` (the compaction), their p99 and worst latency, and
-/// the p99 of those that ended before it.
+/// the p99 and worst of those that ended before it.
 fn summary(samples: &[Sample], start: Duration, end: Duration) -> serde_json::Value {
     let during: Vec<Duration> = samples
         .iter()
@@ -148,6 +148,7 @@ fn summary(samples: &[Sample], start: Duration, end: Duration) -> serde_json::Va
         "p99_ms": ms(percentile(&during, 0.99)),
         "worst_ms": ms(during.iter().max().copied().unwrap_or_default()),
         "p99_before_ms": ms(percentile(&before, 0.99)),
+        "worst_before_ms": ms(before.iter().max().copied().unwrap_or_default()),
     })
 }
 

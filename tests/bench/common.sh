@@ -45,7 +45,7 @@ start_cairn() {
   # shellcheck disable=SC2086
   ${CAIRN_WRAP:-} $BIN/cairn --name "$1" --data-dir "$2" --listen-client-urls "$scheme://127.0.0.1:$3" --advertise-client-urls "$scheme://127.0.0.1:$3" \
        --listen-peer-urls "http://127.0.0.1:$4" --initial-advertise-peer-urls "http://127.0.0.1:$4" \
-       --initial-cluster "$1=http://127.0.0.1:$4" $tls >>"$2.log" 2>&1 &
+       --initial-cluster "$1=http://127.0.0.1:$4" --quota-backend-bytes 8589934592 $tls >>"$2.log" 2>&1 &
   LAST_PID=$!; pids+=($!)
 }
 

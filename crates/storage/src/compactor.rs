@@ -99,13 +99,16 @@ struct Cursor {
 }
 
 impl Cursor {
-    /// Starts over from the oldest row unless it already works for `job` in `epoch`.
-    fn follow(&mut self, job: &Arc<Compaction>, epoch: u64) {
+    /// Starts over from the first key and the oldest row unless it already works for `job`
+    /// in `epoch`. `keys` sizes the keep set (at most one revision per key of the index):
+    /// growing it under the state lock would rehash a million entries there.
+    fn follow(&mut self, job: &Arc<Compaction>, epoch: u64, keys: usize) {
         let same = self.epoch == epoch && self.job.as_ref().is_some_and(|j| Arc::ptr_eq(j, job));
         if !same {
             *self = Cursor {
                 job: Some(job.clone()),
                 epoch,
+                keep: HashSet::with_capacity(keys),
                 started: Some(Instant::now()),
                 ..Cursor::default()
             };
@@ -190,12 +193,13 @@ impl Store {
     /// compaction dooms deleted, in one write transaction (the last also records the
     /// compaction finished).
     fn compact_batch(&self, cursor: &mut Cursor) -> Result<Step> {
-        let indexing = read_lock(&self.state)
-            .compacting
-            .clone()
-            .filter(|job| !job.is_indexed());
-        if let Some(job) = indexing {
-            cursor.follow(&job, self.hub.epoch());
+        let indexing = {
+            let state = read_lock(&self.state);
+            let job = state.compacting.clone().filter(|job| !job.is_indexed());
+            job.map(|job| (job, self.hub.epoch(), state.index.len()))
+        };
+        if let Some((job, epoch, keys)) = indexing {
+            cursor.follow(&job, epoch, keys);
             return self.compact_index_chunk(cursor, &job);
         }
         // the committer waits here, not for redb's writer while it holds the state lock (which
@@ -210,7 +214,7 @@ impl Store {
             return Ok(Step::Indexing);
         }
         let epoch = self.hub.epoch();
-        cursor.follow(&job, epoch);
+        cursor.follow(&job, epoch, 0);
         // the db lock before the state's is released: no install or defragment swaps the file
         // between the job read and its batch
         let db = read_lock(&self.db);

@@ -212,6 +212,15 @@ impl TreeIndex {
         next
     }
 
+    /// Keys with any history in the index (live or not).
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
     /// Number of keys that exist now.
     pub fn live_keys(&self) -> usize {
         self.keys.values().filter(|ki| ki.is_live()).count()

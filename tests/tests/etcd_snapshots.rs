@@ -165,6 +165,17 @@ fn restore_args(
     .collect()
 }
 
+/// [`restore_args`] for member `m` of a cluster being prepared.
+fn member_restore_args(file: &Path, m: &TestServer, initial_cluster: &str) -> Vec<String> {
+    restore_args(
+        file,
+        m.name(),
+        &m.data_dir(),
+        initial_cluster,
+        &m.peer_url(),
+    )
+}
+
 fn strs(args: &[String]) -> Vec<&str> {
     args.iter().map(String::as_str).collect()
 }
@@ -571,13 +582,7 @@ fn an_etcd_snapshot_restored_into_three_cairn_members_forms_a_cluster() {
     let (last, want) = saved_with_history(Kind::Etcd, &file);
 
     let mut cluster = cairn_tests::TestCluster::start_prepared(3, &[], |m, initial_cluster| {
-        let args = restore_args(
-            &file,
-            m.name(),
-            &m.data_dir(),
-            initial_cluster,
-            &m.peer_url(),
-        );
+        let args = member_restore_args(&file, m, initial_cluster);
         let out = cairnutl(&strs(&args));
         assert!(out.status.success(), "restore {}: {}", m.name(), text(&out));
     });
@@ -605,13 +610,7 @@ fn a_snapshot_cairn_served_restores_into_three_etcd_members() {
 
     let mut cluster =
         cairn_tests::TestCluster::start_prepared_kind(Kind::Etcd, 3, &[], |m, initial_cluster| {
-            let args = restore_args(
-                &file,
-                m.name(),
-                &m.data_dir(),
-                initial_cluster,
-                &m.peer_url(),
-            );
+            let args = member_restore_args(&file, m, initial_cluster);
             let out = etcdctl("127.0.0.1:1", &strs(&args));
             assert!(
                 out.status.success(),

@@ -16,10 +16,10 @@ use redb::{Durability, ReadTransaction, ReadableDatabase, ReadableTable};
 use crate::error::{Result, backend};
 use crate::gate::Gate;
 use crate::overlay::COMMIT_DELAY;
+use crate::store::{State, Store, Tables, lock, read_lock, write_lock};
 
 /// How long [`Store::committed_read`] waits for a compaction's deletion before it fails.
 const COMPACTION_WAIT: Duration = Duration::from_secs(600);
-use crate::store::{State, Store, Tables, lock, read_lock, write_lock};
 
 /// Wakes the committer thread when the overlay gets its first pending write.
 #[derive(Default)]

@@ -156,19 +156,31 @@ impl Store {
     /// Waits until no compaction at or above `rev` is deleting rows (`i64::MIN`: none at
     /// all); false if one still is after `timeout`.
     pub fn wait_compacted(&self, rev: i64, timeout: Duration) -> bool {
+        let done = |s: &State| s.compacting.as_ref().is_none_or(|c| c.rev < rev);
+        self.when_state(done, timeout, |_| ()).is_some()
+    }
+
+    /// Runs `f` on the state as soon as `ready` holds of it (checked again after each step
+    /// of a compaction finishes), under the same hold of the state lock; `None` if it still
+    /// does not after `timeout`.
+    fn when_state<R>(
+        &self,
+        ready: impl Fn(&State) -> bool,
+        timeout: Duration,
+        f: impl FnOnce(&State) -> R,
+    ) -> Option<R> {
         let deadline = Instant::now() + timeout;
         loop {
             let seen = self.compaction_finished.generation();
-            let pending = read_lock(&self.state)
-                .compacting
-                .as_ref()
-                .is_some_and(|c| c.rev >= rev);
-            if !pending {
-                return true;
+            {
+                let state = read_lock(&self.state);
+                if ready(&state) {
+                    return Some(f(&state));
+                }
             }
             let now = Instant::now();
             if now >= deadline {
-                return false;
+                return None;
             }
             self.compaction_finished.wait_past(seen, deadline - now);
         }
@@ -231,7 +243,7 @@ impl Store {
             // the batch's last row first (a read), then one pass that drops the doomed rows
             // of `next..=last` (one walk of those pages, not one descent per row)
             let mut scanned = 0;
-            let mut last = None;
+            let mut last = Vec::new();
             if cursor.next.as_slice() < end.as_slice() {
                 let rows = table
                     .range::<&[u8]>(cursor.next.as_slice()..end.as_slice())
@@ -239,11 +251,12 @@ impl Store {
                 for row in rows.take(limit) {
                     let (k, _) = row.map_err(backend("scan key table"))?;
                     scanned += 1;
-                    last = Some(k.value().to_vec());
+                    last.clear();
+                    last.extend_from_slice(k.value());
                 }
             }
             let mut freed = 0;
-            if let Some(last) = last {
+            if scanned > 0 {
                 let (mut deleted, from) = (0, std::mem::take(&mut cursor.next));
                 table
                     .retain_in::<&[u8], _>(from.as_slice()..=last.as_slice(), |k, v| {
@@ -332,27 +345,15 @@ impl Store {
     /// Runs `f` on the state once no compaction's index is left to compact (a compaction
     /// still deleting rows is fine: its keep set says which).
     pub(crate) fn with_indexed_state<R>(&self, f: impl FnOnce(&State) -> R) -> Result<R> {
-        let deadline = Instant::now() + INDEX_WAIT;
-        loop {
-            let seen = self.compaction_finished.generation();
-            {
-                let state = read_lock(&self.state);
-                if state.compacting.as_ref().is_none_or(|c| c.is_indexed()) {
-                    return Ok(f(&state));
-                }
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(StoreError::Backend {
-                    context: "wait for a compaction",
-                    message: format!(
-                        "the index is still being compacted after {}s",
-                        INDEX_WAIT.as_secs()
-                    ),
-                });
-            }
-            self.compaction_finished.wait_past(seen, deadline - now);
-        }
+        let indexed = |s: &State| s.compacting.as_ref().is_none_or(|c| c.is_indexed());
+        self.when_state(indexed, INDEX_WAIT, f)
+            .ok_or_else(|| StoreError::Backend {
+                context: "wait for a compaction",
+                message: format!(
+                    "the index is still being compacted after {}s",
+                    INDEX_WAIT.as_secs()
+                ),
+            })
     }
 }
 

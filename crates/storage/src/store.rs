@@ -219,24 +219,9 @@ impl Store {
             background: Arc::new(Gate::default()),
             _file: file,
         });
-        let (weak, hub, gate) = (
-            Arc::downgrade(&store),
-            store.hub.clone(),
-            store.background.clone(),
-        );
-        spawn("watch-sync", move || sync_loop(weak, hub, gate))?;
-        let (weak, wake, gate) = (
-            Arc::downgrade(&store),
-            store.committer.clone(),
-            store.background.clone(),
-        );
-        spawn("store-commit", move || commit_loop(weak, wake, gate))?;
-        let (weak, wake, gate) = (
-            Arc::downgrade(&store),
-            store.compactor.clone(),
-            store.background.clone(),
-        );
-        spawn("store-compact", move || compact_loop(weak, wake, gate))?;
+        store.spawn_background("watch-sync", store.hub.clone(), sync_loop)?;
+        store.spawn_background("store-commit", store.committer.clone(), commit_loop)?;
+        store.spawn_background("store-compact", store.compactor.clone(), compact_loop)?;
         if read_lock(&store.state).compacting.is_some() {
             // a compaction cut short: its deletion resumes
             store.compactor.poke();
@@ -646,15 +631,25 @@ impl Drop for Store {
     }
 }
 
-fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<()> {
-    std::thread::Builder::new()
-        .name(name.into())
-        .spawn(f)
-        .map(|_| ())
-        .map_err(|e| StoreError::Backend {
-            context: "start a store thread",
-            message: format!("{name}: {e}"),
-        })
+impl Store {
+    /// Starts a background thread running `run(store, part, gate)`: it holds the store
+    /// weakly and through the [`Gate`], and `part` (what wakes or feeds it) strongly.
+    fn spawn_background<P: Send + 'static>(
+        self: &Arc<Self>,
+        name: &str,
+        part: P,
+        run: fn(Weak<Store>, P, Arc<Gate>),
+    ) -> Result<()> {
+        let (weak, gate) = (Arc::downgrade(self), self.background.clone());
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || run(weak, part, gate))
+            .map(|_| ())
+            .map_err(|e| StoreError::Backend {
+                context: "start a store thread",
+                message: format!("{name}: {e}"),
+            })
+    }
 }
 
 /// Replays history to unsynced watchers until the store is dropped. It holds the store only

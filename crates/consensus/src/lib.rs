@@ -3,7 +3,8 @@
 //! # Layout
 //! - [`types`]: the openraft type configuration (entries carry storage commands).
 //! - [`ids`]: etcd's member and cluster ID derivation.
-//! - `log_store`: the raft log in its own redb file, one fsync per appended batch.
+//! - `log_store`: the raft log in its write-ahead log (one fsync per appended batch), the vote
+//!   and IDs in the storage crate's state file.
 //! - `state_machine`: applies entries to the MVCC store with the applied index in the same
 //!   transaction, without fsync (replay on restart instead).
 //! - [`transport`]: the peer protocol over gRPC (raft messages, streamed snapshots,

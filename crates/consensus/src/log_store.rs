@@ -1,4 +1,5 @@
-//! The raft log, vote and committed index in their own redb file (`member/raft.redb`).
+//! The raft log, vote and committed index: entries in a write-ahead log, the vote and IDs in
+//! the storage crate's [`StateFile`] (`member/raft.redb`).
 //!
 //! Entries go to a write-ahead log (`log_store/wal.rs`). openraft 0.9 waits for each append to
 //! be durable before it takes the next, so `append` writes and syncs in place (one contiguous
@@ -8,8 +9,8 @@
 //! memory (`log_store/recent.rs`) and read from there. The vote is
 //! written durably on its own. The committed index is not stored (openraft's default): the
 //! state machine records what it applied, and the leader tells a restarted member the rest;
-//! writing it made every log commit rewrite one more table. redb is synchronous: reads run
-//! on blocking threads.
+//! writing it made every log commit rewrite one more table. The state file is synchronous:
+//! its reads and writes run on blocking threads.
 
 mod recent;
 mod wal;
@@ -20,56 +21,37 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use cairn_proto::stages::{self, Stage};
+use cairn_storage::StateFile;
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{RaftLogReader, StorageIOError, Vote};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::types::{Entry, LogId, StorageError, TypeConfig};
 use recent::Recent;
 use wal::Wal;
 
-/// Where entries were kept before the write-ahead log (moved out at open).
-const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
-const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
 const VOTE: &str = "vote";
 const LAST_PURGED: &str = "last_purged";
-/// redb's page cache for the log file (its default is 1 GiB): recent entries are read from
-/// `Recent`, older ones only by a lagging follower's catch-up.
+/// Page cache of the state file (its backend's default is 1 GiB; the file holds a few values).
 const LOG_CACHE_BYTES: usize = 32 << 20;
 
 /// Entries an older Cairn kept in `raft.redb` move to the write-ahead log once.
-fn move_entries_out_of_redb(db: &Database, wal: &mut Wal) -> Result<(), std::io::Error> {
-    let txn = db.begin_read().map_err(io_err)?;
-    let t = txn.open_table(LOG).map_err(io_err)?;
-    let last = match t.last().map_err(io_err)? {
-        Some((_, v)) => {
-            bincode::deserialize::<Entry>(v.value())
-                .map_err(io_err)?
-                .log_id
-        }
-        None => return Ok(()),
-    };
-    if wal.is_empty() {
-        let mut rows = Vec::new();
-        for row in t.iter().map_err(io_err)? {
-            let (k, v) = row.map_err(io_err)?;
-            rows.push((k.value(), v.value().to_vec()));
-        }
-        wal.append(&rows, last)?;
+fn move_legacy_entries(file: &StateFile, wal: &mut Wal) -> Result<(), std::io::Error> {
+    if !file.has_legacy_entries().map_err(io_err)? {
+        return Ok(());
     }
-    drop(t);
-    drop(txn);
-    let txn = db.begin_write().map_err(io_err)?;
-    txn.open_table(LOG)
-        .map_err(io_err)?
-        .retain(|_, _| false)
-        .map_err(io_err)?;
-    txn.commit().map_err(io_err)
+    if wal.is_empty() {
+        let rows = file.legacy_entries().map_err(io_err)?;
+        if let Some((_, v)) = rows.last() {
+            let last = bincode::deserialize::<Entry>(v).map_err(io_err)?.log_id;
+            wal.append(&rows, last)?;
+        }
+    }
+    file.clear_legacy_entries().map_err(io_err)
 }
 
 #[derive(Clone)]
 pub struct LogStore {
-    db: Arc<Database>,
+    db: Arc<StateFile>,
     wal: Arc<Mutex<Wal>>,
     recent: Arc<Mutex<Recent>>,
 }
@@ -86,18 +68,11 @@ impl LogStore {
     /// Opens the raft state in `path` (`member/raft.redb`) and the log entries in the `wal`
     /// directory beside it.
     pub fn open(path: &Path) -> Result<Self, String> {
-        let db = redb::Builder::new()
-            .set_cache_size(LOG_CACHE_BYTES)
-            .create(path)
-            .map_err(|e| format!("open raft log {}: {e}", path.display()))?;
-        let txn = db.begin_write().map_err(|e| e.to_string())?;
-        txn.open_table(LOG).map_err(|e| e.to_string())?;
-        txn.open_table(STATE).map_err(|e| e.to_string())?;
-        txn.commit().map_err(|e| e.to_string())?;
+        let db = StateFile::open(path, LOG_CACHE_BYTES)?;
         let purged: Option<LogId> = Self::get_state(&db, LAST_PURGED).map_err(|e| e.to_string())?;
         let mut wal = Wal::open(&path.with_file_name("wal"), purged.map(|p| p.index))
             .map_err(|e| e.to_string())?;
-        move_entries_out_of_redb(&db, &mut wal).map_err(|e| {
+        move_legacy_entries(&db, &mut wal).map_err(|e| {
             format!(
                 "move the raft log of {} to its write-ahead log: {e}",
                 path.display()
@@ -117,7 +92,7 @@ impl LogStore {
     /// is durable.
     async fn on_wal(
         &self,
-        job: impl FnOnce(&Database, &mut Wal) -> Result<(), std::io::Error> + Send + 'static,
+        job: impl FnOnce(&StateFile, &mut Wal) -> Result<(), std::io::Error> + Send + 'static,
     ) -> Result<(), std::io::Error> {
         let (db, wal, recent) = (self.db.clone(), self.wal.clone(), self.recent.clone());
         tokio::task::spawn_blocking(move || {
@@ -130,10 +105,10 @@ impl LogStore {
         .map_err(io_err)?
     }
 
-    /// Runs a redb job on a blocking thread.
+    /// Runs a state file job on a blocking thread.
     async fn blocking<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Database) -> Result<T, std::io::Error> + Send + 'static,
+        f: impl FnOnce(&StateFile) -> Result<T, std::io::Error> + Send + 'static,
     ) -> Result<T, std::io::Error> {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || f(&db))
@@ -142,29 +117,22 @@ impl LogStore {
     }
 
     fn get_state<T: serde::de::DeserializeOwned>(
-        db: &Database,
+        db: &StateFile,
         name: &str,
     ) -> Result<Option<T>, std::io::Error> {
-        let txn = db.begin_read().map_err(io_err)?;
-        let t = txn.open_table(STATE).map_err(io_err)?;
-        match t.get(name).map_err(io_err)? {
-            Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(io_err)?)),
+        match db.get(name).map_err(io_err)? {
+            Some(v) => Ok(Some(serde_json::from_slice(&v).map_err(io_err)?)),
             None => Ok(None),
         }
     }
 
     fn put_state<T: serde::Serialize>(
-        db: &Database,
+        db: &StateFile,
         name: &str,
         value: &T,
     ) -> Result<(), std::io::Error> {
         let bytes = serde_json::to_vec(value).map_err(io_err)?;
-        let txn = db.begin_write().map_err(io_err)?;
-        txn.open_table(STATE)
-            .map_err(io_err)?
-            .insert(name, bytes.as_slice())
-            .map_err(io_err)?;
-        txn.commit().map_err(io_err)
+        db.put(name, &bytes).map_err(io_err)
     }
 
     fn recent(&self) -> std::sync::MutexGuard<'_, Recent> {

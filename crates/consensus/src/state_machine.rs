@@ -1,6 +1,6 @@
 //! The raft state machine over the MVCC store.
 //!
-//! Applying a batch is one redb transaction that also records the last applied log id and the
+//! Applying a batch is one store transaction that also records the last applied log id and the
 //! membership (etcd's consistent_index idea), committed without fsync: after a crash the store
 //! is back at its last durable commit and raft replays the log from there. A durable commit is
 //! made about once a second (`flusher.rs`) and before every raft snapshot, which is what lets

@@ -14,22 +14,24 @@ use std::time::Instant;
 use cairn_proto::etcdserverpb::alarm_request::AlarmAction;
 use cairn_proto::etcdserverpb::request_op::Request;
 use cairn_proto::etcdserverpb::{
-    AlarmMember, AlarmRequest, AlarmResponse, AlarmType, CompactionResponse, LeaseGrantRequest,
+    AlarmMember, AlarmRequest, AlarmResponse, CompactionResponse, LeaseGrantRequest,
     LeaseGrantResponse, LeaseRevokeResponse, ResponseHeader, TxnRequest,
 };
 use cairn_proto::mvccpb::Event;
 use prost::Message;
-use redb::{Durability, ReadableTable};
 
 use crate::auth::SimpleTokens;
-use crate::backend::{LeaseRecord, alarm_from_key, alarm_key};
+use crate::backend::{Backend, WriteTx};
 use crate::command::{AuthOp, Command, CommandResponse, Op, RequestAuth};
 use crate::error::{AuthError, Result, StoreError, backend};
 use crate::index::KeyRange;
 use crate::lease::Lessor;
 use crate::lease::MAX_LEASE_TTL;
+use crate::locks::{lock, read_lock, write_lock};
 use crate::read::LazyTable;
-use crate::store::{State, Store, Tables, lock, read_lock, write_lock};
+use crate::schema::{LeaseRecord, alarm_key};
+use crate::state::{Raised, State};
+use crate::store::Store;
 use crate::watch::event_of;
 use crate::write::{Sink, WriteTxn};
 
@@ -82,7 +84,7 @@ impl Store {
         &self,
         mut state: RwLockWriteGuard<'_, State>,
         mut lessor: MutexGuard<'_, Lessor>,
-        db: &redb::Database,
+        db: &Backend,
         batch: &[Option<Command>],
         meta: &[(&str, Vec<u8>)],
         begin: Begin,
@@ -102,10 +104,11 @@ impl Store {
             applied
         } else {
             let txn = match begin {
-                Begin::Wait => db.begin_write().map_err(backend("begin write")),
-                Begin::Try => match db.try_begin_write() {
-                    Err(redb::TransactionError::WouldBlock) => return None,
-                    other => other.map_err(backend("begin write")),
+                Begin::Wait => db.write(false),
+                Begin::Try => match db.try_write(false) {
+                    Ok(Some(txn)) => Ok(txn),
+                    Ok(None) => return None,
+                    Err(e) => Err(e),
                 },
             };
             txn.and_then(|txn| apply_in_txn(&mut state, txn, &mut lessor, tokens, batch, meta, now))
@@ -153,29 +156,24 @@ fn overlay_takes(state: &State, batch: &[Option<Command>]) -> bool {
 /// commits it (without fsync); the pending rows are forgotten once the commit has landed.
 fn apply_in_txn(
     state: &mut State,
-    mut txn: redb::WriteTransaction,
+    txn: WriteTx,
     lessor: &mut Lessor,
     tokens: &Mutex<SimpleTokens>,
     batch: &[Option<Command>],
     meta: &[(&str, Vec<u8>)],
     now: Instant,
 ) -> Result<Applied> {
-    txn.set_durability(Durability::None)
-        .map_err(backend("set durability"))?;
     let applied = {
-        let mut tables = Tables::open(&txn)?;
+        let mut tables = txn.tables()?;
         state.overlay.write_to(&mut tables)?;
         let applied = run(state, Sink::Tables(&mut tables), lessor, tokens, batch, now)?;
         for (name, value) in meta {
-            tables
-                .meta
-                .insert(*name, value.as_slice())
-                .map_err(backend("write meta"))?;
+            tables.meta.insert(name, value)?;
         }
-        state.raised = raised_alarms(&tables.alarm)?;
+        state.raised = Raised::read(&tables.alarm)?;
         applied
     };
-    txn.commit().map_err(backend("commit apply"))?;
+    txn.commit("commit apply")?;
     state.overlay.clear();
     Ok(applied)
 }
@@ -234,34 +232,10 @@ fn run(
         if matches!(op, Op::Alarm(_))
             && let Sink::Tables(tables) = &sink
         {
-            state.raised = raised_alarms(&tables.alarm)?;
+            state.raised = Raised::read(&tables.alarm)?;
         }
     }
     Ok((results, events))
-}
-
-/// Which alarms some member raised (kept in the state, read from the alarm table at open and
-/// after each alarm command).
-#[derive(Default, Clone, Copy)]
-pub(crate) struct Raised {
-    /// NOSPACE: the store is capped (writes that could grow it are refused).
-    pub nospace: bool,
-    /// CORRUPT: members disagree on the data; every write but alarm changes is refused
-    /// (etcd's corrupt applier), reads are still served so operators can inspect and back up.
-    pub corrupt: bool,
-}
-
-pub(crate) fn raised_alarms<T: ReadableTable<&'static [u8], ()>>(alarm: &T) -> Result<Raised> {
-    let mut raised = Raised::default();
-    for row in alarm.iter().map_err(backend("scan alarm table"))? {
-        let (k, _) = row.map_err(backend("scan alarm table"))?;
-        match alarm_from_key(k.value()).map(|(_, a)| a) {
-            Some(a) if a == AlarmType::Nospace as i32 => raised.nospace = true,
-            Some(a) if a == AlarmType::Corrupt as i32 => raised.corrupt = true,
-            _ => {}
-        }
-    }
-    Ok(raised)
 }
 
 /// What a capped store refuses: anything that could grow it (etcd: a quota cost above 0).
@@ -291,8 +265,8 @@ fn apply_op(w: &mut WriteTxn<'_, '_, '_>, op: &Op) -> Result<CommandResponse> {
         Op::DeleteRange(d) => w.delete_request(d).map(CommandResponse::DeleteRange),
         Op::Txn(t) => w.txn_request(t).map(CommandResponse::Txn),
         Op::Compact(c) => {
-            crate::compact::check(w.state, c.revision)?;
-            crate::compact::schedule(w.state, w.sink.tables()?, c.revision)?;
+            crate::compactor::check(w.state, c.revision)?;
+            crate::compactor::schedule(w.state, w.sink.tables()?, c.revision)?;
             Ok(CommandResponse::Compact(CompactionResponse {
                 header: header(w.state.current_rev),
             }))
@@ -334,11 +308,7 @@ fn lease_grant(w: &mut WriteTxn<'_, '_, '_>, g: &LeaseGrantRequest) -> Result<Le
     }
     let ttl = w.lessor.effective_ttl(g.ttl);
     let rec = LeaseRecord { id: g.id, ttl };
-    w.sink
-        .tables()?
-        .lease
-        .insert(g.id, rec.encode_to_vec().as_slice())
-        .map_err(backend("write lease table"))?;
+    w.sink.tables()?.lease.insert(g.id, &rec.encode_to_vec())?;
     w.lessor.insert(g.id, ttl, w.now);
     Ok(LeaseGrantResponse {
         header: header(w.state.current_rev),
@@ -354,11 +324,7 @@ fn lease_revoke(w: &mut WriteTxn<'_, '_, '_>, id: i64) -> Result<LeaseRevokeResp
     for key in &lease.keys {
         w.delete_range(&KeyRange::new(key.clone(), vec![]))?;
     }
-    w.sink
-        .tables()?
-        .lease
-        .remove(id)
-        .map_err(backend("write lease table"))?;
+    w.sink.tables()?.lease.remove(id)?;
     let rev = if w.changes.is_empty() {
         w.begin_rev
     } else {
@@ -380,22 +346,12 @@ fn alarm(w: &mut WriteTxn<'_, '_, '_>, a: &AlarmRequest) -> Result<AlarmResponse
         AlarmAction::Get => {}
         AlarmAction::Activate => {
             if a.alarm != 0 {
-                w.sink
-                    .tables()?
-                    .alarm
-                    .insert(key.as_slice(), ())
-                    .map_err(backend("write alarm table"))?;
+                w.sink.tables()?.alarm.insert(&key)?;
                 alarms.push(member);
             }
         }
         AlarmAction::Deactivate => {
-            if w.sink
-                .tables()?
-                .alarm
-                .remove(key.as_slice())
-                .map_err(backend("write alarm table"))?
-                .is_some()
-            {
+            if w.sink.tables()?.alarm.remove(&key)? {
                 alarms.push(member);
             }
         }
@@ -434,7 +390,7 @@ mod tests {
         }
         {
             let db = read_lock(&store.db);
-            let _writing = db.begin_write().unwrap();
+            let _writing = db.write(false).unwrap();
             assert!(
                 store.try_apply(&grant, &[]).is_none(),
                 "a lease grant needs redb's writer, which is taken"

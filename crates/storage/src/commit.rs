@@ -11,12 +11,13 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Duration;
 
-use redb::{Durability, ReadTransaction, ReadableDatabase, ReadableTable};
-
-use crate::error::{Result, backend};
+use crate::backend::ReadTx;
+use crate::error::Result;
 use crate::gate::Gate;
+use crate::locks::{lock, read_lock, write_lock};
 use crate::overlay::COMMIT_DELAY;
-use crate::store::{State, Store, Tables, lock, read_lock, write_lock};
+use crate::state::State;
+use crate::store::Store;
 
 /// How long [`Store::committed_read`] waits for a compaction's deletion before it fails.
 const COMPACTION_WAIT: Duration = Duration::from_secs(600);
@@ -79,30 +80,20 @@ impl Store {
         if batch.is_none() && !durable && meta_names.is_empty() {
             return Ok(Vec::new());
         }
-        let txn = db.begin_write().map_err(backend("begin write"));
+        let txn = db.write(durable);
         drop(state);
-        let committed = txn.and_then(|mut txn| {
-            let durability = if durable {
-                Durability::Immediate
-            } else {
-                Durability::None
-            };
-            txn.set_durability(durability)
-                .map_err(backend("set durability"))?;
+        let committed = txn.and_then(|txn| {
             let meta = {
-                let mut tables = Tables::open(&txn)?;
+                let mut tables = txn.tables()?;
                 if let Some(batch) = &batch {
                     batch.write_to(&mut tables)?;
                 }
                 meta_names
                     .iter()
-                    .map(|name| {
-                        let v = tables.meta.get(*name).map_err(backend("read meta"))?;
-                        Ok(v.map(|v| v.value().to_vec()))
-                    })
+                    .map(|name| tables.meta.get(name))
                     .collect::<Result<Vec<_>>>()?
             };
-            txn.commit().map_err(backend("commit applied writes"))?;
+            txn.commit("commit applied writes")?;
             Ok(meta)
         });
         drop(db);
@@ -139,10 +130,7 @@ impl Store {
     /// delete, and `facts` of the state at the same point: a compaction deleting rows is
     /// waited for, then pending writes are committed, under the state lock (applies wait for
     /// that commit; reads do not wait longer than for any apply).
-    pub(crate) fn committed_read<R>(
-        &self,
-        facts: impl FnOnce(&State) -> R,
-    ) -> Result<(ReadTransaction, R)> {
+    pub(crate) fn committed_read<R>(&self, facts: impl FnOnce(&State) -> R) -> Result<(ReadTx, R)> {
         let mut state = loop {
             self.wait_no_compaction(COMPACTION_WAIT)?;
             let state = write_lock(&self.state);
@@ -153,31 +141,26 @@ impl Store {
         let db = read_lock(&self.db);
         if !state.overlay.is_empty() {
             // waits for a commit in flight, whose batch is then in redb too
-            let mut txn = db.begin_write().map_err(backend("begin write"))?;
-            txn.set_durability(Durability::None)
-                .map_err(backend("set durability"))?;
-            state.overlay.write_to(&mut Tables::open(&txn)?)?;
-            txn.commit().map_err(backend("commit applied writes"))?;
+            let txn = db.write(false)?;
+            state.overlay.write_to(&mut txn.tables()?)?;
+            txn.commit("commit applied writes")?;
             state.overlay.clear();
         }
-        let txn = db.begin_read().map_err(backend("begin read"))?;
-        Ok((txn, facts(&state)))
+        Ok((db.read()?, facts(&state)))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use cairn_proto::etcdserverpb::{
-        Compare, LeaseGrantRequest, PutRequest, RangeRequest, TxnRequest, compare,
-    };
-    use redb::ReadableTableMetadata;
-
     use super::*;
-    use crate::backend::KEY;
+    use crate::backend::KeyScan;
     use crate::command::{Command, CommandResponse, Op};
     use crate::index::KeyRange;
     use crate::store::temp_store;
     use crate::{StoreOptions, command};
+    use cairn_proto::etcdserverpb::{
+        Compare, LeaseGrantRequest, PutRequest, RangeRequest, TxnRequest, compare,
+    };
 
     /// Status during the background flush (which clears `unflushed` before it commits) must
     /// wait for that commit, not read the file before it lands.
@@ -221,8 +204,7 @@ mod tests {
 
     fn rows_in_redb(store: &Store) -> u64 {
         let db = read_lock(&store.db);
-        let txn = db.begin_read().unwrap();
-        txn.open_table(KEY).unwrap().len().unwrap()
+        db.read().unwrap().keys().unwrap().len().unwrap()
     }
 
     #[test]
@@ -293,9 +275,8 @@ mod tests {
         );
         assert!(read_lock(&store.state).overlay.is_empty());
         let db = read_lock(&store.db);
-        let txn = db.begin_read().unwrap();
-        let meta = txn.open_table(crate::backend::META).unwrap();
-        assert_eq!(meta.get("applied").unwrap().unwrap().value(), b"2");
+        let meta = db.read().unwrap().meta().unwrap();
+        assert_eq!(meta.get("applied").unwrap().as_deref(), Some(&b"2"[..]));
     }
 
     #[test]
@@ -350,6 +331,6 @@ mod tests {
         store.apply(&[put("a", "1", false)], &[]).unwrap();
         let (txn, rev) = store.committed_read(|s| s.current_rev).unwrap();
         assert_eq!(rev, 2);
-        assert_eq!(txn.open_table(KEY).unwrap().len().unwrap(), 1);
+        assert_eq!(txn.keys().unwrap().len().unwrap(), 1);
     }
 }

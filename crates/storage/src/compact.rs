@@ -14,19 +14,18 @@
 //!    them; the last batch records `finishedCompactRev`. A store opened with the two marks
 //!    apart (a crash mid-compaction) compacts its index at open and resumes the deletion.
 //!
-//! Until the deletion has finished, the rows it will delete are still in redb: whatever reads
+//! Scheduling and the two later steps are `compactor.rs`'s.
+//!
+//! Until the deletion has finished, the rows it will delete are still in the file: whatever reads
 //! `key` rows by revision rather than through the index skips them ([`Compaction::doomed`],
 //! HashKV, after waiting for the keep set), or waits for the deletion to finish (a snapshot, a
 //! defragment).
 
 use std::collections::HashSet;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
-use crate::backend::SCHEDULED_COMPACT_REV;
-use crate::error::{Result, StoreError, backend};
 use crate::index::TreeIndex;
 use crate::revision::Revision;
-use crate::store::{State, Tables};
 
 /// A compaction scheduled whose rows are not all deleted yet.
 #[derive(Debug)]
@@ -69,29 +68,4 @@ impl Compaction {
         let keep = self.keep.get()?;
         Some(r.main <= self.rev && !keep.contains(&r))
     }
-}
-
-/// Checks a compaction request against the current bounds (etcd's `updateCompactRev`).
-pub(crate) fn check(state: &State, rev: i64) -> Result<()> {
-    if rev <= state.compact_rev {
-        return Err(StoreError::Compacted);
-    }
-    if rev > state.current_rev {
-        return Err(StoreError::FutureRevision);
-    }
-    Ok(())
-}
-
-/// Schedules a compaction at `rev` in the caller's write transaction: the mark and the
-/// revision bound; the compactor thread does the rest. A compaction not finished yet is
-/// superseded: this one compacts the index further and deletes everything it would have.
-pub(crate) fn schedule(state: &mut State, tables: &mut Tables<'_>, rev: i64) -> Result<()> {
-    let mark = Revision::new(rev, 0).to_bytes(false);
-    tables
-        .meta
-        .insert(SCHEDULED_COMPACT_REV, mark.as_slice())
-        .map_err(backend("write meta"))?;
-    state.compacting = Some(Arc::new(Compaction::scheduled(rev)));
-    state.compact_rev = rev;
-    Ok(())
 }

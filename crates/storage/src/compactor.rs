@@ -1,15 +1,16 @@
-//! The background steps of a compaction (`compact.rs` schedules it). A thread first compacts
-//! the in-memory index, [`INDEX_CHUNK`] keys per hold of the state lock, then deletes the
-//! `key` rows the scheduled compaction no longer needs, in batches of at most
-//! [`CompactionPace::batch_limit`] rows scanned, each its own redb write transaction, with
-//! [`CompactionPace::sleep_interval`] between them (etcd's
-//! `--experimental-compaction-batch-limit` and `--experimental-compaction-sleep-interval`).
-//! Reads and writes are served between batches and during them: a batch holds redb's writer,
-//! the `db` lock shared and the `commit_lock` (so the committer waits for it before it takes
-//! the state lock, not while holding it), never the state lock, which it takes only after
-//! committing, to count the bytes freed and, after the last batch, to mark the compaction done.
-//! Only an apply that writes redb itself (a lease, an alarm, another compaction) can wait for a
-//! batch with the state lock held.
+//! Scheduling a compaction (in the apply of the Compact command) and its background steps
+//! (`compact.rs` says what a compaction is). A thread first compacts the in-memory index,
+//! [`INDEX_CHUNK`] keys per hold of the state lock, then deletes the `key` rows the scheduled
+//! compaction no longer needs, in batches of at most [`CompactionPace::batch_limit`] rows
+//! scanned, each its own write transaction, with [`CompactionPace::sleep_interval`] between
+//! them (etcd's `--experimental-compaction-batch-limit` and
+//! `--experimental-compaction-sleep-interval`). Reads and writes are served between batches
+//! and during them: a batch holds the backend's writer, the `db` lock shared and the
+//! `commit_lock` (so the committer waits for it before it takes the state lock, not while
+//! holding it), never the state lock, which it takes only after committing, to count the
+//! bytes freed and, after the last batch, to mark the compaction done. Only an apply that
+//! writes the file itself (a lease, an alarm, another compaction) can wait for a batch with
+//! the state lock held.
 //!
 //! The rows are scanned in revision order from the oldest, so a batch that commits never
 //! leaves a key's older row behind a newer one it deleted: a crash at any point leaves a file
@@ -17,18 +18,20 @@
 //! it (its index is compacted further) and the scan starts over from the oldest row.
 
 use std::collections::HashSet;
+use std::ops::Bound;
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use redb::{Durability, ReadableTable};
-
-use crate::backend::{FINISHED_COMPACT_REV, KEY, META};
+use crate::backend::{KeyScan, Tables};
 use crate::commit::Wake;
 use crate::compact::Compaction;
-use crate::error::{Result, StoreError, backend};
+use crate::error::{Result, StoreError};
 use crate::gate::Gate;
+use crate::locks::{lock, read_lock, write_lock};
 use crate::revision::Revision;
-use crate::store::{State, Store, lock, read_lock, row_bytes, write_lock};
+use crate::schema::{FINISHED_COMPACT_REV, SCHEDULED_COMPACT_REV};
+use crate::state::{State, row_bytes};
+use crate::store::Store;
 
 /// How the deletion of a compaction proceeds; the defaults are etcd's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,7 +189,7 @@ impl Store {
         }
     }
 
-    /// [`Store::wait_compacted`] for anything that needs redb without rows a compaction is
+    /// [`Store::wait_compacted`] for anything that needs the file without rows a compaction is
     /// still to delete (a snapshot, a defragment): an error after `timeout`.
     pub(crate) fn wait_no_compaction(&self, timeout: Duration) -> Result<()> {
         if self.wait_compacted(i64::MIN, timeout) {
@@ -214,8 +217,8 @@ impl Store {
             cursor.follow(&job, epoch, keys);
             return self.compact_index_chunk(cursor, &job);
         }
-        // the committer waits here, not for redb's writer while it holds the state lock (which
-        // would hold up every read for the batch)
+        // the committer waits here, not for the backend's writer while it holds the state
+        // lock (which would hold up every read for the batch)
         let _no_commit = lock(&self.commit_lock);
         let state = read_lock(&self.state);
         let Some(job) = state.compacting.clone() else {
@@ -235,31 +238,31 @@ impl Store {
         let batch_started = Instant::now();
         let limit = self.compaction_pace.batch_limit.max(1);
         let end = Revision::scan_start(job.rev + 1);
-        let mut txn = db.begin_write().map_err(backend("begin write"))?;
-        txn.set_durability(Durability::None)
-            .map_err(backend("set durability"))?;
+        let txn = db.write(false)?;
         let (freed, done) = {
-            let mut table = txn.open_table(KEY).map_err(backend("open key table"))?;
+            let mut tables = txn.tables()?;
             // the batch's last row first (a read), then one pass that drops the doomed rows
             // of `next..=last` (one walk of those pages, not one descent per row)
             let mut scanned = 0;
             let mut last = Vec::new();
             if cursor.next.as_slice() < end.as_slice() {
-                let rows = table
-                    .range::<&[u8]>(cursor.next.as_slice()..end.as_slice())
-                    .map_err(backend("scan key table"))?;
+                let rows = tables.key.range(
+                    Bound::Included(cursor.next.as_slice()),
+                    Bound::Excluded(end.as_slice()),
+                )?;
                 for row in rows.take(limit) {
-                    let (k, _) = row.map_err(backend("scan key table"))?;
+                    let row = row?;
                     scanned += 1;
                     last.clear();
-                    last.extend_from_slice(k.value());
+                    last.extend_from_slice(row.key());
                 }
             }
             let mut freed = 0;
             if scanned > 0 {
                 let (mut deleted, from) = (0, std::mem::take(&mut cursor.next));
-                table
-                    .retain_in::<&[u8], _>(from.as_slice()..=last.as_slice(), |k, v| {
+                tables
+                    .key
+                    .retain_in(from.as_slice(), last.as_slice(), |k, v| {
                         let doomed = Revision::from_bytes(k)
                             .is_some_and(|(r, _)| job.doomed(r) == Some(true));
                         if doomed {
@@ -267,22 +270,18 @@ impl Store {
                             freed += row_bytes(k, v);
                         }
                         !doomed
-                    })
-                    .map_err(backend("compact key table"))?;
+                    })?;
                 cursor.deleted += deleted;
                 cursor.next = successor(&last);
             }
             let done = scanned < limit;
             if done {
                 let mark = Revision::new(job.rev, 0).to_bytes(false);
-                txn.open_table(META)
-                    .map_err(backend("open meta table"))?
-                    .insert(FINISHED_COMPACT_REV, mark.as_slice())
-                    .map_err(backend("write meta"))?;
+                tables.meta.insert(FINISHED_COMPACT_REV, mark.as_slice())?;
             }
             (freed, done)
         };
-        txn.commit().map_err(backend("commit compaction batch"))?;
+        txn.commit("commit compaction batch")?;
         drop(db);
         cursor.batches += 1;
         cursor.longest = cursor.longest.max(batch_started.elapsed());
@@ -366,4 +365,26 @@ fn successor(k: &[u8]) -> Vec<u8> {
     next.extend_from_slice(k);
     next.push(0);
     next
+}
+
+/// Checks a compaction request against the current bounds (etcd's `updateCompactRev`).
+pub(crate) fn check(state: &State, rev: i64) -> Result<()> {
+    if rev <= state.compact_rev {
+        return Err(StoreError::Compacted);
+    }
+    if rev > state.current_rev {
+        return Err(StoreError::FutureRevision);
+    }
+    Ok(())
+}
+
+/// Schedules a compaction at `rev` in the caller's write transaction: the mark and the
+/// revision bound; the compactor thread does the rest. A compaction not finished yet is
+/// superseded: this one compacts the index further and deletes everything it would have.
+pub(crate) fn schedule(state: &mut State, tables: &mut Tables<'_>, rev: i64) -> Result<()> {
+    let mark = Revision::new(rev, 0).to_bytes(false);
+    tables.meta.insert(SCHEDULED_COMPACT_REV, mark.as_slice())?;
+    state.compacting = Some(Arc::new(Compaction::scheduled(rev)));
+    state.compact_rev = rev;
+    Ok(())
 }

@@ -23,18 +23,17 @@
 //! (one a crash leaves behind is removed at the next defragment or open); after it only the
 //! directory fsync can fail, and its error says the new file is in use.
 
-use std::ops::ControlFlow;
+use std::ops::{Bound, ControlFlow};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use redb::{Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable};
-
-use crate::backend::{ALARM, KEY, LEASE, META};
-use crate::error::{Result, StoreError, backend};
+use crate::backend::{AlarmScan, Backend, KeyScan, ReadTx};
+use crate::error::{Result, StoreError};
+use crate::locks::{lock, read_lock, write_lock};
 use crate::overlay::Overlay;
 use crate::replace::{NewFile, dir_of, sibling_path};
 use crate::revision::Revision;
-use crate::store::{Store, Tables, flush_db, lock, open_database, read_lock, write_lock};
+use crate::store::Store;
 
 /// redb page cache of the copy while it is written (redb's default is 1 GiB).
 const COPY_CACHE_BYTES: usize = 64 << 20;
@@ -155,19 +154,13 @@ impl Store {
         // 1. the copy, with a bounded cache; reopened as the store opens its file
         let start = self.read_point()?;
         let mut rows = {
-            let db = redb::Builder::new()
-                .set_cache_size(COPY_CACHE_BYTES)
-                .create(path)
-                .map_err(|e| StoreError::Backend {
-                    context: "create the defragment copy",
-                    message: format!("{}: {e}", path.display()),
-                })?;
-            let rows = copy_key_rows(&start.txn, &db, 0, Durability::None)?;
-            flush_db(&db)?;
+            let db = Backend::open_with_cache(path, COPY_CACHE_BYTES)?;
+            let rows = copy_key_rows(&start.txn, &db, 0, false)?;
+            db.flush()?;
             rows
         };
         drop(start.txn);
-        let db = open_database(path)?;
+        let db = Backend::open(path)?;
         let mut copied = start.revision;
         proceed(
             progress(DefragStage::Copied {
@@ -186,7 +179,7 @@ impl Store {
             if now.revision - copied <= SMALL_TAIL {
                 break;
             }
-            rows += copy_key_rows(&now.txn, &db, copied, Durability::Immediate)?;
+            rows += copy_key_rows(&now.txn, &db, copied, true)?;
             copied = now.revision;
             proceed(
                 progress(DefragStage::Copied {
@@ -203,10 +196,8 @@ impl Store {
         if state.compact_rev != start.compact {
             return Ok(None);
         }
-        let txn = read_lock(&self.db)
-            .begin_read()
-            .map_err(backend("begin read"))?;
-        let tail_rows = copy_key_rows(&txn, &db, copied, Durability::None)?;
+        let txn = read_lock(&self.db).read()?;
+        let tail_rows = copy_key_rows(&txn, &db, copied, false)?;
         copy_small_tables(&txn, &db, &state.overlay)?;
         drop(txn);
         rows += tail_rows;
@@ -254,45 +245,35 @@ impl Store {
 }
 
 struct ReadPoint {
-    txn: ReadTransaction,
+    txn: ReadTx,
     revision: i64,
     compact: i64,
 }
 
 /// Copies the `key` rows after revision `after` from `from` into `to`, in batches of about
-/// [`BATCH_BYTES`], each committed with `durability`; returns how many.
-fn copy_key_rows(
-    from: &ReadTransaction,
-    to: &Database,
-    after: i64,
-    durability: Durability,
-) -> Result<u64> {
-    let source = from.open_table(KEY).map_err(backend("open key table"))?;
+/// [`BATCH_BYTES`], each committed durably when `durable`; returns how many.
+fn copy_key_rows(from: &ReadTx, to: &Backend, after: i64, durable: bool) -> Result<u64> {
+    let source = from.keys()?;
     let start = Revision::scan_start(after + 1);
     let mut rows = source
-        .range::<&[u8]>(start.as_slice()..)
-        .map_err(backend("scan key table"))?
+        .range(Bound::Included(start.as_slice()), Bound::Unbounded)?
         .peekable();
     let mut copied = 0;
     while rows.peek().is_some() {
-        let mut txn = to.begin_write().map_err(backend("begin write"))?;
-        txn.set_durability(durability)
-            .map_err(backend("set durability"))?;
+        let txn = to.write(durable)?;
         {
-            let mut table = txn.open_table(KEY).map_err(backend("open key table"))?;
+            let mut tables = txn.tables()?;
             let mut bytes = 0;
             while bytes < BATCH_BYTES
                 && let Some(row) = rows.next()
             {
-                let (k, v) = row.map_err(backend("scan key table"))?;
-                table
-                    .insert(k.value(), v.value())
-                    .map_err(backend("write defragment copy"))?;
-                bytes += k.value().len() + v.value().len();
+                let row = row?;
+                tables.key.insert(row.key(), row.value())?;
+                bytes += row.key().len() + row.value().len();
                 copied += 1;
             }
         }
-        txn.commit().map_err(backend("commit defragment copy"))?;
+        txn.commit("commit defragment copy")?;
     }
     Ok(copied)
 }
@@ -302,43 +283,16 @@ fn copy_key_rows(
 ///
 /// The `overlay`'s rows and meta go in last: what was applied after `from` began, which the
 /// live store commits to its own file later.
-fn copy_small_tables(from: &ReadTransaction, to: &Database, overlay: &Overlay) -> Result<()> {
-    let mut txn = to.begin_write().map_err(backend("begin write"))?;
-    txn.set_durability(Durability::Immediate)
-        .map_err(backend("set durability"))?;
+fn copy_small_tables(from: &ReadTx, to: &Backend, overlay: &Overlay) -> Result<()> {
+    let txn = to.write(true)?;
     {
-        let mut tables = Tables::open(&txn)?;
-        let meta = from.open_table(META).map_err(backend("open meta table"))?;
-        for row in meta.iter().map_err(backend("scan meta table"))? {
-            let (k, v) = row.map_err(backend("scan meta table"))?;
-            tables
-                .meta
-                .insert(k.value(), v.value())
-                .map_err(backend("write defragment copy"))?;
-        }
-        let lease = from
-            .open_table(LEASE)
-            .map_err(backend("open lease table"))?;
-        for row in lease.iter().map_err(backend("scan lease table"))? {
-            let (k, v) = row.map_err(backend("scan lease table"))?;
-            tables
-                .lease
-                .insert(k.value(), v.value())
-                .map_err(backend("write defragment copy"))?;
-        }
-        let alarm = from
-            .open_table(ALARM)
-            .map_err(backend("open alarm table"))?;
-        for row in alarm.iter().map_err(backend("scan alarm table"))? {
-            let (k, _) = row.map_err(backend("scan alarm table"))?;
-            tables
-                .alarm
-                .insert(k.value(), ())
-                .map_err(backend("write defragment copy"))?;
-        }
+        let mut tables = txn.tables()?;
+        from.meta()?.each(|name, v| tables.meta.insert(name, v))?;
+        from.leases()?.each(|id, v| tables.lease.insert(id, v))?;
+        from.alarms()?.each_key(|k| tables.alarm.insert(k))?;
         overlay.write_to(&mut tables)?;
     }
-    txn.commit().map_err(backend("commit defragment copy"))
+    txn.commit("commit defragment copy")
 }
 
 /// Stops the defragment when the caller's callback asks to.

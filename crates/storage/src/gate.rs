@@ -7,7 +7,8 @@
 use std::ops::Deref;
 use std::sync::{Arc, Condvar, Mutex, Weak};
 
-use crate::store::{Store, lock};
+use crate::locks::lock;
+use crate::store::Store;
 
 #[derive(Default)]
 pub(crate) struct Gate {

@@ -4,8 +4,7 @@
 use std::collections::HashSet;
 use std::ops::Bound;
 
-use redb::ReadableTable;
-
+use crate::backend::KeyScan;
 use crate::compact::Compaction;
 use crate::error::Result;
 use crate::overlay::Overlay;
@@ -17,8 +16,8 @@ use crate::revision::Revision;
 /// `overlay` holds the applied rows `table` does not have yet; rows a compaction whose deletion
 /// is under way will delete (`compacting`, whose index must be compacted) count as deleted
 /// already.
-pub(crate) fn hash_kv<T: ReadableTable<&'static [u8], &'static [u8]>>(
-    table: &T,
+pub(crate) fn hash_kv(
+    table: &impl KeyScan,
     overlay: &Overlay,
     compact_rev: i64,
     rev: i64,

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use crate::StoreError;
+use crate::backend::Probe;
 use crate::store::{Store, StoreOptions};
 
 /// Why a data dir cannot be used offline.
@@ -39,7 +40,7 @@ pub fn kv_path(data_dir: &Path) -> PathBuf {
 }
 
 /// Checks that `file` (a redb file under `data_dir`) exists, is a redb database and is not
-/// held by a running process. Opening takes redb's file lock, which is released again here.
+/// held by a running process ([`crate::backend::probe`]).
 pub fn check_file(data_dir: &Path, file: &Path) -> Result<(), OfflineError> {
     if !file.is_file() {
         return Err(OfflineError::Missing {
@@ -47,19 +48,14 @@ pub fn check_file(data_dir: &Path, file: &Path) -> Result<(), OfflineError> {
             file: file.to_path_buf(),
         });
     }
-    match redb::ReadOnlyDatabase::open(file) {
-        Ok(db) => {
-            drop(db);
-            Ok(())
-        }
-        // Not closed cleanly (killed): a read-only handle may not repair it; Store::open will.
-        Err(redb::DatabaseError::RepairAborted) => Ok(()),
-        Err(redb::DatabaseError::DatabaseAlreadyOpen) => Err(OfflineError::InUse {
+    match crate::backend::probe(file) {
+        Probe::Free => Ok(()),
+        Probe::InUse => Err(OfflineError::InUse {
             dir: data_dir.to_path_buf(),
         }),
-        Err(e) => Err(OfflineError::NotCairn {
+        Probe::Foreign(message) => Err(OfflineError::NotCairn {
             file: file.to_path_buf(),
-            message: e.to_string(),
+            message,
         }),
     }
 }

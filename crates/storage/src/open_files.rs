@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Condvar, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::store::lock;
+use crate::locks::lock;
 
 static OPEN: LazyLock<(Mutex<HashMap<PathBuf, usize>>, Condvar)> =
     LazyLock::new(|| (Mutex::new(HashMap::new()), Condvar::new()));

@@ -19,10 +19,8 @@ use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redb::ReadableTable;
-
-use crate::error::{Result, backend};
-use crate::store::Tables;
+use crate::backend::{KeyScan, Tables};
+use crate::error::Result;
 
 /// How long the committer waits after the first pending write, so one redb commit takes many.
 pub(crate) const COMMIT_DELAY: Duration = Duration::from_millis(5);
@@ -47,16 +45,10 @@ impl Batch {
     /// Inserts every row and meta value into `tables`.
     pub fn write_to(&self, tables: &mut Tables<'_>) -> Result<()> {
         for (k, v) in &self.rows {
-            tables
-                .key
-                .insert(k.as_slice(), v.as_slice())
-                .map_err(backend("write key table"))?;
+            tables.key.insert(k, v)?;
         }
         for (name, v) in &self.meta {
-            tables
-                .meta
-                .insert(name.as_str(), v.as_slice())
-                .map_err(backend("write meta"))?;
+            tables.meta.insert(name, v)?;
         }
         Ok(())
     }
@@ -183,9 +175,9 @@ impl Overlay {
 
     /// Calls `f` with each key-table row in `start..end` of `table` and of this overlay, in
     /// key order, each once.
-    pub fn for_each_row<T: ReadableTable<&'static [u8], &'static [u8]>>(
+    pub fn for_each_row(
         &self,
-        table: &T,
+        table: &impl KeyScan,
         start: Bound<&[u8]>,
         end: Bound<&[u8]>,
         mut f: impl FnMut(&[u8], &[u8]) -> Result<()>,
@@ -195,13 +187,10 @@ impl Overlay {
             return Ok(());
         }
         let mut last: Option<Vec<u8>> = None;
-        let stored = table
-            .range::<&[u8]>((start, end))
-            .map_err(backend("scan key table"))?;
-        for row in stored {
-            let (k, v) = row.map_err(backend("scan key table"))?;
-            f(k.value(), v.value())?;
-            last = Some(k.value().to_vec());
+        for row in table.range(start, end)? {
+            let row = row?;
+            f(row.key(), row.value())?;
+            last = Some(row.key().to_vec());
         }
         // rows here are newer than redb's, but a batch that just landed is in both
         let batches = self

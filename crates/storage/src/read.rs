@@ -1,19 +1,17 @@
 //! Range reads at a revision, with every etcd option (limit, sort, min/max filters,
 //! keys_only, count_only). Works over a read transaction or inside a write transaction.
 
+use crate::backend::{Backend, KeyScan, ReadKeys};
+use crate::error::{Result, StoreError};
+use crate::index::{KeyRange, TreeIndex};
+use crate::overlay::Overlay;
+use crate::revision::Revision;
 use cairn_proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use cairn_proto::etcdserverpb::{RangeRequest, RangeResponse, ResponseHeader};
 use cairn_proto::mvccpb::KeyValue;
 use prost::Message;
-use redb::{ReadableDatabase, ReadableTable};
 
-use crate::backend::KEY;
-use crate::error::{Result, StoreError, backend};
-use crate::index::{KeyRange, TreeIndex};
-use crate::overlay::Overlay;
-use crate::revision::Revision;
-
-/// Where the `key` table's rows are read from: a redb table, or one opened on first use.
+/// Where the `key` table's rows are read from: a transaction's table, or one opened on first use.
 pub(crate) trait KeyRows {
     /// Calls `f` with the row stored under `key`, if any.
     fn with_row(
@@ -23,14 +21,14 @@ pub(crate) trait KeyRows {
     ) -> Result<Option<KeyValue>>;
 }
 
-impl<T: ReadableTable<&'static [u8], &'static [u8]>> KeyRows for T {
+impl<T: KeyScan> KeyRows for T {
     fn with_row(
         &self,
         key: &[u8],
         f: &mut dyn FnMut(&[u8]) -> Result<KeyValue>,
     ) -> Result<Option<KeyValue>> {
-        let raw = self.get(key).map_err(backend("read key table"))?;
-        raw.map(|raw| f(raw.value())).transpose()
+        let raw = self.get(key)?;
+        raw.map(|raw| f(raw.bytes())).transpose()
     }
 }
 
@@ -191,12 +189,12 @@ fn sort_kvs(kvs: &mut [KeyValue], target: SortTarget, descend: bool) {
 /// The `key` table of a read transaction begun on first use: an apply that writes to the
 /// overlay reads redb only for prev_kv, compares and the like.
 pub(crate) struct LazyTable<'a> {
-    db: &'a redb::Database,
-    table: std::cell::OnceCell<redb::ReadOnlyTable<&'static [u8], &'static [u8]>>,
+    db: &'a Backend,
+    table: std::cell::OnceCell<ReadKeys>,
 }
 
 impl<'a> LazyTable<'a> {
-    pub fn new(db: &'a redb::Database) -> Self {
+    pub fn new(db: &'a Backend) -> Self {
         LazyTable {
             db,
             table: std::cell::OnceCell::new(),
@@ -213,8 +211,7 @@ impl KeyRows for LazyTable<'_> {
         let table = match self.table.get() {
             Some(t) => t,
             None => {
-                let txn = self.db.begin_read().map_err(backend("begin read"))?;
-                let t = txn.open_table(KEY).map_err(backend("open key table"))?;
+                let t = self.db.read()?.keys()?;
                 self.table.get_or_init(|| t)
             }
         };

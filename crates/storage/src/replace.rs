@@ -12,7 +12,7 @@ use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use redb::Database;
+use crate::backend::Backend;
 
 /// `<kv path>.<suffix>`, beside the store's file (same file system, so the rename is atomic).
 pub(crate) fn sibling_path(kv_path: &Path, suffix: &str) -> PathBuf {
@@ -47,10 +47,10 @@ impl NewFile {
     /// rename changes nothing (`db` is closed and the file removed).
     pub(crate) fn swap_in(
         mut self,
-        live: &mut Database,
-        db: Database,
+        live: &mut Backend,
+        db: Backend,
         store_path: &Path,
-    ) -> io::Result<(Database, io::Result<()>)> {
+    ) -> io::Result<(Backend, io::Result<()>)> {
         if let Err(e) = std::fs::rename(&self.path, store_path) {
             drop(db);
             return Err(e);
@@ -124,9 +124,9 @@ mod tests {
     fn swap_in_renames_and_replaces() {
         let dir = tempfile::tempdir().unwrap();
         let store_path = dir.path().join("kv.redb");
-        let mut live = Database::create(&store_path).unwrap();
+        let mut live = Backend::open(&store_path).unwrap();
         let file = NewFile::claim(sibling_path(&store_path, "new")).unwrap();
-        let db = Database::create(file.path()).unwrap();
+        let db = Backend::open(file.path()).unwrap();
         let new_path = file.path().to_path_buf();
         let (old, synced) = file.swap_in(&mut live, db, &store_path).unwrap();
         synced.unwrap();

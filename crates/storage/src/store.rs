@@ -1,4 +1,4 @@
-//! The store: opens the redb file, rebuilds the index, serves reads, applies replicated
+//! The store: opens its file (`backend/`), rebuilds the index, serves reads, applies replicated
 //! commands in batches, and runs the watch sync thread.
 //!
 //! Locking: `state` (index + revision bounds) is a std RwLock held for the length of one read
@@ -9,8 +9,8 @@
 //! (`defrag.rs`) copies without them and holds `state` (shared: reads go on) only to copy the
 //! tail, and `db` only to swap. The compactor (`compactor.rs`) holds `state` only to compact
 //! a chunk of the index or to count what a batch freed, and during a batch `commit_lock` and
-//! `db` shared. redb calls are synchronous: callers on an async runtime run them on blocking
-//! threads.
+//! `db` shared. Backend calls are synchronous: callers on an async runtime run them on
+//! blocking threads.
 
 use std::collections::HashMap;
 use std::ops::Bound;
@@ -22,75 +22,27 @@ use std::time::{Duration, Instant};
 use cairn_proto::etcdserverpb::{AlarmMember, RangeRequest, RangeResponse};
 use cairn_proto::mvccpb::{Event, KeyValue};
 use prost::Message;
-use redb::{Database, Durability, ReadableDatabase, ReadableTable};
 
-use crate::apply::{Raised, raised_alarms};
 use crate::auth::{AuthView, SimpleTokens, TokenInfo};
-use crate::backend::{
-    ALARM, AUTH_ROLES, AUTH_USERS, FINISHED_COMPACT_REV, KEY, KeyValueHead, LEASE, LeaseRecord,
-    META, SCHEDULED_COMPACT_REV, alarm_from_key, meta_revision,
-};
+use crate::backend::{AlarmScan, Backend, KeyScan};
 use crate::commit::{Wake, commit_loop};
 use crate::compact::Compaction;
 use crate::compactor::{CompactionPace, Finished, compact_loop};
-use crate::error::{Result, StoreError, backend};
+use crate::error::{Result, StoreError};
 use crate::gate::Gate;
 use crate::index::{KeyRange, TreeIndex};
 use crate::lease::{Lease, Lessor};
+use crate::locks::{lock, read_lock, write_lock};
 use crate::open_files::OpenFile;
 use crate::overlay::Overlay;
 use crate::read::View;
 use crate::revision::Revision;
+use crate::schema::{
+    FINISHED_COMPACT_REV, KeyValueHead, LeaseRecord, SCHEDULED_COMPACT_REV, alarm_from_key,
+    meta_revision,
+};
+use crate::state::{Raised, State, row_bytes};
 use crate::watch::{WatchHub, event_of};
-
-pub(crate) struct State {
-    pub index: TreeIndex,
-    pub current_rev: i64,
-    pub compact_rev: i64,
-    /// Bytes of the key table's rows (revision keys plus encoded KeyValues): what the
-    /// revisions kept take, counted as they are written and compacted away.
-    pub data_bytes: i64,
-    /// Applied writes redb does not hold yet.
-    pub overlay: Overlay,
-    /// The alarms raised, as the alarm table says.
-    pub raised: Raised,
-    /// A compaction scheduled whose rows are not all deleted yet (`compactor.rs`).
-    pub compacting: Option<Arc<Compaction>>,
-    /// Users, roles, the auth switch, as the auth tables say; replaced by each auth change.
-    pub auth: Arc<AuthView>,
-}
-
-/// What one key table row counts toward [`State::data_bytes`].
-pub(crate) fn row_bytes(key: &[u8], value: &[u8]) -> i64 {
-    (key.len() + value.len()) as i64
-}
-
-/// The tables one write transaction works on.
-pub(crate) struct Tables<'t> {
-    pub key: redb::Table<'t, &'static [u8], &'static [u8]>,
-    pub meta: redb::Table<'t, &'static str, &'static [u8]>,
-    pub lease: redb::Table<'t, i64, &'static [u8]>,
-    pub alarm: redb::Table<'t, &'static [u8], ()>,
-    pub users: redb::Table<'t, &'static str, &'static [u8]>,
-    pub roles: redb::Table<'t, &'static str, &'static [u8]>,
-}
-
-impl<'t> Tables<'t> {
-    pub fn open(txn: &'t redb::WriteTransaction) -> Result<Self> {
-        Ok(Tables {
-            key: txn.open_table(KEY).map_err(backend("open key table"))?,
-            meta: txn.open_table(META).map_err(backend("open meta table"))?,
-            lease: txn.open_table(LEASE).map_err(backend("open lease table"))?,
-            alarm: txn.open_table(ALARM).map_err(backend("open alarm table"))?,
-            users: txn
-                .open_table(AUTH_USERS)
-                .map_err(backend("open authUsers table"))?,
-            roles: txn
-                .open_table(AUTH_ROLES)
-                .map_err(backend("open authRoles table"))?,
-        })
-    }
-}
 
 /// Settings of a store; the defaults match etcd's.
 #[derive(Debug, Clone)]
@@ -123,7 +75,7 @@ pub struct KvHash {
 
 pub struct Store {
     path: PathBuf,
-    pub(crate) db: RwLock<Database>,
+    pub(crate) db: RwLock<Backend>,
     pub(crate) state: RwLock<State>,
     pub(crate) lessor: Mutex<Lessor>,
     pub(crate) hub: Arc<WatchHub>,
@@ -175,21 +127,11 @@ pub fn file_bytes(path: &Path) -> i64 {
         .unwrap_or(0)
 }
 
-pub(crate) fn read_lock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(|p| p.into_inner())
-}
-pub(crate) fn write_lock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(|p| p.into_inner())
-}
-pub(crate) fn lock<T>(l: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    l.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl Store {
     /// Opens (or creates) the store at `path` and rebuilds its in-memory state.
     pub fn open(path: &Path, opts: StoreOptions) -> Result<Arc<Store>> {
         let file = OpenFile::claim(path);
-        let db = open_database(path)?;
+        let db = Backend::open(path)?;
         // a defragment cut short by a crash leaves its copy behind; this process now holds
         // the store's file lock, so no other one is still writing it
         let stale = crate::defrag::defrag_path(path);
@@ -279,9 +221,7 @@ impl Store {
     /// Runs `f` over a consistent view of the current data.
     fn with_view<R>(&self, f: impl FnOnce(&View<'_>) -> Result<R>) -> Result<R> {
         let state = read_lock(&self.state);
-        let db = read_lock(&self.db);
-        let txn = db.begin_read().map_err(backend("begin read"))?;
-        let table = txn.open_table(KEY).map_err(backend("open key table"))?;
+        let table = read_lock(&self.db).read()?.keys()?;
         let view = View {
             index: &state.index,
             overlay: &state.overlay,
@@ -321,9 +261,7 @@ impl Store {
             }
             let rev = if rev == 0 { state.current_rev } else { rev };
             let keep = state.index.keep(rev);
-            let db = read_lock(&self.db);
-            let txn = db.begin_read().map_err(backend("begin read"))?;
-            let table = txn.open_table(KEY).map_err(backend("open key table"))?;
+            let table = read_lock(&self.db).read()?.keys()?;
             let hash = crate::hash::hash_kv(
                 &table,
                 &state.overlay,
@@ -346,25 +284,14 @@ impl Store {
         // as etcd's backend hash, after committing what was applied
         let (txn, ()) = self.committed_read(|_| ())?;
         let mut crc = 0u32;
-        for row in txn
-            .open_table(KEY)
-            .map_err(backend("open key table"))?
-            .iter()
-            .map_err(backend("scan"))?
-        {
-            let (k, v) = row.map_err(backend("scan"))?;
-            crc = crc32c::crc32c_append(crc32c::crc32c_append(crc, k.value()), v.value());
+        for row in txn.keys()?.iter()? {
+            let row = row?;
+            crc = crc32c::crc32c_append(crc32c::crc32c_append(crc, row.key()), row.value());
         }
-        for row in txn
-            .open_table(META)
-            .map_err(backend("open meta table"))?
-            .iter()
-            .map_err(backend("scan"))?
-        {
-            let (k, v) = row.map_err(backend("scan"))?;
-            crc =
-                crc32c::crc32c_append(crc32c::crc32c_append(crc, k.value().as_bytes()), v.value());
-        }
+        txn.meta()?.each(|name, value| {
+            crc = crc32c::crc32c_append(crc32c::crc32c_append(crc, name.as_bytes()), value);
+            Ok(())
+        })?;
         Ok(crc)
     }
 
@@ -404,16 +331,13 @@ impl Store {
     }
 
     pub fn alarms(&self) -> Result<Vec<AlarmMember>> {
-        let db = read_lock(&self.db);
-        let txn = db.begin_read().map_err(backend("begin read"))?;
-        let table = txn.open_table(ALARM).map_err(backend("open alarm table"))?;
         let mut out = Vec::new();
-        for row in table.iter().map_err(backend("scan alarm table"))? {
-            let (k, _) = row.map_err(backend("scan alarm table"))?;
-            if let Some((member_id, alarm)) = alarm_from_key(k.value()) {
+        read_lock(&self.db).read()?.alarms()?.each_key(|k| {
+            if let Some((member_id, alarm)) = alarm_from_key(k) {
                 out.push(AlarmMember { member_id, alarm });
             }
-        }
+            Ok(())
+        })?;
         Ok(out)
     }
 
@@ -423,13 +347,7 @@ impl Store {
         if let Some(v) = state.overlay.meta(name) {
             return Ok(Some(v.to_vec()));
         }
-        let db = read_lock(&self.db);
-        let txn = db.begin_read().map_err(backend("begin read"))?;
-        let table = txn.open_table(META).map_err(backend("open meta table"))?;
-        Ok(table
-            .get(name)
-            .map_err(backend("read meta"))?
-            .map(|v| v.value().to_vec()))
+        read_lock(&self.db).read()?.meta()?.get(name)
     }
 
     /// Whether writes were applied since the last [`Store::flush`].
@@ -490,9 +408,7 @@ impl Store {
         upto: i64,
     ) -> Result<Vec<Event>> {
         let state = read_lock(&self.state);
-        let db = read_lock(&self.db);
-        let txn = db.begin_read().map_err(backend("begin read"))?;
-        let table = txn.open_table(KEY).map_err(backend("open key table"))?;
+        let table = read_lock(&self.db).read()?.keys()?;
         let start = Revision::scan_start(from);
         let end = Revision::scan_start(upto + 1);
         let mut out = Vec::new();
@@ -515,52 +431,23 @@ impl Store {
     }
 }
 
-/// One durable (fsync'd) commit: every earlier `Durability::None` commit becomes durable too.
-pub(crate) fn flush_db(db: &Database) -> Result<()> {
-    let mut txn = db.begin_write().map_err(backend("begin write"))?;
-    txn.set_durability(Durability::Immediate)
-        .map_err(backend("set durability"))?;
-    txn.commit().map_err(backend("flush"))
-}
-
-/// Opens (or creates) a database file with every table present.
-/// redb's page cache for the store (its default is 1 GiB). Pages beyond it are read through
-/// the kernel's page cache, as etcd's bbolt reads its memory map; a bigger cache made RSS grow
-/// with the data (2.5 GB at 1M keys of 1 KiB) for no measurable read speed.
-const STORE_CACHE_BYTES: usize = 256 << 20;
-
-pub(crate) fn open_database(path: &Path) -> Result<Database> {
-    let db = redb::Builder::new()
-        .set_cache_size(STORE_CACHE_BYTES)
-        .create(path)
-        .map_err(|e| StoreError::Backend {
-            context: "open database",
-            message: format!("{}: {e}", path.display()),
-        })?;
-    let txn = db.begin_write().map_err(backend("begin write"))?;
-    Tables::open(&txn)?;
-    txn.commit().map_err(backend("commit"))?;
-    Ok(db)
-}
-
 /// Everything the store keeps in memory, rebuilt from a database: the index and revision
 /// bounds, the alarms raised, and the lessor (leases from the `lease` table, keys attached as their KeyValues
 /// say, every clock starting now).
-pub(crate) fn load(db: &Database, min_lease_ttl: i64) -> Result<(State, Lessor)> {
+pub(crate) fn load(db: &Backend, min_lease_ttl: i64) -> Result<(State, Lessor)> {
     let mut lessor = Lessor::new(min_lease_ttl);
     let (mut state, leased) = rebuild(db)?;
     let now = Instant::now();
     {
-        let txn = db.begin_read().map_err(backend("begin read"))?;
-        state.raised = raised_alarms(&txn.open_table(ALARM).map_err(backend("open alarm table"))?)?;
+        let txn = db.read()?;
+        state.raised = Raised::read(&txn.alarms()?)?;
         state.auth = Arc::new(crate::auth::load(&txn)?);
-        let leases = txn.open_table(LEASE).map_err(backend("open lease table"))?;
-        for row in leases.iter().map_err(backend("scan lease table"))? {
-            let (_, v) = row.map_err(backend("scan lease table"))?;
-            let rec = LeaseRecord::decode(v.value())
+        txn.leases()?.each(|_, v| {
+            let rec = LeaseRecord::decode(v)
                 .map_err(|e| StoreError::Corrupt(format!("lease record: {e}")))?;
             lessor.insert(rec.id, rec.ttl, now);
-        }
+            Ok(())
+        })?;
     }
     for (key, id) in leased {
         lessor.move_key(&key, id);
@@ -570,28 +457,28 @@ pub(crate) fn load(db: &Database, min_lease_ttl: i64) -> Result<(State, Lessor)>
 
 /// Scans the `key` table once: rebuilds the index, the revision bounds, and which lease each
 /// live key holds.
-fn rebuild(db: &Database) -> Result<(State, HashMap<Vec<u8>, i64>)> {
-    let txn = db.begin_read().map_err(backend("begin read"))?;
-    let meta = txn.open_table(META).map_err(backend("open meta table"))?;
+fn rebuild(db: &Backend) -> Result<(State, HashMap<Vec<u8>, i64>)> {
+    let txn = db.read()?;
+    let meta = txn.meta()?;
     // etcd's compact revision is -1 until the first compaction (HashKV reports it)
-    let finished = meta_revision(&meta, FINISHED_COMPACT_REV)?.unwrap_or(-1);
-    let scheduled = meta_revision(&meta, SCHEDULED_COMPACT_REV)?.unwrap_or(-1);
+    let finished = meta_revision(meta.get(FINISHED_COMPACT_REV)?).unwrap_or(-1);
+    let scheduled = meta_revision(meta.get(SCHEDULED_COMPACT_REV)?).unwrap_or(-1);
     if scheduled < finished {
         return Err(StoreError::Corrupt(format!(
             "the compaction finished at revision {finished} was scheduled at {scheduled} only; restore from a snapshot"
         )));
     }
-    let table = txn.open_table(KEY).map_err(backend("open key table"))?;
+    let table = txn.keys()?;
     let mut index = TreeIndex::default();
     let mut leased: HashMap<Vec<u8>, i64> = HashMap::new();
     let mut last = 0;
     let mut data_bytes = 0;
-    for row in table.iter().map_err(backend("scan key table"))? {
-        let (k, v) = row.map_err(backend("scan key table"))?;
-        data_bytes += row_bytes(k.value(), v.value());
-        let (rev, tombstone) = Revision::from_bytes(k.value())
+    for row in table.iter()? {
+        let row = row?;
+        data_bytes += row_bytes(row.key(), row.value());
+        let (rev, tombstone) = Revision::from_bytes(row.key())
             .ok_or_else(|| StoreError::Corrupt("a key table row has no revision key".into()))?;
-        let kv = KeyValueHead::decode(v.value())
+        let kv = KeyValueHead::decode(row.value())
             .map_err(|e| StoreError::Corrupt(format!("KeyValue at revision {}: {e}", rev.main)))?;
         index.restore(&kv.key, kv.create_revision, rev, kv.version, tombstone);
         if tombstone || kv.lease == 0 {

@@ -13,12 +13,13 @@ use cairn_proto::etcdserverpb::{
 use cairn_proto::mvccpb::KeyValue;
 use prost::Message;
 
-use crate::error::{Result, StoreError, backend};
+use crate::backend::Tables;
+use crate::error::{Result, StoreError};
 use crate::index::KeyRange;
 use crate::lease::Lessor;
 use crate::read::{LazyTable, View};
 use crate::revision::Revision;
-use crate::store::{State, Tables, row_bytes};
+use crate::state::{State, row_bytes};
 use crate::txn::{branch, compare_holds, compare_range};
 
 /// Where a command's key-table rows go.
@@ -89,9 +90,7 @@ impl<'a, 'b, 't> WriteTxn<'a, 'b, 't> {
         match self.sink {
             Sink::Overlay(_) => self.state.overlay.insert_row(key, value),
             Sink::Tables(t) => {
-                t.key
-                    .insert(key.as_slice(), value.as_slice())
-                    .map_err(backend("write key table"))?;
+                t.key.insert(&key, &value)?;
             }
         }
         Ok(())

@@ -20,10 +20,11 @@ use prost::Message;
 use super::ops::{AuthReply, AuthRequest, AuthResponse};
 use super::tokens::{SimpleTokens, TokenInfo};
 use super::view::{AuthView, ROOT};
-use crate::backend::{AUTH_ENABLED, AUTH_REVISION};
+use crate::backend::Tables;
 use crate::command::RequestAuth;
-use crate::error::{AuthError, Result, backend};
-use crate::store::{Tables, lock};
+use crate::error::{AuthError, Result};
+use crate::locks::lock;
+use crate::schema::{AUTH_ENABLED, AUTH_REVISION};
 
 /// Applies `req` made by `who` (`None`: the server itself) to `view`, writing the change to
 /// `tables`; returns the response and, when anything changed, the new view.
@@ -304,10 +305,7 @@ impl Change {
     fn write(self, old: &AuthView, tables: &mut Tables<'_>) -> Result<AuthView> {
         for (name, user) in &self.users {
             if old.user(name) != Some(user) {
-                tables
-                    .users
-                    .insert(name.as_str(), user.encode_to_vec().as_slice())
-                    .map_err(backend("write authUsers"))?;
+                tables.users.insert(name, &user.encode_to_vec())?;
             }
         }
         for gone in old
@@ -315,18 +313,12 @@ impl Change {
             .map(|u| String::from_utf8_lossy(&u.name).into_owned())
         {
             if !self.users.contains_key(&gone) {
-                tables
-                    .users
-                    .remove(gone.as_str())
-                    .map_err(backend("write authUsers"))?;
+                tables.users.remove(&gone)?;
             }
         }
         for (name, role) in &self.roles {
             if old.role(name) != Some(role) {
-                tables
-                    .roles
-                    .insert(name.as_str(), role.encode_to_vec().as_slice())
-                    .map_err(backend("write authRoles"))?;
+                tables.roles.insert(name, &role.encode_to_vec())?;
             }
         }
         for gone in old
@@ -334,21 +326,14 @@ impl Change {
             .map(|r| String::from_utf8_lossy(&r.name).into_owned())
         {
             if !self.roles.contains_key(&gone) {
-                tables
-                    .roles
-                    .remove(gone.as_str())
-                    .map_err(backend("write authRoles"))?;
+                tables.roles.remove(&gone)?;
             }
         }
         let enabled = [u8::from(self.enabled)];
+        tables.meta.insert(AUTH_ENABLED, &enabled)?;
         tables
             .meta
-            .insert(AUTH_ENABLED, enabled.as_slice())
-            .map_err(backend("write meta"))?;
-        tables
-            .meta
-            .insert(AUTH_REVISION, self.revision.to_be_bytes().as_slice())
-            .map_err(backend("write meta"))?;
+            .insert(AUTH_REVISION, &self.revision.to_be_bytes())?;
         Ok(AuthView::new(
             self.enabled,
             self.revision,

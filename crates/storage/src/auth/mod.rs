@@ -25,56 +25,43 @@ use std::collections::BTreeMap;
 
 use cairn_proto::authpb::{Role, User};
 use prost::Message;
-use redb::ReadableTable;
 
 pub use tokens::{SimpleTokens, TokenInfo};
 pub use view::{AuthView, Need, ROOT};
 
-use crate::backend::{AUTH_ENABLED, AUTH_REVISION, AUTH_ROLES, AUTH_USERS};
-use crate::error::{Result, StoreError, backend};
+use crate::backend::ReadTx;
+use crate::error::{Result, StoreError};
+use crate::schema::{AUTH_ENABLED, AUTH_REVISION};
 
 /// The auth state of a database, from its tables (a fresh store: disabled, revision 1).
-pub(crate) fn load(txn: &redb::ReadTransaction) -> Result<AuthView> {
-    let meta = txn
-        .open_table(crate::backend::META)
-        .map_err(backend("open meta table"))?;
-    let enabled = meta
-        .get(AUTH_ENABLED)
-        .map_err(backend("read meta"))?
-        .is_some_and(|v| v.value() == [1]);
-    let revision = match meta.get(AUTH_REVISION).map_err(backend("read meta"))? {
+pub(crate) fn load(txn: &ReadTx) -> Result<AuthView> {
+    let meta = txn.meta()?;
+    let enabled = meta.get(AUTH_ENABLED)?.is_some_and(|v| v == [1]);
+    let revision = match meta.get(AUTH_REVISION)? {
         Some(v) => u64::from_be_bytes(
-            v.value()
+            v.as_slice()
                 .try_into()
                 .map_err(|_| StoreError::Corrupt("authRevision is not 8 bytes".into()))?,
         ),
         None => 1,
     };
     let mut users = BTreeMap::new();
-    match txn.open_table(AUTH_USERS) {
-        Ok(t) => {
-            for row in t.iter().map_err(backend("scan authUsers"))? {
-                let (k, v) = row.map_err(backend("scan authUsers"))?;
-                let user = User::decode(v.value())
-                    .map_err(|e| StoreError::Corrupt(format!("user {}: {e}", k.value())))?;
-                users.insert(k.value().to_string(), user);
-            }
-        }
-        Err(redb::TableError::TableDoesNotExist(_)) => {}
-        Err(e) => return Err(backend("open authUsers")(e)),
+    if let Some(t) = txn.users()? {
+        t.each(|name, v| {
+            let user =
+                User::decode(v).map_err(|e| StoreError::Corrupt(format!("user {name}: {e}")))?;
+            users.insert(name.to_string(), user);
+            Ok(())
+        })?;
     }
     let mut roles = BTreeMap::new();
-    match txn.open_table(AUTH_ROLES) {
-        Ok(t) => {
-            for row in t.iter().map_err(backend("scan authRoles"))? {
-                let (k, v) = row.map_err(backend("scan authRoles"))?;
-                let role = Role::decode(v.value())
-                    .map_err(|e| StoreError::Corrupt(format!("role {}: {e}", k.value())))?;
-                roles.insert(k.value().to_string(), role);
-            }
-        }
-        Err(redb::TableError::TableDoesNotExist(_)) => {}
-        Err(e) => return Err(backend("open authRoles")(e)),
+    if let Some(t) = txn.roles()? {
+        t.each(|name, v| {
+            let role =
+                Role::decode(v).map_err(|e| StoreError::Corrupt(format!("role {name}: {e}")))?;
+            roles.insert(name.to_string(), role);
+            Ok(())
+        })?;
     }
     Ok(AuthView::new(enabled, revision, users, roles))
 }

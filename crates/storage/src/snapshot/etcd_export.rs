@@ -19,11 +19,10 @@ use sha2::{Digest, Sha256};
 use super::error::SnapshotError;
 use super::format::{RecordKind, SnapshotMember};
 use super::reader::{SnapshotInfo, read_body};
-use crate::backend::{KEY, LEASE, LeaseRecord};
-use crate::error::backend;
+use crate::backend::{KeyScan, ReadKeys};
 use crate::revision::Revision;
+use crate::schema::LeaseRecord;
 use crate::store::Store;
-use redb::ReadableTable;
 
 /// bbolt's page size on Linux, as etcd writes its files.
 const PAGE_SIZE: u32 = 4096;
@@ -209,14 +208,13 @@ impl Store {
             .map(|r| (r.name.clone(), r.encode_to_vec()))
             .collect();
         roles.sort();
-        let lease_table = txn.open_table(LEASE).map_err(backend("open lease table"))?;
         let mut leases = Vec::new();
-        for row in lease_table.iter().map_err(backend("scan lease table"))? {
-            let (_, v) = row.map_err(backend("scan lease table"))?;
-            let rec = LeaseRecord::decode(v.value())
+        txn.leases()?.each(|_, v| {
+            let rec = LeaseRecord::decode(v)
                 .map_err(|e| crate::error::StoreError::Corrupt(format!("lease record: {e}")))?;
             leases.push((rec.id, rec.ttl));
-        }
+            Ok::<_, crate::error::StoreError>(())
+        })?;
         leases.sort_by_key(|(id, _)| *id as u64);
         let small = Small {
             auth_enabled: auth.enabled,
@@ -227,21 +225,18 @@ impl Store {
             members: member_rows(members),
             leases,
         };
-        let keys = txn.open_table(KEY).map_err(backend("open key table"))?;
-        struct Tables<'t> {
-            keys: &'t redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
-        }
-        impl Big for Tables<'_> {
+        struct Tables(ReadKeys);
+        impl Big for Tables {
             fn keys(&mut self, f: &mut KeyRow<'_>) -> io::Result<()> {
-                for row in self.keys.iter().map_err(io::Error::other)? {
-                    let (k, v) = row.map_err(io::Error::other)?;
-                    f(k.value(), v.value())?;
+                for row in self.0.iter().map_err(io::Error::other)? {
+                    let row = row.map_err(io::Error::other)?;
+                    f(row.key(), row.value())?;
                 }
                 Ok(())
             }
         }
         on_revision(revision);
-        let bytes = write_file(&small, &mut Tables { keys: &keys }, out)?;
+        let bytes = write_file(&small, &mut Tables(txn.keys()?), out)?;
         Ok(EtcdExport { revision, bytes })
     }
 }

@@ -20,8 +20,8 @@ use sha2::{Digest, Sha256};
 use super::error::{SnapshotError, io};
 use super::format::{ALIGN, AuthMetaRow, AuthRow, DIGEST_LEN, KvRow, LeaseRow, Record, RecordKind};
 use super::reader::{BodySummary, HashRebuild};
-use crate::backend::LeaseRecord;
 use crate::revision::Revision;
+use crate::schema::LeaseRecord;
 
 /// What a walk over one bucket does with each entry (`None`: a nested bucket).
 type Visit<'a> = dyn FnMut(&[u8], Option<&[u8]>) -> Result<(), SnapshotError> + 'a;

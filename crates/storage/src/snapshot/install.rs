@@ -11,15 +11,14 @@
 
 use std::path::{Path, PathBuf};
 
-use redb::Durability;
-
 use super::error::{SnapshotError, io};
 use super::format::SnapshotHeader;
 use super::reader::{BodySummary, read_header};
 use super::restore::{RestoreOptions, restore_kv};
-use crate::error::backend;
+use crate::backend::Backend;
+use crate::locks::{lock, write_lock};
 use crate::replace::{NewFile, dir_of, sibling_path};
-use crate::store::{Store, Tables, load, lock, open_database, write_lock};
+use crate::store::{Store, load};
 
 /// What an install put in place.
 #[derive(Debug, Clone)]
@@ -61,21 +60,16 @@ impl Store {
         let file = NewFile::claim(target.clone()).map_err(io(&target))?;
         let body = restore_kv(&info, &target, RestoreOptions::default(), &mut |_| {})?;
 
-        let db = open_database(&target)?;
+        let db = Backend::open(&target)?;
         {
-            let mut txn = db.begin_write().map_err(backend("begin write"))?;
-            txn.set_durability(Durability::Immediate)
-                .map_err(backend("set durability"))?;
+            let txn = db.write(true)?;
             {
-                let mut tables = Tables::open(&txn)?;
+                let mut tables = txn.tables()?;
                 for (name, value) in meta {
-                    tables
-                        .meta
-                        .insert(*name, value.as_slice())
-                        .map_err(backend("write meta"))?;
+                    tables.meta.insert(name, value)?;
                 }
             }
-            txn.commit().map_err(backend("commit install meta"))?;
+            txn.commit("commit install meta")?;
         }
         let min_ttl = lock(&self.lessor).min_ttl();
         let (state, lessor) = load(&db, min_ttl)?;

@@ -6,18 +6,18 @@ use std::path::Path;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use prost::Message;
-use redb::Durability;
 
 use super::error::SnapshotError;
 use super::etcd_file::{EtcdPlan, EtcdSnapshot};
 use super::format::{Record, RecordKind};
 use super::reader::{BodySummary, SnapshotInfo, read_body};
-use crate::backend::{
-    ALARM, AUTH_ENABLED, AUTH_REVISION, AUTH_ROLES, AUTH_USERS, FINISHED_COMPACT_REV, KEY, LEASE,
-    LeaseRecord, META, SCHEDULED_COMPACT_REV, alarm_key,
-};
-use crate::error::{StoreError, backend};
+use crate::backend::Backend;
+use crate::error::StoreError;
 use crate::revision::Revision;
+use crate::schema::{
+    AUTH_ENABLED, AUTH_REVISION, FINISHED_COMPACT_REV, LeaseRecord, SCHEDULED_COMPACT_REV,
+    alarm_key,
+};
 use cairn_proto::authpb::{Role, User};
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -104,10 +104,8 @@ fn restore_records(
     produce: impl FnOnce(&mut Batches) -> Result<BodySummary, SnapshotError> + Send,
 ) -> Result<BodySummary, SnapshotError> {
     // a bounded page cache keeps memory flat with snapshot size (redb's default is 1 GiB)
-    let db = redb::Builder::new()
-        .set_cache_size(RESTORE_CACHE_BYTES)
-        .create(kv_path)
-        .map_err(|e| SnapshotError::Io {
+    let db =
+        Backend::open_with_cache(kv_path, RESTORE_CACHE_BYTES).map_err(|e| SnapshotError::Io {
             path: kv_path.to_path_buf(),
             source: std::io::Error::other(e.to_string()),
         })?;
@@ -197,31 +195,14 @@ fn stopped() -> SnapshotError {
 }
 
 /// One write transaction: rows, leases, alarms, and with the last batch the compaction marks.
-fn write_batch(db: &redb::Database, batch: Batch, compact: i64) -> Result<(), SnapshotError> {
-    let mut txn = db.begin_write().map_err(backend("begin write"))?;
-    let durability = if batch.last {
-        Durability::Immediate
-    } else {
-        Durability::None
-    };
-    txn.set_durability(durability)
-        .map_err(backend("set durability"))?;
+fn write_batch(db: &Backend, batch: Batch, compact: i64) -> Result<(), SnapshotError> {
+    let txn = db.write(batch.last)?;
     {
-        let mut keys = txn.open_table(KEY).map_err(backend("open key table"))?;
-        let mut leases = txn.open_table(LEASE).map_err(backend("open lease table"))?;
-        let mut alarms = txn.open_table(ALARM).map_err(backend("open alarm table"))?;
-        let mut users = txn
-            .open_table(AUTH_USERS)
-            .map_err(backend("open authUsers table"))?;
-        let mut roles = txn
-            .open_table(AUTH_ROLES)
-            .map_err(backend("open authRoles table"))?;
-        let mut meta = txn.open_table(META).map_err(backend("open meta table"))?;
+        let mut t = txn.tables()?;
         for r in batch.records {
             match r.kind {
                 Some(RecordKind::Kv(row)) => {
-                    keys.insert(row.rev_key.as_ref(), row.value.as_ref())
-                        .map_err(backend("write key table"))?;
+                    t.key.insert(&row.rev_key, &row.value)?;
                 }
                 Some(RecordKind::Lease(l)) => {
                     let rec = LeaseRecord {
@@ -229,56 +210,42 @@ fn write_batch(db: &redb::Database, batch: Batch, compact: i64) -> Result<(), Sn
                         ttl: l.ttl,
                     }
                     .encode_to_vec();
-                    leases
-                        .insert(l.id, rec.as_slice())
-                        .map_err(backend("write lease table"))?;
+                    t.lease.insert(l.id, &rec)?;
                 }
                 Some(RecordKind::Alarm(a)) => {
-                    alarms
-                        .insert(alarm_key(a.member_id, a.alarm).as_slice(), ())
-                        .map_err(backend("write alarm table"))?;
+                    t.alarm.insert(&alarm_key(a.member_id, a.alarm))?;
                 }
                 Some(RecordKind::AuthUser(row)) => {
                     let user = User::decode(row.encoded.as_ref())
                         .map_err(|e| StoreError::Corrupt(format!("a snapshot user record: {e}")))?;
                     let name = String::from_utf8_lossy(&user.name).into_owned();
-                    users
-                        .insert(name.as_str(), row.encoded.as_ref())
-                        .map_err(backend("write authUsers table"))?;
+                    t.users.insert(&name, &row.encoded)?;
                 }
                 Some(RecordKind::AuthRole(row)) => {
                     let role = Role::decode(row.encoded.as_ref())
                         .map_err(|e| StoreError::Corrupt(format!("a snapshot role record: {e}")))?;
                     let name = String::from_utf8_lossy(&role.name).into_owned();
-                    roles
-                        .insert(name.as_str(), row.encoded.as_ref())
-                        .map_err(backend("write authRoles table"))?;
+                    t.roles.insert(&name, &row.encoded)?;
                 }
                 Some(RecordKind::AuthMeta(m)) => {
-                    meta.insert(AUTH_ENABLED, [u8::from(m.enabled)].as_slice())
-                        .map_err(backend("write meta"))?;
-                    meta.insert(AUTH_REVISION, m.revision.to_be_bytes().as_slice())
-                        .map_err(backend("write meta"))?;
+                    t.meta.insert(AUTH_ENABLED, &[u8::from(m.enabled)])?;
+                    t.meta.insert(AUTH_REVISION, &m.revision.to_be_bytes())?;
                 }
                 _ => {}
             }
         }
     }
     if !batch.last {
-        txn.commit().map_err(backend("commit restore batch"))?;
+        txn.commit("commit restore batch")?;
         return Ok(());
     }
-    {
-        let mut meta = txn.open_table(META).map_err(backend("open meta table"))?;
-        if compact >= 0 {
-            let mark = Revision::new(compact, 0).to_bytes(false);
-            meta.insert(SCHEDULED_COMPACT_REV, mark.as_slice())
-                .map_err(backend("write meta"))?;
-            meta.insert(FINISHED_COMPACT_REV, mark.as_slice())
-                .map_err(backend("write meta"))?;
-        }
+    if compact >= 0 {
+        let mark = Revision::new(compact, 0).to_bytes(false);
+        let mut t = txn.tables()?;
+        t.meta.insert(SCHEDULED_COMPACT_REV, &mark)?;
+        t.meta.insert(FINISHED_COMPACT_REV, &mark)?;
     }
-    txn.commit().map_err(backend("commit restore"))?;
+    txn.commit("commit restore")?;
     Ok(())
 }
 

@@ -5,15 +5,15 @@ use std::io::Write;
 
 use prost::Message;
 use prost::bytes::Bytes;
-use redb::{ReadableTable, ReadableTableMetadata};
 use sha2::{Digest, Sha256};
 
 use super::error::SnapshotError;
 use super::format::*;
-use crate::backend::{ALARM, KEY, LEASE, LeaseRecord, META, alarm_from_key};
-use crate::error::{StoreError, backend};
+use crate::backend::{AlarmScan, KeyScan};
+use crate::error::StoreError;
 use crate::index::KeyRange;
 use crate::overlay::Overlay;
+use crate::schema::{LeaseRecord, alarm_from_key};
 use crate::store::Store;
 
 /// What the store cannot know about itself: the cluster it belongs to.
@@ -80,16 +80,13 @@ impl Store {
                 let keys = state.index.count(&KeyRange::all(), rev) as i64;
                 (rev, state.compact_rev, state.index.keep(rev), keys)
             })?;
-        let keys = txn.open_table(KEY).map_err(backend("open key table"))?;
-        let leases = txn.open_table(LEASE).map_err(backend("open lease table"))?;
-        let alarms = txn.open_table(ALARM).map_err(backend("open alarm table"))?;
-        let meta_table = txn.open_table(META).map_err(backend("open meta table"))?;
+        let keys = txn.keys()?;
+        let leases = txn.leases()?;
+        let alarms = txn.alarms()?;
+        let meta_table = txn.meta()?;
         let meta = meta_names
             .iter()
-            .map(|name| {
-                let v = meta_table.get(*name).map_err(backend("read meta"))?;
-                Ok(v.map(|v| v.value().to_vec()))
-            })
+            .map(|name| meta_table.get(name))
             .collect::<Result<Vec<_>, StoreError>>()?;
         let hash = crate::hash::hash_kv(
             &keys,
@@ -99,13 +96,7 @@ impl Store {
             &keep,
             None,
         )?;
-        let count =
-            |n: std::result::Result<u64, redb::StorageError>| n.map_err(backend("count rows"));
-        let (kv_rows, lease_rows, alarm_rows) = (
-            count(keys.len())?,
-            count(leases.len())?,
-            count(alarms.len())?,
-        );
+        let (kv_rows, lease_rows, alarm_rows) = (keys.len()?, leases.len()?, alarms.len()?);
         let auth = crate::auth::load(&txn)?;
         let (users, roles) = (auth.users().count() as u64, auth.roles().count() as u64);
         let auth_used = auth.enabled || auth.revision > 1 || users + roles > 0;
@@ -157,27 +148,32 @@ impl Store {
                 .expect("a Vec always has room");
             z.write_all(&buf).map_err(SnapshotError::Write)
         };
-        for row in keys.iter().map_err(backend("scan key table"))? {
-            let (k, v) = row.map_err(backend("scan key table"))?;
+        for row in keys.iter()? {
+            let row = row?;
             put(RecordKind::Kv(KvRow {
-                rev_key: Bytes::copy_from_slice(k.value()),
-                value: Bytes::copy_from_slice(v.value()),
+                rev_key: Bytes::copy_from_slice(row.key()),
+                value: Bytes::copy_from_slice(row.value()),
             }))?;
         }
-        for row in leases.iter().map_err(backend("scan lease table"))? {
-            let (_, v) = row.map_err(backend("scan lease table"))?;
-            let rec = LeaseRecord::decode(v.value())
+        // the small tables are read whole first (the records' writer fails with its own error)
+        let mut small = Vec::new();
+        leases.each(|_, v| {
+            let rec = LeaseRecord::decode(v)
                 .map_err(|e| StoreError::Corrupt(format!("lease record: {e}")))?;
-            put(RecordKind::Lease(LeaseRow {
+            small.push(RecordKind::Lease(LeaseRow {
                 id: rec.id,
                 ttl: rec.ttl,
-            }))?;
-        }
-        for row in alarms.iter().map_err(backend("scan alarm table"))? {
-            let (k, _) = row.map_err(backend("scan alarm table"))?;
-            if let Some((member_id, alarm)) = alarm_from_key(k.value()) {
-                put(RecordKind::Alarm(AlarmRow { member_id, alarm }))?;
+            }));
+            Ok(())
+        })?;
+        alarms.each_key(|k| {
+            if let Some((member_id, alarm)) = alarm_from_key(k) {
+                small.push(RecordKind::Alarm(AlarmRow { member_id, alarm }));
             }
+            Ok(())
+        })?;
+        for r in small {
+            put(r)?;
         }
         if auth_used {
             for u in auth.users() {

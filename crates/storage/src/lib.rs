@@ -28,6 +28,8 @@ pub mod command;
 mod commit;
 mod compact;
 mod compactor;
+#[cfg(test)]
+mod crash_consistency;
 pub mod defrag;
 pub mod error;
 mod gate;

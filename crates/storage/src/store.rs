@@ -139,6 +139,27 @@ impl Store {
             context: "remove an unfinished defragment copy",
             message: format!("{}: {e}", stale.display()),
         })?;
+        Self::with_backend(path, db, file, opts)
+    }
+
+    /// A store on a simulated file (`path` only names it: nothing is written there unless
+    /// the test defragments or installs a snapshot).
+    #[cfg(test)]
+    pub(crate) fn open_on(
+        path: &Path,
+        crash_file: crate::backend::crash::CrashFile,
+        opts: StoreOptions,
+    ) -> Result<Arc<Store>> {
+        let file = OpenFile::claim(path);
+        Self::with_backend(path, Backend::open_on(crash_file)?, file, opts)
+    }
+
+    fn with_backend(
+        path: &Path,
+        db: Backend,
+        file: OpenFile,
+        opts: StoreOptions,
+    ) -> Result<Arc<Store>> {
         let (state, lessor) = load(&db, opts.min_lease_ttl)?;
         let hub = Arc::new(WatchHub::new(state.current_rev, state.compact_rev));
         let auth = RwLock::new(state.auth.clone());
@@ -221,7 +242,9 @@ impl Store {
     /// Runs `f` over a consistent view of the current data.
     fn with_view<R>(&self, f: impl FnOnce(&View<'_>) -> Result<R>) -> Result<R> {
         let state = read_lock(&self.state);
-        let table = read_lock(&self.db).read()?.keys()?;
+        // the lock keeps a defragment from closing the file under the table
+        let db = read_lock(&self.db);
+        let table = db.read()?.keys()?;
         let view = View {
             index: &state.index,
             overlay: &state.overlay,
@@ -261,7 +284,9 @@ impl Store {
             }
             let rev = if rev == 0 { state.current_rev } else { rev };
             let keep = state.index.keep(rev);
-            let table = read_lock(&self.db).read()?.keys()?;
+            // the lock keeps a defragment from closing the file under the table
+            let db = read_lock(&self.db);
+            let table = db.read()?.keys()?;
             let hash = crate::hash::hash_kv(
                 &table,
                 &state.overlay,
@@ -408,7 +433,9 @@ impl Store {
         upto: i64,
     ) -> Result<Vec<Event>> {
         let state = read_lock(&self.state);
-        let table = read_lock(&self.db).read()?.keys()?;
+        // the lock keeps a defragment from closing the file under the table
+        let db = read_lock(&self.db);
+        let table = db.read()?.keys()?;
         let start = Revision::scan_start(from);
         let end = Revision::scan_start(upto + 1);
         let mut out = Vec::new();

@@ -8,10 +8,11 @@
 //! which also makes every earlier non-durable commit durable. Its calls are synchronous:
 //! callers on an async runtime run them on blocking threads.
 //!
-//! [`crash::CrashFile`] replaces the file with one that simulates a power loss, for the
-//! crash-consistency tests (`tests/crash.rs`).
+//! `crash::CrashFile` replaces the file with one that simulates a power loss, for the
+//! crash-consistency tests (`crash_consistency.rs`).
 
-// pub mod crash; (the crash file lands next)
+#[cfg(test)]
+pub(crate) mod crash;
 mod state_file;
 mod tables;
 
@@ -41,13 +42,19 @@ impl Backend {
 
     /// [`Backend::open`] with a page cache of `cache_bytes` (a bulk copy keeps its own small).
     pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Backend> {
+        if !path.exists() {
+            create(path, cache_bytes)?;
+        }
+        Self::with_tables(create_db(path, cache_bytes)?)
+    }
+
+    /// A store on a [`crash::CrashFile`] instead of a file on disk.
+    #[cfg(test)]
+    pub fn open_on(file: crash::CrashFile) -> Result<Backend> {
         let db = redb::Builder::new()
-            .set_cache_size(cache_bytes)
-            .create(path)
-            .map_err(|e| StoreError::Backend {
-                context: "open database",
-                message: format!("{}: {e}", path.display()),
-            })?;
+            .set_cache_size(STORE_CACHE_BYTES)
+            .create_with_backend(file)
+            .map_err(backend("open database"))?;
         Self::with_tables(db)
     }
 
@@ -85,6 +92,50 @@ impl Backend {
     /// One durable (fsync'd) commit: every earlier non-durable commit becomes durable too.
     pub fn flush(&self) -> Result<()> {
         self.write(true)?.commit("flush")
+    }
+}
+
+fn create_db(path: &Path, cache_bytes: usize) -> Result<Database> {
+    redb::Builder::new()
+        .set_cache_size(cache_bytes)
+        .create(path)
+        .map_err(|e| StoreError::Backend {
+            context: "open database",
+            message: format!("{}: {e}", path.display()),
+        })
+}
+
+/// Creates a new file at `path` under a temporary name first, renamed once it is complete and
+/// durable: a crash while redb writes a new file's first pages would otherwise leave a file it
+/// refuses to open ("magic number mismatch") where a fresh member should start.
+fn create(path: &Path, cache_bytes: usize) -> Result<()> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".creating");
+    let temp = std::path::PathBuf::from(name);
+    match std::fs::remove_file(&temp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(fs_error("remove an unfinished new file", &temp)(e));
+        }
+        _ => {}
+    }
+    Backend::with_tables(create_db(&temp, cache_bytes)?)?.flush()?;
+    std::fs::rename(&temp, path).map_err(fs_error("rename a new file", path))?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(fs_error("fsync the directory of a new file", dir))
+}
+
+fn fs_error<'a>(
+    context: &'static str,
+    p: &'a Path,
+) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
+    move |e| StoreError::Backend {
+        context,
+        message: format!("{}: {e}", p.display()),
     }
 }
 
@@ -192,5 +243,35 @@ pub fn probe(file: &Path) -> Probe {
         Err(redb::DatabaseError::RepairAborted) => Probe::Free,
         Err(redb::DatabaseError::DatabaseAlreadyOpen) => Probe::InUse,
         Err(e) => Probe::Foreign(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_file_is_built_aside_and_a_leftover_of_a_crash_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kv.redb");
+        let leftover = dir.path().join("kv.redb.creating");
+        std::fs::write(&leftover, b"half a header").unwrap();
+        let db = Backend::open(&path).unwrap();
+        assert!(!leftover.exists(), "the temporary name is gone");
+        let txn = db.write(true).unwrap();
+        txn.tables().unwrap().meta.insert("k", b"v").unwrap();
+        txn.commit("test").unwrap();
+        drop(db);
+        let db = Backend::open(&path).unwrap();
+        assert_eq!(
+            db.read()
+                .unwrap()
+                .meta()
+                .unwrap()
+                .get("k")
+                .unwrap()
+                .as_deref(),
+            Some(&b"v"[..])
+        );
     }
 }

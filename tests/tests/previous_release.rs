@@ -61,7 +61,12 @@ fn kv_facts(kv: &Value) -> (String, String, i64, i64, i64, i64) {
 }
 
 fn kvs(get: &Value) -> Vec<(String, String, i64, i64, i64, i64)> {
-    get["kvs"].as_array().unwrap().iter().map(kv_facts).collect()
+    get["kvs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(kv_facts)
+        .collect()
 }
 
 #[test]
@@ -70,15 +75,18 @@ fn a_data_dir_of_an_earlier_release_opens_and_serves_what_it_held() {
         let want: Value =
             serde_json::from_str(&std::fs::read_to_string(fixture(label, "json")).unwrap())
                 .unwrap();
-        let mut server = TestServer::start_prepared(Kind::Cairn, "fixture", &[], |dir, _| {
-            unpack(label, dir)
-        });
+        let mut server =
+            TestServer::start_prepared(Kind::Cairn, "fixture", &[], |dir, _| unpack(label, dir));
         let ep = server.endpoint();
 
         let got = json(&ep, &["get", "", "--prefix"]);
         assert_eq!(kvs(&got), kvs(&want["get"]), "{label}: the keys");
         let revision = want["status"]["header"]["revision"].as_i64().unwrap();
-        assert_eq!(got["header"]["revision"].as_i64(), Some(revision), "{label}");
+        assert_eq!(
+            got["header"]["revision"].as_i64(),
+            Some(revision),
+            "{label}"
+        );
 
         let hash = json(&ep, &["endpoint", "hashkv"]);
         assert_eq!(
@@ -99,7 +107,10 @@ fn a_data_dir_of_an_earlier_release_opens_and_serves_what_it_held() {
         let lease = &want["lease"];
         let id = format!("{:x}", lease["id"].as_i64().unwrap());
         let ttl = json(&ep, &["lease", "timetolive", &id, "--keys"]);
-        assert_eq!(ttl["granted-ttl"], lease["granted-ttl"], "{label}: lease TTL");
+        assert_eq!(
+            ttl["granted-ttl"], lease["granted-ttl"],
+            "{label}: lease TTL"
+        );
         assert_eq!(ttl["keys"], lease["keys"], "{label}: the lease's keys");
 
         let users: Vec<String> = ok(&ep, &["user", "list"])

@@ -23,7 +23,7 @@ use prost::Message;
 use crate::auth::SimpleTokens;
 use crate::backend::{Backend, WriteTx};
 use crate::command::{AuthOp, Command, CommandResponse, Op, RequestAuth};
-use crate::error::{AuthError, Result, StoreError, backend};
+use crate::error::{AuthError, Result, StoreError};
 use crate::index::KeyRange;
 use crate::lease::Lessor;
 use crate::lease::MAX_LEASE_TTL;
@@ -50,15 +50,19 @@ impl Store {
         batch: &[Option<Command>],
         meta: &[(&str, Vec<u8>)],
     ) -> Result<Vec<Result<CommandResponse>>> {
-        let state = write_lock(&self.state);
-        let lessor = lock(&self.lessor);
-        let db = read_lock(&self.db);
-        self.apply_holding(state, lessor, &db, batch, meta, Begin::Wait)
-            .unwrap_or_else(|| {
-                Err(backend("begin write")(
-                    "waited and did not get redb's writer",
-                ))
-            })
+        // The backend's writer is never waited for under the state lock: every read and write
+        // of the member would wait with it (a compaction applied during a durable flush of a
+        // large store stalled the member for the flush's 200-300 ms). So: try under the locks,
+        // and when the writer is taken, wait for it without them and try again.
+        loop {
+            let state = write_lock(&self.state);
+            let lessor = lock(&self.lessor);
+            let db = read_lock(&self.db);
+            if let Some(applied) = self.apply_holding(state, lessor, &db, batch, meta) {
+                return applied;
+            }
+            db.wait_for_writer()?;
+        }
     }
 
     /// [`Store::apply`] if it can run without waiting for anything (a read or keep-alive
@@ -73,13 +77,13 @@ impl Store {
         let state = self.state.try_write().ok()?;
         let lessor = self.lessor.try_lock().ok()?;
         let db = self.db.try_read().ok()?;
-        self.apply_holding(state, lessor, &db, batch, meta, Begin::Try)
+        self.apply_holding(state, lessor, &db, batch, meta)
     }
 
     /// Puts, deletes and txns go to the overlay (no redb transaction on the reply's path);
     /// a batch with anything else, or with too much pending already, is written to redb in
-    /// one transaction together with the pending rows. `None`: `begin` is `Try` and redb's
-    /// writer is taken.
+    /// one transaction together with the pending rows. `None`: that transaction is needed and
+    /// the backend's writer is taken (nothing was applied).
     fn apply_holding(
         &self,
         mut state: RwLockWriteGuard<'_, State>,
@@ -87,7 +91,6 @@ impl Store {
         db: &Backend,
         batch: &[Option<Command>],
         meta: &[(&str, Vec<u8>)],
-        begin: Begin,
     ) -> Option<Result<Vec<Result<CommandResponse>>>> {
         // the hub's epoch of the data this batch writes to (an install replaces data and
         // epoch together under the state lock); a late notification of replaced data is dropped
@@ -103,13 +106,10 @@ impl Store {
             self.committer.poke();
             applied
         } else {
-            let txn = match begin {
-                Begin::Wait => db.write(false),
-                Begin::Try => match db.try_write(false) {
-                    Ok(Some(txn)) => Ok(txn),
-                    Ok(None) => return None,
-                    Err(e) => Err(e),
-                },
+            let txn = match db.try_write(false) {
+                Ok(Some(txn)) => Ok(txn),
+                Ok(None) => return None,
+                Err(e) => Err(e),
             };
             txn.and_then(|txn| apply_in_txn(&mut state, txn, &mut lessor, tokens, batch, meta, now))
         };
@@ -129,13 +129,6 @@ impl Store {
         self.hub.notify(&events, current, compact, epoch);
         Some(Ok(results))
     }
-}
-
-/// Whether [`Store::apply_holding`] may wait for redb's writer.
-#[derive(Clone, Copy)]
-enum Begin {
-    Wait,
-    Try,
 }
 
 type Applied = (Vec<Result<CommandResponse>>, Vec<Event>);

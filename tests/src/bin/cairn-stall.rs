@@ -133,11 +133,16 @@ where
 /// Requests that overlapped `start..end` (the compaction), their p99 and worst latency, and
 /// the p99 and worst of those that ended before it.
 fn summary(samples: &[Sample], start: Duration, end: Duration) -> serde_json::Value {
-    let during: Vec<Duration> = samples
-        .iter()
-        .filter(|(at, took)| *at < end && *at + *took > start)
-        .map(|(_, took)| *took)
-        .collect();
+    let overlapping = || {
+        samples
+            .iter()
+            .filter(|(at, took)| *at < end && *at + *took > start)
+    };
+    let during: Vec<Duration> = overlapping().map(|(_, took)| *took).collect();
+    // when the worst one began, from the compaction's start (to line up with the server's log)
+    let worst_at = overlapping()
+        .max_by_key(|(_, took)| *took)
+        .map_or(0.0, |(at, _)| at.as_secs_f64() - start.as_secs_f64());
     let before: Vec<Duration> = samples
         .iter()
         .filter(|(at, took)| *at + *took <= start)
@@ -147,6 +152,7 @@ fn summary(samples: &[Sample], start: Duration, end: Duration) -> serde_json::Va
         "requests": during.len(),
         "p99_ms": ms(percentile(&during, 0.99)),
         "worst_ms": ms(during.iter().max().copied().unwrap_or_default()),
+        "worst_at_s": (worst_at * 1000.0).round() / 1000.0,
         "p99_before_ms": ms(percentile(&before, 0.99)),
         "worst_before_ms": ms(before.iter().max().copied().unwrap_or_default()),
     })

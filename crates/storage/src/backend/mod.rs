@@ -89,6 +89,14 @@ impl Backend {
         }
     }
 
+    /// Returns once no other write transaction is in flight (it may have begun again by the
+    /// time the caller tries): for callers that must not wait for the writer while they hold
+    /// a lock, and try with [`Backend::try_write`] again after this.
+    pub fn wait_for_writer(&self) -> Result<()> {
+        // an empty write transaction, dropped: redb aborts it without writing anything
+        self.write(false).map(drop)
+    }
+
     /// One durable (fsync'd) commit: every earlier non-durable commit becomes durable too.
     pub fn flush(&self) -> Result<()> {
         self.write(true)?.commit("flush")

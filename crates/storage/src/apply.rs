@@ -35,6 +35,9 @@ use crate::store::Store;
 use crate::watch::event_of;
 use crate::write::{Sink, WriteTxn};
 
+/// etcd's default `--warning-apply-duration`.
+const WARN_APPLY: std::time::Duration = std::time::Duration::from_millis(100);
+
 fn header(revision: i64) -> Option<ResponseHeader> {
     Some(ResponseHeader {
         revision,
@@ -96,6 +99,7 @@ impl Store {
         // epoch together under the state lock); a late notification of replaced data is dropped
         let epoch = self.hub.epoch();
         let now = Instant::now();
+        let held = now;
         let tokens = &self.tokens;
         let applied = if overlay_takes(&state, batch) {
             let sink = Sink::Overlay(LazyTable::new(db));
@@ -126,6 +130,14 @@ impl Store {
         self.publish_auth(&state.auth);
         drop(lessor);
         drop(state);
+        if held.elapsed() > WARN_APPLY {
+            // etcd's warning, for the same reason: every read and write waited that long
+            tracing::warn!(
+                took_ms = held.elapsed().as_millis() as u64,
+                commands = batch.len(),
+                "apply request took too long"
+            );
+        }
         self.hub.notify(&events, current, compact, epoch);
         Some(Ok(results))
     }

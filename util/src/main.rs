@@ -78,6 +78,9 @@ enum Command {
     Hashkv(cmd::hashkv::Args),
     /// Offline: revision, compaction, keys, sizes and members of a stopped member's data dir.
     Status(cmd::status::Args),
+    /// Continuous backups into a directory: run, list, verify.
+    #[command(subcommand)]
+    Backup(cmd::backup::Backup),
     /// Mirror a prefix into another cluster, continuously (etcdctl make-mirror).
     MakeMirror(cmd::make_mirror::Args),
     /// Benchmarks for any etcd-API endpoint (etcd's `benchmark`): put, range, watch, ...
@@ -113,6 +116,7 @@ fn main() -> ExitCode {
         Command::Status(a) => cmd::status::run(a, &global),
         Command::Bench(b) => cmd::bench::run(b, &global),
         Command::MakeMirror(a) => cmd::make_mirror::run(a, &global),
+        Command::Backup(b) => cmd::backup::run(b, &global),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -162,7 +162,7 @@ fn config(a: &Args, g: &super::Global) -> anyhow::Result<Config> {
 }
 
 /// Completes on Ctrl-C or SIGTERM.
-async fn shutdown() {
+pub(crate) async fn shutdown() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {

@@ -2,6 +2,7 @@
 
 pub mod alarm;
 pub mod auth;
+pub mod backup;
 pub mod bench;
 pub mod compaction;
 pub mod defrag;

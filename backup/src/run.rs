@@ -1,0 +1,427 @@
+//! `backup run`: a full snapshot, then every revision after it from a watch, in segments
+//! sealed by size or age; a new full snapshot on schedule; resumes after the last sealed
+//! segment (a crash loses at most the open segment, which the watch replays), so the chain
+//! never has a gap or a repeat. Works against Cairn and etcd alike (a watch, a snapshot).
+//!
+//! A watch that can no longer start where the chain ends (the server compacted past it while
+//! the backup was down) is a gap no watch can fill: the backup takes a new full snapshot and
+//! says so. A revision that arrives out of turn (the server skipped or repeated one) stops
+//! the backup with the two revisions named, rather than writing a chain a restore would get
+//! wrong.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use cairn_client::snapshot::{Output, healthy_endpoint, save};
+use cairn_client::{Client, ClientError, Dialer};
+use cairn_proto::etcdserverpb::watch_request::RequestUnion;
+use cairn_proto::etcdserverpb::{WatchCreateRequest, WatchRequest, WatchResponse};
+use cairn_proto::mvccpb::Event;
+use cairn_storage::snapshot::SnapshotFile;
+use thiserror::Error;
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::segment::{Change, SegmentError, SegmentWriter};
+use crate::timeline::{Timeline, full_name};
+
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub dir: PathBuf,
+    /// A new full snapshot this long after the last one.
+    pub full_every: Duration,
+    /// A segment is sealed at this many compressed bytes...
+    pub segment_bytes: u64,
+    /// ...or this long after it got its first change (what a crash can lose at most).
+    pub segment_age: Duration,
+}
+
+/// What the run reports as it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    Resumed {
+        after: i64,
+    },
+    Full {
+        revision: i64,
+        bytes: u64,
+        path: PathBuf,
+    },
+    Sealed {
+        first: i64,
+        last: i64,
+        records: u64,
+        bytes: u64,
+        path: PathBuf,
+    },
+    /// The connection failed; the run reconnects after a pause.
+    Retrying {
+        why: String,
+    },
+    /// The server compacted past the chain's end while nothing watched: a new full snapshot.
+    Compacted {
+        after: i64,
+        compact_revision: i64,
+    },
+}
+
+#[derive(Debug, Error)]
+pub enum BackupError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Segment(#[from] SegmentError),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("{}: the snapshot just saved does not open: {why}", path.display())]
+    Snapshot { path: PathBuf, why: String },
+    #[error(
+        "the watch delivered revision {got} after revision {last}: revisions in between are missing, or one came twice; the backup stopped so that it does not write a chain that restores wrong (run it again: it resumes after the last sealed segment)"
+    )]
+    OutOfTurn { last: i64, got: i64 },
+    #[error("the watch was cancelled: {0}")]
+    Cancelled(String),
+}
+
+fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
+    move |source| BackupError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// How long to wait before reconnecting after a failure.
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+/// Runs until `stop` completes (then seals the open segment and returns) or a failure that
+/// retrying cannot fix.
+pub async fn run(
+    dialer: &Dialer,
+    cfg: &RunConfig,
+    stop: impl Future<Output = ()>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(), BackupError> {
+    std::fs::create_dir_all(&cfg.dir).map_err(io_at(&cfg.dir))?;
+    let timeline = Timeline::load(&cfg.dir).map_err(io_at(&cfg.dir))?;
+    for part in &timeline.unsealed {
+        // what it held is after the last sealed segment: the watch delivers it again
+        std::fs::remove_file(part).map_err(io_at(part))?;
+    }
+    let mut state = match timeline.newest() {
+        Some(chain) => {
+            progress(Progress::Resumed { after: chain.last });
+            // the schedule counts from when the newest full snapshot was written
+            let age = std::fs::metadata(&chain.full.path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .unwrap_or_default();
+            Position {
+                after: chain.last,
+                full_at: Instant::now().checked_sub(age).unwrap_or_else(Instant::now),
+                full_due: age >= cfg.full_every,
+            }
+        }
+        None => Position {
+            after: 0,
+            full_at: Instant::now(),
+            full_due: true,
+        },
+    };
+    let stop = std::pin::pin!(stop);
+    let mut stop = stop;
+    loop {
+        match pass(dialer, cfg, &mut state, progress, &mut stop).await {
+            Ok(Done::Stopped) => return Ok(()),
+            Ok(Done::Again) => {}
+            Err(Failure::Fatal(e)) => return Err(e),
+            Err(Failure::Retry(why)) => {
+                progress(Progress::Retrying { why });
+                tokio::select! {
+                    _ = tokio::time::sleep(RETRY_PAUSE) => {}
+                    _ = &mut stop => return Ok(()),
+                }
+            }
+        }
+    }
+}
+
+/// How a pass ended without a failure.
+enum Done {
+    /// A full snapshot is due: the next pass takes it.
+    Again,
+    /// `stop` completed; the open segment is sealed.
+    Stopped,
+}
+
+/// Where the chain stands.
+struct Position {
+    /// Every revision up to this one is in a full snapshot or a sealed segment.
+    after: i64,
+    full_at: Instant,
+    full_due: bool,
+}
+
+enum Failure {
+    /// The connection or the server: try again from `Position::after`.
+    Retry(String),
+    Fatal(BackupError),
+}
+
+impl From<BackupError> for Failure {
+    fn from(e: BackupError) -> Self {
+        match e {
+            BackupError::Client(c) => Failure::Retry(c.to_string()),
+            other => Failure::Fatal(other),
+        }
+    }
+}
+
+/// One connection's worth: a full snapshot if due, then the watch into segments until the
+/// next full snapshot is due, `stop` completes, or something fails. The open segment is
+/// sealed before this returns (it is complete up to its last revision), so
+/// `Position::after` is always the end of what is sealed.
+async fn pass(
+    dialer: &Dialer,
+    cfg: &RunConfig,
+    pos: &mut Position,
+    progress: &mut dyn FnMut(Progress),
+    stop: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> Result<Done, Failure> {
+    let client = tokio::select! {
+        c = healthy_endpoint(dialer) => c.map_err(BackupError::from)?,
+        _ = stop.as_mut() => return Ok(Done::Stopped),
+    };
+    if pos.full_due {
+        // a snapshot cut short by `stop` leaves only `full.part`, removed at the next start
+        let (revision, bytes, path) = tokio::select! {
+            saved = full_snapshot(&client, &cfg.dir, dialer) => saved?,
+            _ = stop.as_mut() => return Ok(Done::Stopped),
+        };
+        progress(Progress::Full {
+            revision,
+            bytes,
+            path,
+        });
+        *pos = Position {
+            after: revision,
+            full_at: Instant::now(),
+            full_due: false,
+        };
+    }
+    let (req_tx, req_rx) = mpsc::channel(1);
+    let create = WatchRequest {
+        request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+            key: vec![0],
+            range_end: vec![0],
+            start_revision: pos.after + 1,
+            progress_notify: true,
+            ..Default::default()
+        })),
+    };
+    req_tx
+        .send(create)
+        .await
+        .map_err(|_| Failure::Retry("the watch request stream closed".into()))?;
+    let mut stream = client
+        .watch()
+        .watch(tonic::Request::new(ReceiverStream::new(req_rx)))
+        .await
+        .map_err(|s| BackupError::from(client.err(s)))?
+        .into_inner();
+    let mut open = Open {
+        dir: cfg.dir.clone(),
+        writer: None,
+        first_at: None,
+    };
+    let tick = cfg
+        .segment_age
+        .min(Duration::from_secs(1))
+        .max(Duration::from_millis(50));
+    let mut ticker = tokio::time::interval(tick);
+    let result = loop {
+        tokio::select! {
+            msg = stream.next() => {
+                let resp = match msg {
+                    Some(Ok(resp)) => resp,
+                    Some(Err(s)) => break Err(Failure::Retry(cairn_client::error::describe(&s))),
+                    None => break Err(Failure::Retry("the server closed the watch".into())),
+                };
+                match on_response(&resp, pos, &mut open, progress) {
+                    Ok(true) => {}
+                    Ok(false) => break Ok(Done::Again),
+                    Err(e) => break Err(e),
+                }
+                if open.writer.as_ref().is_some_and(|w| w.bytes() >= cfg.segment_bytes)
+                    && let Err(e) = open.seal(pos, progress)
+                {
+                    break Err(BackupError::from(e).into());
+                }
+            }
+            _ = ticker.tick() => {
+                if open.first_at.is_some_and(|t| t.elapsed() >= cfg.segment_age)
+                    && let Err(e) = open.seal(pos, progress)
+                {
+                    break Err(BackupError::from(e).into());
+                }
+                if pos.full_at.elapsed() >= cfg.full_every {
+                    pos.full_due = true;
+                    break Ok(Done::Again);
+                }
+            }
+            _ = stop.as_mut() => break Ok(Done::Stopped),
+        }
+    };
+    // what was written is complete up to its last revision: sealed, not thrown away
+    open.seal(pos, progress).map_err(BackupError::from)?;
+    drop(req_tx);
+    result
+}
+
+/// Takes one response's events into the open segment; `Ok(false)`: start over with a full
+/// snapshot (compacted past the chain).
+fn on_response(
+    resp: &WatchResponse,
+    pos: &mut Position,
+    open: &mut Open,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<bool, Failure> {
+    if resp.compact_revision != 0 {
+        progress(Progress::Compacted {
+            after: pos.after,
+            compact_revision: resp.compact_revision,
+        });
+        pos.full_due = true;
+        return Ok(false);
+    }
+    if resp.canceled {
+        return Err(Failure::Fatal(BackupError::Cancelled(
+            if resp.cancel_reason.is_empty() {
+                "no reason given".into()
+            } else {
+                resp.cancel_reason.clone()
+            },
+        )));
+    }
+    let mut rest = resp.events.as_slice();
+    while let Some(first) = rest.first() {
+        let revision = first.kv.as_ref().map_or(0, |kv| kv.mod_revision);
+        let n = rest
+            .iter()
+            .take_while(|e| e.kv.as_ref().map_or(0, |kv| kv.mod_revision) == revision)
+            .count();
+        let (events, tail) = rest.split_at(n);
+        rest = tail;
+        open.append(pos, revision, events)?;
+    }
+    Ok(true)
+}
+
+/// The segment being written in this pass.
+struct Open {
+    dir: PathBuf,
+    writer: Option<SegmentWriter>,
+    first_at: Option<Instant>,
+}
+
+impl Open {
+    fn append(&mut self, pos: &Position, revision: i64, events: &[Event]) -> Result<(), Failure> {
+        let last = self
+            .writer
+            .as_ref()
+            .map_or(pos.after, |w| w.last_revision());
+        if revision != last + 1 {
+            return Err(Failure::Fatal(BackupError::OutOfTurn {
+                last,
+                got: revision,
+            }));
+        }
+        if self.writer.is_none() {
+            self.writer =
+                Some(SegmentWriter::create(&self.dir, pos.after).map_err(BackupError::from)?);
+            self.first_at = Some(Instant::now());
+        }
+        let writer = self.writer.as_mut().expect("created above");
+        writer
+            .append(&Change {
+                revision,
+                unix_ms: now_ms(),
+                events: events.to_vec(),
+                compacted_to: 0,
+            })
+            .map_err(BackupError::from)?;
+        Ok(())
+    }
+
+    fn seal(
+        &mut self,
+        pos: &mut Position,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<(), SegmentError> {
+        self.first_at = None;
+        let Some(writer) = self.writer.take() else {
+            return Ok(());
+        };
+        let bytes = writer.bytes();
+        if let Some((path, seal)) = writer.seal()? {
+            pos.after = seal.last_revision;
+            progress(Progress::Sealed {
+                first: seal.first_revision,
+                last: seal.last_revision,
+                records: seal.records,
+                bytes,
+                path,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Saves a full snapshot as `full.part`, reads the revision it holds, and renames it to
+/// `full-<revision>.snap`.
+async fn full_snapshot(
+    client: &Client,
+    dir: &Path,
+    dialer: &Dialer,
+) -> Result<(i64, u64, PathBuf), BackupError> {
+    let part = dir.join("full.part");
+    let timeout = dialer.config().command_timeout;
+    let saved = save(client, Output::File(part.clone()), timeout, &mut |_, _| {}).await?;
+    let revision = match saved.revision {
+        Some(r) => r,
+        None => snapshot_revision(&part)?,
+    };
+    let path = dir.join(full_name(revision));
+    std::fs::rename(&part, &path).map_err(io_at(&path))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_at(dir))?;
+    Ok((revision, saved.size, path))
+}
+
+/// The revision a snapshot file holds: Cairn's header says it; etcd's file, the last row.
+fn snapshot_revision(path: &Path) -> Result<i64, BackupError> {
+    let bad = |why: String| BackupError::Snapshot {
+        path: path.to_path_buf(),
+        why,
+    };
+    match SnapshotFile::open(path).map_err(|e| bad(e.to_string()))? {
+        SnapshotFile::Cairn(info) => Ok(info.header.revision),
+        SnapshotFile::Etcd(snap) => snap
+            .status()
+            .map(|s| s.revision)
+            .map_err(|e| bad(e.to_string())),
+    }
+}

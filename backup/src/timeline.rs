@@ -1,0 +1,296 @@
+//! A backup directory read back: its full snapshots, its sealed segments, and how they chain.
+//!
+//! ```text
+//! DIR/full-<revision>.snap        a full snapshot (Cairn's format, or etcd's from etcd),
+//!                                 named after the revision it holds
+//! DIR/seg-<first>-<last>.cseg     the changes of revisions first..=last (`segment.rs`)
+//! DIR/open-<first>.part           a segment being written, or one a crash cut short
+//! DIR/full.part                   a full snapshot being saved
+//! ```
+//!
+//! Every revision after a snapshot's has at least one event (etcd and Cairn move the revision
+//! only for a change), so a chain is complete exactly when each segment's first revision is
+//! the previous one's last plus one, starting from the snapshot's revision plus one, and
+//! inside each segment every revision follows the one before.
+
+use std::path::{Path, PathBuf};
+
+use cairn_storage::snapshot::{SnapshotFile, verify as verify_cairn};
+
+use crate::segment::{self, SegmentError};
+
+/// The name of the full snapshot of `revision`.
+pub fn full_name(revision: i64) -> String {
+    format!("full-{revision:019}.snap")
+}
+
+fn parse_full_name(name: &str) -> Option<i64> {
+    name.strip_prefix("full-")?
+        .strip_suffix(".snap")?
+        .parse()
+        .ok()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Full {
+    pub revision: i64,
+    pub path: PathBuf,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    pub first: i64,
+    pub last: i64,
+    pub path: PathBuf,
+    pub bytes: u64,
+}
+
+/// The revisions one full snapshot and the segments after it restore to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chain {
+    pub full: Full,
+    /// The segments that continue it without a gap, in order.
+    pub segments: Vec<Segment>,
+    /// The last revision a restore from this chain can reach.
+    pub last: i64,
+    /// Where the next segment after the chain starts instead of `last + 1` (a gap).
+    pub gap_to: Option<i64>,
+}
+
+#[derive(Debug, Default)]
+pub struct Timeline {
+    /// Oldest first.
+    pub fulls: Vec<Full>,
+    /// In revision order.
+    pub segments: Vec<Segment>,
+    /// Files a crash left half written (ignored; the backup rewrites what they held).
+    pub unsealed: Vec<PathBuf>,
+}
+
+impl Timeline {
+    /// Lists `dir` (a missing directory is an empty backup).
+    pub fn load(dir: &Path) -> std::io::Result<Timeline> {
+        let mut t = Timeline::default();
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(t),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            let bytes = entry.metadata()?.len();
+            if let Some(revision) = parse_full_name(&name) {
+                t.fulls.push(Full {
+                    revision,
+                    path,
+                    bytes,
+                });
+            } else if let Some((first, last)) = segment::parse_sealed_name(&name) {
+                t.segments.push(Segment {
+                    first,
+                    last,
+                    path,
+                    bytes,
+                });
+            } else if name.ends_with(".part") {
+                t.unsealed.push(path);
+            }
+        }
+        t.fulls.sort_by_key(|f| f.revision);
+        t.segments.sort_by_key(|s| (s.first, s.last));
+        t.unsealed.sort();
+        Ok(t)
+    }
+
+    /// Each full snapshot with the segments that continue it.
+    pub fn chains(&self) -> Vec<Chain> {
+        self.fulls
+            .iter()
+            .map(|full| {
+                let mut last = full.revision;
+                let mut segments = Vec::new();
+                let mut gap_to = None;
+                for s in self.segments.iter().filter(|s| s.last > full.revision) {
+                    if s.first == last + 1 {
+                        last = s.last;
+                        segments.push(s.clone());
+                    } else if s.first > last + 1 {
+                        gap_to = Some(s.first);
+                        break;
+                    }
+                }
+                Chain {
+                    full: full.clone(),
+                    segments,
+                    last,
+                    gap_to,
+                }
+            })
+            .collect()
+    }
+
+    /// The revisions no chain covers: after a chain's end up to the next segment, unless a
+    /// newer full snapshot bridges them (its own chain goes on from there).
+    pub fn gaps(&self) -> Vec<String> {
+        let mut gaps = Vec::new();
+        for chain in self.chains() {
+            let Some(to) = chain.gap_to else { continue };
+            let bridged = self.fulls.iter().any(|f| {
+                f.revision > chain.full.revision && f.revision >= chain.last && f.revision < to
+            });
+            if !bridged {
+                gaps.push(format!(
+                    "gap: revisions {}..={} are in no segment after the snapshot at {}",
+                    chain.last + 1,
+                    to - 1,
+                    chain.full.revision
+                ));
+            }
+        }
+        gaps
+    }
+
+    /// The newest chain: where a backup resumes (after its `last`).
+    pub fn newest(&self) -> Option<Chain> {
+        self.chains().pop()
+    }
+}
+
+/// What `backup verify` found wrong; empty when the backup is whole.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub fulls: usize,
+    pub segments: usize,
+    pub changes: u64,
+    pub problems: Vec<String>,
+}
+
+/// Reads every file of the backup completely: each full snapshot's digest and records, each
+/// segment's seal, digest, every change, the revision order inside it and the chain between
+/// them.
+pub fn verify(dir: &Path) -> std::io::Result<Report> {
+    let t = Timeline::load(dir)?;
+    let mut report = Report::default();
+    for full in &t.fulls {
+        report.fulls += 1;
+        if let Err(why) = verify_full(full) {
+            report
+                .problems
+                .push(format!("{}: {why}", full.path.display()));
+        }
+    }
+    for s in &t.segments {
+        report.segments += 1;
+        match check_segment(s) {
+            Ok(n) => report.changes += n,
+            Err(why) => report.problems.push(why),
+        }
+    }
+    if t.fulls.is_empty() {
+        report.problems.push(format!(
+            "{}: no full snapshot{}",
+            dir.display(),
+            if t.segments.is_empty() {
+                ""
+            } else {
+                ": the segments have nothing to be restored onto"
+            }
+        ));
+    }
+    report.problems.extend(t.gaps());
+    report.problems.dedup();
+    Ok(report)
+}
+
+fn verify_full(full: &Full) -> Result<(), String> {
+    match SnapshotFile::open(&full.path).map_err(|e| e.to_string())? {
+        SnapshotFile::Cairn(info) => {
+            let (_, _) = verify_cairn(&full.path, &mut |_| {}).map_err(|e| e.to_string())?;
+            if info.header.revision != full.revision {
+                return Err(format!(
+                    "holds revision {}, its name says {}",
+                    info.header.revision, full.revision
+                ));
+            }
+            Ok(())
+        }
+        SnapshotFile::Etcd(snap) => {
+            snap.check_digest(&mut |_| {}).map_err(|e| e.to_string())?;
+            snap.check().map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// A sealed segment decoded, its revisions consecutive and as its name says; the count of
+/// its changes.
+fn check_segment(s: &Segment) -> Result<u64, String> {
+    let (seal, changes) = segment::read(&s.path).map_err(|e: SegmentError| e.to_string())?;
+    let at = s.path.display();
+    if (seal.first_revision, seal.last_revision) != (s.first, s.last) {
+        return Err(format!(
+            "{at}: holds revisions {}..={}, its name says {}..={}",
+            seal.first_revision, seal.last_revision, s.first, s.last
+        ));
+    }
+    let mut last = seal.after_revision;
+    for c in &changes {
+        if !c.events.is_empty() {
+            if c.revision != last + 1 {
+                return Err(format!(
+                    "{at}: revision {} follows {last}: revisions {}..={} are missing",
+                    c.revision,
+                    last + 1,
+                    c.revision - 1
+                ));
+            }
+            last = c.revision;
+        }
+    }
+    Ok(seal.records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn touch(dir: &Path, name: &str) {
+        std::fs::write(dir.join(name), b"x").unwrap();
+    }
+
+    #[test]
+    fn chains_follow_consecutive_segments_and_a_newer_snapshot_bridges_a_gap() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        touch(d, &full_name(10));
+        touch(d, &segment::sealed_name(11, 20));
+        touch(d, &segment::sealed_name(21, 25));
+        // the next full snapshot was taken at 30; revisions 26..=30 are in it
+        touch(d, &full_name(30));
+        touch(d, &segment::sealed_name(31, 40));
+        touch(d, "open-0000000000000000041.part");
+        let t = Timeline::load(d).unwrap();
+        let chains = t.chains();
+        assert_eq!(chains.len(), 2);
+        assert_eq!((chains[0].last, chains[0].gap_to), (25, Some(31)));
+        assert_eq!(chains[0].segments.len(), 2);
+        assert_eq!((chains[1].full.revision, chains[1].last), (30, 40));
+        assert_eq!(t.newest().unwrap().last, 40);
+        assert_eq!(t.unsealed.len(), 1);
+        assert!(
+            t.gaps().is_empty(),
+            "bridged by the snapshot at 30: {:?}",
+            t.gaps()
+        );
+
+        // without a snapshot in between, 41..=44 is a gap
+        touch(d, &segment::sealed_name(45, 50));
+        let t = Timeline::load(d).unwrap();
+        assert_eq!(
+            t.gaps(),
+            ["gap: revisions 41..=44 are in no segment after the snapshot at 30"]
+        );
+    }
+}

@@ -38,8 +38,10 @@ pub struct RunConfig {
     pub segment_age: Duration,
 }
 
-/// What the run reports as it goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the run reports as it goes: a line of text each (`Display`), or a JSON object with
+/// an `event` field (`Serialize`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
 pub enum Progress {
     Resumed {
         after: i64,
@@ -65,6 +67,46 @@ pub enum Progress {
         after: i64,
         compact_revision: i64,
     },
+}
+
+impl std::fmt::Display for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Progress::Resumed { after } => write!(f, "resuming after revision {after}"),
+            Progress::Full {
+                revision,
+                bytes,
+                path,
+            } => write!(
+                f,
+                "full snapshot at revision {revision}: {} ({bytes} bytes)",
+                path.display()
+            ),
+            Progress::Sealed {
+                first,
+                last,
+                records,
+                bytes,
+                path,
+            } => write!(
+                f,
+                "sealed revisions {first}..={last}: {} ({records} revisions, {bytes} bytes)",
+                path.display()
+            ),
+            Progress::Retrying { why } => {
+                write!(f, "retrying in {}s: {why}", RETRY_PAUSE.as_secs())
+            }
+            Progress::Compacted {
+                after,
+                compact_revision,
+            } => write!(
+                f,
+                "the server compacted to revision {compact_revision}, past this backup's end \
+                 at {after}: taking a new full snapshot (revisions in between are not in the \
+                 backup)"
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Error)]

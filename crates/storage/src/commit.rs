@@ -13,7 +13,7 @@
 //! go, wait for it ([`crate::backend::Backend::wait_for_writer`]) and try again.
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use crate::backend::ReadTx;
@@ -23,39 +23,13 @@ use crate::locks::{lock, read_lock, write_lock};
 use crate::overlay::COMMIT_DELAY;
 use crate::state::State;
 use crate::store::Store;
+use crate::wake::Wake;
 
 /// A commit longer than this is logged (etcd's threshold for its "slow fdatasync" warning).
 const SLOW_COMMIT: Duration = Duration::from_secs(1);
 
 /// How long [`Store::committed_read`] waits for a compaction's deletion before it fails.
 const COMPACTION_WAIT: Duration = Duration::from_secs(600);
-
-/// Wakes the committer thread when the overlay gets its first pending write.
-#[derive(Default)]
-pub(crate) struct Wake {
-    due: Mutex<bool>,
-    cv: Condvar,
-}
-
-impl Wake {
-    pub fn poke(&self) {
-        let mut due = lock(&self.due);
-        if !*due {
-            *due = true;
-            self.cv.notify_one();
-        }
-    }
-
-    /// Whether a poke came within `timeout`; consumes it.
-    pub fn wait(&self, timeout: Duration) -> bool {
-        let due = lock(&self.due);
-        let (mut due, _) = self
-            .cv
-            .wait_timeout_while(due, timeout, |due| !*due)
-            .unwrap_or_else(|p| p.into_inner());
-        std::mem::take(&mut *due)
-    }
-}
 
 /// Commits the overlay a few milliseconds after each first pending write, until the store is
 /// dropped or stops its background threads (it holds the store only while committing).

@@ -23,6 +23,7 @@
 
 use std::collections::HashSet;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use crate::index::TreeIndex;
 use crate::revision::Revision;
@@ -67,5 +68,23 @@ impl Compaction {
     pub fn doomed(&self, r: Revision) -> Option<bool> {
         let keep = self.keep.get()?;
         Some(r.main <= self.rev && !keep.contains(&r))
+    }
+}
+
+/// How the deletion of a compaction proceeds; the defaults are etcd's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompactionPace {
+    /// Rows scanned per batch (etcd's `--experimental-compaction-batch-limit`, 1000).
+    pub batch_limit: usize,
+    /// The pause after each batch (etcd's `--experimental-compaction-sleep-interval`, 10 ms).
+    pub sleep_interval: Duration,
+}
+
+impl Default for CompactionPace {
+    fn default() -> Self {
+        CompactionPace {
+            batch_limit: 1000,
+            sleep_interval: Duration::from_millis(10),
+        }
     }
 }

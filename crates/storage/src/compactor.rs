@@ -1,8 +1,8 @@
 //! Scheduling a compaction (in the apply of the Compact command) and its background steps
 //! (`compact.rs` says what a compaction is). A thread first compacts the in-memory index,
 //! [`INDEX_CHUNK`] keys per hold of the state lock, then deletes the `key` rows the scheduled
-//! compaction no longer needs, in batches of at most [`CompactionPace::batch_limit`] rows
-//! scanned, each its own write transaction, with [`CompactionPace::sleep_interval`] between
+//! compaction no longer needs, in batches of at most [`crate::compact::CompactionPace::batch_limit`] rows
+//! scanned, each its own write transaction, with [`crate::compact::CompactionPace::sleep_interval`] between
 //! them (etcd's `--experimental-compaction-batch-limit` and
 //! `--experimental-compaction-sleep-interval`). Reads and writes are served between batches
 //! and during them: a batch holds the backend's writer, the `db` lock shared and the
@@ -19,11 +19,10 @@
 
 use std::collections::HashSet;
 use std::ops::Bound;
-use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use crate::backend::{KeyScan, Tables};
-use crate::commit::Wake;
 use crate::compact::Compaction;
 use crate::error::{Result, StoreError};
 use crate::gate::Gate;
@@ -32,24 +31,7 @@ use crate::revision::Revision;
 use crate::schema::{FINISHED_COMPACT_REV, SCHEDULED_COMPACT_REV};
 use crate::state::{State, row_bytes};
 use crate::store::Store;
-
-/// How the deletion of a compaction proceeds; the defaults are etcd's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CompactionPace {
-    /// Rows scanned per batch (etcd's `--experimental-compaction-batch-limit`, 1000).
-    pub batch_limit: usize,
-    /// The pause after each batch (etcd's `--experimental-compaction-sleep-interval`, 10 ms).
-    pub sleep_interval: Duration,
-}
-
-impl Default for CompactionPace {
-    fn default() -> Self {
-        CompactionPace {
-            batch_limit: 1000,
-            sleep_interval: Duration::from_millis(10),
-        }
-    }
-}
+use crate::wake::Wake;
 
 /// Keys of the index compacted per hold of the state lock (about 1 ms of work).
 const INDEX_CHUNK: usize = 5_000;
@@ -130,33 +112,6 @@ enum Step {
     Indexing,
     /// No compaction is deleting rows.
     Idle,
-}
-
-/// Tells waiters that a compaction finished deleting.
-#[derive(Default)]
-pub(crate) struct Finished {
-    generation: Mutex<u64>,
-    cv: Condvar,
-}
-
-impl Finished {
-    fn notify(&self) {
-        *lock(&self.generation) += 1;
-        self.cv.notify_all();
-    }
-
-    fn generation(&self) -> u64 {
-        *lock(&self.generation)
-    }
-
-    /// Waits until a notification after `seen`, at most `timeout`.
-    fn wait_past(&self, seen: u64, timeout: Duration) {
-        let g = lock(&self.generation);
-        let _ = self
-            .cv
-            .wait_timeout_while(g, timeout, |g| *g == seen)
-            .unwrap_or_else(|p| p.into_inner());
-    }
 }
 
 impl Store {

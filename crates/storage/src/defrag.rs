@@ -24,14 +24,14 @@
 //! directory fsync can fail, and its error says the new file is in use.
 
 use std::ops::{Bound, ControlFlow};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::backend::{AlarmScan, Backend, KeyScan, ReadTx};
 use crate::error::{Result, StoreError};
 use crate::locks::{lock, read_lock, write_lock};
 use crate::overlay::Overlay;
-use crate::replace::{NewFile, dir_of, sibling_path};
+use crate::replace::{NewFile, dir_of};
 use crate::revision::Revision;
 use crate::store::Store;
 
@@ -51,10 +51,7 @@ const MAX_ROUNDS: u32 = 4;
 /// Copies started over after a compaction before giving up.
 const MAX_ATTEMPTS: u32 = 3;
 
-/// `<kv path>.defrag`.
-pub fn defrag_path(kv_path: &Path) -> PathBuf {
-    sibling_path(kv_path, "defrag")
-}
+pub use crate::replace::defrag_path;
 
 /// Where a defragment is; handed to the callback of [`Store::defragment_with`], which can stop
 /// it there (the old database stays in use and the copy is removed).

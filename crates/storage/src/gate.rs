@@ -8,7 +8,6 @@ use std::ops::Deref;
 use std::sync::{Arc, Condvar, Mutex, Weak};
 
 use crate::locks::lock;
-use crate::store::Store;
 
 #[derive(Default)]
 pub(crate) struct Gate {
@@ -25,7 +24,7 @@ struct GateState {
 impl Gate {
     /// The store, held until the guard is dropped; `None` once the gate is closed or the
     /// store gone.
-    pub fn hold<'g>(&'g self, store: &Weak<Store>) -> Option<Held<'g>> {
+    pub fn hold<'g, T>(&'g self, store: &Weak<T>) -> Option<Held<'g, T>> {
         let mut g = lock(&self.state);
         if g.closed {
             return None;
@@ -55,19 +54,19 @@ impl Gate {
 }
 
 /// A background thread's hold on the store.
-pub(crate) struct Held<'g> {
+pub(crate) struct Held<'g, T> {
     gate: &'g Gate,
-    store: Option<Arc<Store>>,
+    store: Option<Arc<T>>,
 }
 
-impl Deref for Held<'_> {
-    type Target = Store;
-    fn deref(&self) -> &Store {
+impl<T> Deref for Held<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
         self.store.as_deref().expect("held until dropped")
     }
 }
 
-impl Drop for Held<'_> {
+impl<T> Drop for Held<'_, T> {
     fn drop(&mut self) {
         // the store first: if this was its last handle, it closes before a waiter goes on
         drop(self.store.take());

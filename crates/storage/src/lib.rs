@@ -3,9 +3,13 @@
 //! # Layout
 //! - [`revision`]: `(main, sub)` revisions and etcd's 17/18-byte key encoding.
 //! - [`key_index`], [`index`]: the in-memory history of each key (etcd's keyIndex/treeIndex).
-//! - `backend`: the redb tables; no other crate sees redb.
-//! - [`store`]: open, reads; `apply`: replicated commands in batches; `overlay`: applied
-//!   writes not in redb yet; `commit`: the thread that commits them, and the durable flush.
+//! - `backend`: the only module that names redb: the file, its transactions and tables, the
+//!   raft state file, and (tests) a file that loses power.
+//! - `schema`, `state`, `locks`, `wake`: the record encodings and meta names, the in-memory
+//!   state, lock helpers, wake-ups — the bottom layer the rest imports.
+//! - [`store`]: the store and its reads; `open`: opening, its threads, closing; `apply`:
+//!   replicated commands in batches; `overlay`: applied writes not in the file yet; `commit`:
+//!   the thread that commits them, and the durable flush.
 //! - [`defrag`]: rewriting the file to its live size while the store serves; `replace`: the
 //!   file swap it shares with a snapshot install.
 //! - `write`: one command's changes (put, delete, txn); `read`: range with every option.
@@ -39,6 +43,7 @@ pub mod key_index;
 pub mod lease;
 mod locks;
 pub mod offline;
+mod open;
 mod open_files;
 mod overlay;
 mod read;
@@ -49,13 +54,14 @@ pub mod snapshot;
 mod state;
 pub mod store;
 pub mod txn;
+mod wake;
 pub mod watch;
 mod write;
 
 pub use auth::{AuthView, Need, TokenInfo};
 pub use backend::{Probe, StateFile, probe};
 pub use command::{Command, CommandResponse, Op, RequestAuth};
-pub use compactor::CompactionPace;
+pub use compact::CompactionPace;
 pub use defrag::{DefragStage, DefragSummary};
 pub use error::{AuthError, Result, StoreError};
 pub use index::KeyRange;

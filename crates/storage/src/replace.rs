@@ -14,6 +14,11 @@ use std::path::{Path, PathBuf};
 
 use crate::backend::Backend;
 
+/// `<kv path>.defrag`: a defragment's copy (removed at open if a crash left it).
+pub fn defrag_path(kv_path: &Path) -> PathBuf {
+    sibling_path(kv_path, "defrag")
+}
+
 /// `<kv path>.<suffix>`, beside the store's file (same file system, so the rename is atomic).
 pub(crate) fn sibling_path(kv_path: &Path, suffix: &str) -> PathBuf {
     let mut name = OsString::from(kv_path.as_os_str());

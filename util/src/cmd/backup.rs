@@ -79,86 +79,11 @@ fn run_backup(a: RunArgs, g: &super::Global) -> anyhow::Result<()> {
 
 /// One line per event on stdout (one JSON object with `-w json`), for logs and scripts.
 fn report(p: &Progress, json: bool) {
-    let line = match (p, json) {
-        (Progress::Resumed { after }, false) => format!("resuming after revision {after}"),
-        (Progress::Resumed { after }, true) => {
-            serde_json::json!({"event": "resumed", "after": after}).to_string()
-        }
-        (
-            Progress::Full {
-                revision,
-                bytes,
-                path,
-            },
-            false,
-        ) => format!(
-            "full snapshot at revision {revision}: {} ({bytes} bytes)",
-            path.display()
-        ),
-        (
-            Progress::Full {
-                revision,
-                bytes,
-                path,
-            },
-            true,
-        ) => serde_json::json!({
-            "event": "full", "revision": revision, "bytes": bytes, "path": path,
-        })
-        .to_string(),
-        (
-            Progress::Sealed {
-                first,
-                last,
-                records,
-                bytes,
-                path,
-            },
-            false,
-        ) => format!(
-            "sealed revisions {first}..={last}: {} ({records} revisions, {bytes} bytes)",
-            path.display()
-        ),
-        (
-            Progress::Sealed {
-                first,
-                last,
-                records,
-                bytes,
-                path,
-            },
-            true,
-        ) => serde_json::json!({
-            "event": "sealed", "first": first, "last": last, "records": records,
-            "bytes": bytes, "path": path,
-        })
-        .to_string(),
-        (Progress::Retrying { why }, false) => format!("retrying in 1s: {why}"),
-        (Progress::Retrying { why }, true) => {
-            serde_json::json!({"event": "retrying", "why": why}).to_string()
-        }
-        (
-            Progress::Compacted {
-                after,
-                compact_revision,
-            },
-            false,
-        ) => format!(
-            "the server compacted to revision {compact_revision}, past this backup's end at \
-             {after}: taking a new full snapshot (revisions in between are not in the backup)"
-        ),
-        (
-            Progress::Compacted {
-                after,
-                compact_revision,
-            },
-            true,
-        ) => serde_json::json!({
-            "event": "compacted", "after": after, "compact_revision": compact_revision,
-        })
-        .to_string(),
-    };
-    println!("{line}");
+    if json {
+        println!("{}", serde_json::to_string(p).unwrap_or_default());
+    } else {
+        println!("{p}");
+    }
 }
 
 fn list(a: &DirArg, format: Format) -> anyhow::Result<()> {

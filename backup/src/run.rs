@@ -16,7 +16,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use cairn_client::snapshot::{Output, healthy_endpoint, save};
 use cairn_client::{Client, ClientError, Dialer};
 use cairn_proto::etcdserverpb::watch_request::RequestUnion;
-use cairn_proto::etcdserverpb::{WatchCreateRequest, WatchRequest, WatchResponse};
+use cairn_proto::etcdserverpb::{
+    LeaseTimeToLiveRequest, WatchCreateRequest, WatchRequest, WatchResponse,
+};
 use cairn_proto::mvccpb::Event;
 use cairn_storage::snapshot::SnapshotFile;
 use thiserror::Error;
@@ -24,7 +26,7 @@ use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::segment::{Change, SegmentError, SegmentWriter};
+use crate::segment::{Change, LeaseSeen, SegmentError, SegmentWriter};
 use crate::timeline::{Timeline, full_name};
 
 #[derive(Debug, Clone)]
@@ -288,6 +290,7 @@ async fn pass(
         writer: None,
         first_at: None,
     };
+    let mut leases = Leases::default();
     let tick = cfg
         .segment_age
         .min(Duration::from_secs(1))
@@ -301,7 +304,10 @@ async fn pass(
                     Some(Err(s)) => break Err(Failure::Retry(cairn_client::error::describe(&s))),
                     None => break Err(Failure::Retry("the server closed the watch".into())),
                 };
-                match on_response(&resp, pos, &mut open, progress) {
+                if let Err(e) = leases.learn(&client, &resp).await {
+                    break Err(e);
+                }
+                match on_response(&resp, pos, &mut open, &mut leases, progress) {
                     Ok(true) => {}
                     Ok(false) => break Ok(Done::Again),
                     Err(e) => break Err(e),
@@ -338,6 +344,7 @@ fn on_response(
     resp: &WatchResponse,
     pos: &mut Position,
     open: &mut Open,
+    leases: &mut Leases,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<bool, Failure> {
     if resp.compact_revision != 0 {
@@ -366,7 +373,8 @@ fn on_response(
             .count();
         let (events, tail) = rest.split_at(n);
         rest = tail;
-        open.append(pos, revision, events)?;
+        let seen = leases.take_new(events);
+        open.append(pos, revision, events, seen)?;
     }
     Ok(true)
 }
@@ -379,7 +387,13 @@ struct Open {
 }
 
 impl Open {
-    fn append(&mut self, pos: &Position, revision: i64, events: &[Event]) -> Result<(), Failure> {
+    fn append(
+        &mut self,
+        pos: &Position,
+        revision: i64,
+        events: &[Event],
+        leases: Vec<LeaseSeen>,
+    ) -> Result<(), Failure> {
         let last = self
             .writer
             .as_ref()
@@ -402,6 +416,7 @@ impl Open {
                 unix_ms: now_ms(),
                 events: events.to_vec(),
                 compacted_to: 0,
+                leases,
             })
             .map_err(BackupError::from)?;
         Ok(())
@@ -428,6 +443,62 @@ impl Open {
             });
         }
         Ok(())
+    }
+}
+
+/// The leases keys are put on, as far as this pass has described them: a watch names only a
+/// lease's ID, so each new one is asked about (`LeaseTimeToLive`) before its first change is
+/// written, and recorded with that change.
+#[derive(Default)]
+struct Leases {
+    described: std::collections::HashMap<i64, LeaseSeen>,
+    recorded: std::collections::HashSet<i64>,
+}
+
+impl Leases {
+    /// Describes the leases of `resp`'s puts not described yet.
+    async fn learn(&mut self, client: &Client, resp: &WatchResponse) -> Result<(), Failure> {
+        for e in &resp.events {
+            let Some(id) = e.kv.as_ref().map(|kv| kv.lease).filter(|id| *id != 0) else {
+                continue;
+            };
+            if self.described.contains_key(&id) {
+                continue;
+            }
+            let r = client
+                .lease()
+                .lease_time_to_live(client.request(LeaseTimeToLiveRequest { id, keys: false }))
+                .await
+                .map_err(|s| BackupError::from(client.err(s)))?
+                .into_inner();
+            self.described.insert(
+                id,
+                LeaseSeen {
+                    id,
+                    granted_ttl: r.granted_ttl,
+                    ttl: r.ttl,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// The descriptions of `events`' leases not recorded yet in this pass.
+    fn take_new(&mut self, events: &[Event]) -> Vec<LeaseSeen> {
+        let mut out = Vec::new();
+        for id in events
+            .iter()
+            .filter_map(|e| e.kv.as_ref())
+            .map(|kv| kv.lease)
+        {
+            if id != 0
+                && self.recorded.insert(id)
+                && let Some(seen) = self.described.get(&id)
+            {
+                out.push(seen.clone());
+            }
+        }
+        out
     }
 }
 

@@ -45,6 +45,22 @@ pub struct Change {
     /// A compaction seen at this point: the revision compacted to (0: none).
     #[prost(int64, tag = "4")]
     pub compacted_to: i64,
+    /// The leases this revision's puts attach keys to that the backup had not seen before,
+    /// with their TTLs as the server reported them then (a watch names only the ID).
+    #[prost(message, repeated, tag = "5")]
+    pub leases: Vec<LeaseSeen>,
+}
+
+/// A lease as `LeaseTimeToLive` described it when the backup first saw a key on it.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LeaseSeen {
+    #[prost(int64, tag = "1")]
+    pub id: i64,
+    #[prost(int64, tag = "2")]
+    pub granted_ttl: i64,
+    /// Seconds left then (-1: already gone).
+    #[prost(int64, tag = "3")]
+    pub ttl: i64,
 }
 
 /// What a sealed segment holds, written after its body.
@@ -385,7 +401,7 @@ mod tests {
                 }),
                 prev_kv: None,
             }],
-            compacted_to: 0,
+            ..Change::default()
         }
     }
 

@@ -95,6 +95,18 @@ fn recorded(dir: &Path) -> (i64, BTreeMap<i64, Events>) {
     (chain.full.revision, out)
 }
 
+/// The recorded change at `rev`.
+fn changes_at(dir: &Path, rev: i64) -> segment::Change {
+    let chain = Timeline::load(dir).unwrap().newest().expect("a chain");
+    let s = chain
+        .segments
+        .iter()
+        .find(|s| (s.first..=s.last).contains(&rev))
+        .expect("a segment holding the revision");
+    let (_, changes) = segment::read(&s.path).unwrap();
+    changes.into_iter().find(|c| c.revision == rev).unwrap()
+}
+
 fn backup_follows_every_revision(kind: Kind) {
     let server = TestServer::start(kind);
     let ep = server.endpoint();
@@ -144,8 +156,9 @@ fn backup_follows_every_revision(kind: Kind) {
     let lease = etcdctl_ok(&ep, &["lease", "grant", "600"]);
     let id = lease.split_whitespace().nth(1).unwrap().to_string();
     let leased = etcdctl_json(&ep, &["put", "--lease", &id, "l", "on a lease"]);
+    let leased_rev = leased["header"]["revision"].as_i64().unwrap();
     history.insert(
-        leased["header"]["revision"].as_i64().unwrap(),
+        leased_rev,
         vec![(EventType::Put, "l".into(), "on a lease".into())],
     );
     wait_covered(&backup, revision_of(&ep));
@@ -183,6 +196,17 @@ fn backup_follows_every_revision(kind: Kind) {
         "{kind:?}: every revision after the snapshot, once"
     );
     assert_eq!(got, want, "{kind:?}: each revision's events");
+
+    // the lease a key went on is described with the change that first used it
+    let lease_id = i64::from_str_radix(&id, 16).unwrap();
+    let leases = changes_at(&backup, leased_rev).leases;
+    assert_eq!(leases.len(), 1, "{kind:?}: {leases:?}");
+    assert_eq!(
+        (leases[0].id, leases[0].granted_ttl),
+        (lease_id, 600),
+        "{kind:?}"
+    );
+    assert!((500..=600).contains(&leases[0].ttl), "{kind:?}: {leases:?}");
 
     let out = cairnutl(&["backup", "verify", &backup.display().to_string()]);
     assert!(out.status.success(), "{kind:?}: {}", output_text(&out));

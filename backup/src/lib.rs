@@ -10,7 +10,9 @@
 //! - [`timeline`]: a backup directory read back: full snapshots, segments, their chains, and
 //!   `backup verify`.
 //! - [`run`]: `backup run`, the long-running command: snapshot, watch, seal, resume.
+//! - [`restore`]: what a point-in-time restore starts from and writes on top.
 
+pub mod restore;
 pub mod run;
 pub mod segment;
 pub mod timeline;

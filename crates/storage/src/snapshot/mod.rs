@@ -6,6 +6,7 @@ pub mod error;
 pub mod etcd_export;
 pub mod etcd_file;
 pub mod format;
+pub mod history;
 pub mod install;
 pub mod reader;
 mod records;
@@ -18,6 +19,7 @@ pub use etcd_file::{
     EtcdExtras, EtcdPlan, EtcdSnapshot, EtcdStatus, EtcdVerified, looks_like_etcd,
 };
 pub use format::{SnapshotHeader, SnapshotMember};
+pub use history::{HistoryRow, append_history};
 pub use install::{InstallSummary, installing_path};
 pub use reader::{BodySummary, SnapshotInfo, read_body, read_header};
 pub use restore::{RestoreOptions, restore_etcd_kv, restore_kv};

@@ -69,8 +69,23 @@ pub struct SaveArgs {
 
 #[derive(Args)]
 pub struct RestoreArgs {
-    /// The snapshot file.
-    pub file: PathBuf,
+    /// The snapshot file (not with --from-backup).
+    #[arg(
+        required_unless_present = "from_backup",
+        conflicts_with = "from_backup"
+    )]
+    pub file: Option<PathBuf>,
+    /// Restore from a continuous backup (`cairnutl backup run`) instead, to a point in its
+    /// history: --to-revision or --to-time.
+    #[arg(long)]
+    pub from_backup: Option<PathBuf>,
+    /// With --from-backup: the revision to restore to (its original number is kept).
+    #[arg(long, requires = "from_backup", conflicts_with = "to_time")]
+    pub to_revision: Option<i64>,
+    /// With --from-backup: restore to the last revision recorded at or before this time
+    /// (RFC 3339, e.g. 2026-12-04T02:00:00Z).
+    #[arg(long, requires = "from_backup")]
+    pub to_time: Option<String>,
     /// Path to the data directory to create [default: <name>.cairn].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,

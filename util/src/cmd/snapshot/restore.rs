@@ -12,12 +12,13 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow, bail};
+use cairn_backup::restore::{RestorePlan, parse_rfc3339, plan as plan_restore, revision_at};
 use cairn_consensus::bootstrap::{
     Bootstrap, parse_initial_cluster, plan, split_urls, write_restored,
 };
 use cairn_storage::snapshot::{
     BodySummary, EtcdPlan, EtcdSnapshot, RestoreOptions, SnapshotFile, SnapshotInfo,
-    restore_etcd_kv, restore_kv,
+    append_history, restore_etcd_kv, restore_kv,
 };
 
 pub fn run(args: super::RestoreArgs) -> anyhow::Result<()> {
@@ -40,7 +41,16 @@ pub fn run(args: super::RestoreArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("{}.cairn", args.name)));
     check_empty(&data_dir)?;
-    let opened = SnapshotFile::open(&args.file)?;
+    let history = match &args.from_backup {
+        Some(dir) => Some(backup_plan(dir, &args)?),
+        None => None,
+    };
+    let file_path = match (&history, &args.file) {
+        (Some(plan), _) => plan.full.clone(),
+        (None, Some(file)) => file.clone(),
+        (None, None) => bail!("a snapshot file or --from-backup is needed"),
+    };
+    let opened = SnapshotFile::open(&file_path)?;
     // an etcd file's digest and consistency are checked here, before anything is created
     let file = match opened {
         SnapshotFile::Cairn(info) => Source::Cairn(info),
@@ -51,9 +61,10 @@ pub fn run(args: super::RestoreArgs) -> anyhow::Result<()> {
             Source::Etcd(snap, plan?)
         }
     };
-    let revision = match &file {
-        Source::Cairn(info) => info.header.revision,
-        Source::Etcd(_, plan) => plan.revision,
+    let revision = match (&history, &file) {
+        (Some(plan), _) => plan.to_revision,
+        (None, Source::Cairn(info)) => info.header.revision,
+        (None, Source::Etcd(_, plan)) => plan.revision,
     };
     let bump = i64::try_from(args.bump_revision)
         .ok()
@@ -80,15 +91,28 @@ pub fn run(args: super::RestoreArgs) -> anyhow::Result<()> {
         Source::Etcd(snap, _) => snap.file_size,
     };
     let bar = super::progress_bar(Some(size), "restoring");
-    let built = build(&file, &data_dir, &boot, opts, &mut |done| {
-        bar.set_position(done)
-    });
+    let built = build(
+        &file,
+        history.as_ref(),
+        &data_dir,
+        &boot,
+        opts,
+        &mut |done| bar.set_position(done),
+    );
     bar.finish_and_clear();
     built?;
 
+    let what = match (&history, &args.from_backup) {
+        (Some(plan), Some(dir)) => format!(
+            "backup {} (snapshot at revision {} and {} changes after it)",
+            dir.display(),
+            plan.full_revision,
+            plan.rows.len()
+        ),
+        _ => format!("snapshot {}", file_path.display()),
+    };
     let mut line = format!(
-        "restored snapshot {} into {} (member {:x}, cluster {:x}, revision {revision}",
-        args.file.display(),
+        "restored {what} into {} (member {:x}, cluster {:x}, revision {revision}",
         data_dir.display(),
         boot.member_id,
         boot.cluster_id,
@@ -102,6 +126,27 @@ pub fn run(args: super::RestoreArgs) -> anyhow::Result<()> {
     }
     println!("{line})");
     Ok(())
+}
+
+/// The snapshot and changes that restore `dir` to `--to-revision`, or to the revision
+/// `--to-time` names.
+fn backup_plan(dir: &Path, args: &super::RestoreArgs) -> anyhow::Result<RestorePlan> {
+    let revision = match (args.to_revision, &args.to_time) {
+        (Some(r), _) => r,
+        (None, Some(t)) => {
+            let ms = parse_rfc3339(t).ok_or_else(|| {
+                anyhow!("--to-time {t:?} is not an RFC 3339 time (e.g. 2026-12-04T02:00:00Z)")
+            })?;
+            revision_at(dir, ms)?.ok_or_else(|| {
+                anyhow!(
+                    "the backup at {} recorded no change at or before {t}",
+                    dir.display()
+                )
+            })?
+        }
+        (None, None) => bail!("--from-backup needs --to-revision or --to-time"),
+    };
+    Ok(plan_restore(dir, revision)?)
 }
 
 /// A snapshot ready to restore: a Cairn file whose header checked out, or an etcd file that
@@ -143,6 +188,7 @@ impl Drop for Cleanup {
 /// `<target>/member/kv.redb` and `member/raft.redb`, built aside, synced, renamed into place.
 fn build(
     file: &Source,
+    history: Option<&RestorePlan>,
     target: &Path,
     boot: &Bootstrap,
     opts: RestoreOptions,
@@ -171,10 +217,25 @@ fn build(
     let member = tmp.join("member");
     fs::create_dir(&member).with_context(|| format!("cannot create {}", member.display()))?;
     let kv = member.join("kv.redb");
-    let summary = match file {
-        Source::Cairn(info) => restore_kv(info, &kv, opts, progress)?,
-        Source::Etcd(snap, plan) => restore_etcd_kv(snap, plan, &kv, opts)?,
+    // from a backup, the compaction marks of a bump go on top of the history, not the snapshot
+    let snapshot_opts = match history {
+        Some(_) => RestoreOptions {
+            bump_revision: 0,
+            mark_compacted: false,
+            ..opts
+        },
+        None => opts,
     };
+    let summary = match file {
+        Source::Cairn(info) => restore_kv(info, &kv, snapshot_opts, progress)?,
+        Source::Etcd(snap, plan) => restore_etcd_kv(snap, plan, &kv, snapshot_opts)?,
+    };
+    if let Some(plan) = history {
+        let compact_to = opts
+            .mark_compacted
+            .then_some(plan.to_revision + opts.bump_revision);
+        append_history(&kv, &plan.rows, &plan.leases, compact_to)?;
+    }
     write_restored(&member, boot)
         .with_context(|| format!("cannot write {}", member.join("raft.redb").display()))?;
     for file in [kv, member.join("raft.redb")] {

@@ -1,0 +1,190 @@
+//! What a point-in-time restore needs from a backup: the full snapshot to start from and the
+//! recorded changes after it up to the target revision (`cairnutl snapshot restore
+//! --from-backup DIR --to-revision R` restores the one, then writes the other on top with
+//! `cairn_storage::snapshot::append_history`).
+
+use std::path::{Path, PathBuf};
+
+use cairn_proto::mvccpb::event::EventType;
+use cairn_storage::snapshot::HistoryRow;
+use thiserror::Error;
+
+use crate::segment::{self, SegmentError};
+use crate::timeline::Timeline;
+
+#[derive(Debug, Error)]
+pub enum PlanError {
+    #[error("{}: {source}", dir.display())]
+    Io {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("revision {revision} is not in the backup at {}: {restorable}", dir.display())]
+    NotCovered {
+        dir: PathBuf,
+        revision: i64,
+        restorable: String,
+    },
+    #[error(transparent)]
+    Segment(#[from] SegmentError),
+}
+
+/// The snapshot and the changes that restore to `to_revision`.
+#[derive(Debug)]
+pub struct RestorePlan {
+    pub full: PathBuf,
+    pub full_revision: i64,
+    pub to_revision: i64,
+    /// Every event after the snapshot up to `to_revision`, in order.
+    pub rows: Vec<HistoryRow>,
+    /// The leases the recorded changes put keys on: (ID, granted TTL).
+    pub leases: Vec<(i64, i64)>,
+}
+
+/// Plans the restore of `dir` to `to_revision`, from the newest full snapshot at or before it
+/// whose segments reach it; every segment used is read whole and checked first.
+pub fn plan(dir: &Path, to_revision: i64) -> Result<RestorePlan, PlanError> {
+    let timeline = Timeline::load(dir).map_err(|source| PlanError::Io {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
+    let chains = timeline.chains();
+    let Some(chain) = chains
+        .iter()
+        .rev()
+        .find(|c| c.full.revision <= to_revision && to_revision <= c.last)
+    else {
+        let ranges: Vec<String> = chains
+            .iter()
+            .map(|c| format!("{}..={}", c.full.revision, c.last))
+            .collect();
+        return Err(PlanError::NotCovered {
+            dir: dir.to_path_buf(),
+            revision: to_revision,
+            restorable: if ranges.is_empty() {
+                "it holds no full snapshot".into()
+            } else {
+                format!("it restores to revisions {}", ranges.join(", "))
+            },
+        });
+    };
+    let mut rows = Vec::new();
+    let mut leases = Vec::new();
+    for s in chain.segments.iter().filter(|s| s.first <= to_revision) {
+        let (_, changes) = segment::read(&s.path)?;
+        for change in changes.into_iter().filter(|c| c.revision <= to_revision) {
+            leases.extend(change.leases.iter().map(|l| (l.id, l.granted_ttl)));
+            for (sub, event) in change.events.into_iter().enumerate() {
+                let tombstone = event.r#type == EventType::Delete as i32;
+                rows.push(HistoryRow {
+                    revision: change.revision,
+                    sub: sub as i64,
+                    tombstone,
+                    kv: event.kv.unwrap_or_default(),
+                });
+            }
+        }
+    }
+    Ok(RestorePlan {
+        full: chain.full.path.clone(),
+        full_revision: chain.full.revision,
+        to_revision,
+        rows,
+        leases,
+    })
+}
+
+/// The last revision recorded at or before `unix_ms` (`--to-time`), or the snapshot's when
+/// no change after it is that old.
+pub fn revision_at(dir: &Path, unix_ms: i64) -> Result<Option<i64>, PlanError> {
+    let timeline = Timeline::load(dir).map_err(|source| PlanError::Io {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
+    let mut best = None;
+    for chain in timeline.chains() {
+        for s in &chain.segments {
+            let (seal, changes) = segment::read(&s.path)?;
+            if seal.first_unix_ms > unix_ms {
+                break;
+            }
+            for c in changes.iter().filter(|c| c.unix_ms <= unix_ms) {
+                best = best.max(Some(c.revision));
+            }
+        }
+    }
+    Ok(best)
+}
+
+/// Milliseconds since the Unix epoch of an RFC 3339 time (`2026-12-04T02:00:00Z`,
+/// `2026-12-04T03:00:00.250+01:00`); `None` if it is not one.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let (date, rest) = s.split_once(['T', 't', ' '])?;
+    let mut d = date.splitn(3, '-');
+    let (y, m, day): (i64, i64, i64) = (
+        d.next()?.parse().ok()?,
+        d.next()?.parse().ok()?,
+        d.next()?.parse().ok()?,
+    );
+    let offset_at = rest.find(['Z', 'z', '+', '-'])?;
+    let (time, zone) = rest.split_at(offset_at);
+    let mut t = time.splitn(3, ':');
+    let (hh, mm): (i64, i64) = (t.next()?.parse().ok()?, t.next()?.parse().ok()?);
+    let sec = t.next()?;
+    let (whole, frac) = sec.split_once('.').unwrap_or((sec, ""));
+    let ss: i64 = whole.parse().ok()?;
+    let ms: i64 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<3}")[..3].parse().ok()?
+    };
+    let offset_min = match zone {
+        "Z" | "z" => 0,
+        _ => {
+            let sign = if zone.starts_with('-') { -1 } else { 1 };
+            let (oh, om) = zone[1..].split_once(':')?;
+            sign * (oh.parse::<i64>().ok()? * 60 + om.parse::<i64>().ok()?)
+        }
+    };
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    // days from 1970-01-01 (Howard Hinnant's days_from_civil)
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 24 + hh) * 60 + mm - offset_min) * 60_000 + ss * 1000 + ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_times() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            parse_rfc3339("2026-12-04T02:00:00Z"),
+            Some(1_796_349_600_000)
+        );
+        assert_eq!(
+            parse_rfc3339("2026-12-04T03:00:00.25+01:00"),
+            Some(1_796_349_600_250)
+        );
+        assert_eq!(
+            parse_rfc3339("2000-02-29T12:00:00-05:30"),
+            Some(951_845_400_000)
+        );
+        assert_eq!(parse_rfc3339("yesterday"), None);
+        assert_eq!(parse_rfc3339("2026-13-01T00:00:00Z"), None);
+        assert_eq!(
+            parse_rfc3339("2026-12-04T02:00:00"),
+            None,
+            "a time without a zone"
+        );
+    }
+}

@@ -160,9 +160,46 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     Some(((days * 24 + hh) * 60 + mm - offset_min) * 60_000 + ss * 1000 + ms)
 }
 
+/// `unix_ms` as RFC 3339 in UTC, to the millisecond (`2026-12-04T02:00:00.250Z`).
+pub fn format_rfc3339(unix_ms: i64) -> String {
+    let (days, ms_of_day) = (
+        unix_ms.div_euclid(86_400_000),
+        unix_ms.rem_euclid(86_400_000),
+    );
+    // Howard Hinnant's civil_from_days
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (s, ms) = (ms_of_day / 1000, ms_of_day % 1000);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_format_back_to_what_they_parse_from() {
+        assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            format_rfc3339(1_796_349_600_250),
+            "2026-12-04T02:00:00.250Z"
+        );
+        for ms in [951_845_400_000, 1_796_349_600_250, 4_102_444_799_999] {
+            assert_eq!(parse_rfc3339(&format_rfc3339(ms)), Some(ms));
+        }
+    }
 
     #[test]
     fn rfc3339_times() {

@@ -265,6 +265,11 @@ impl SegmentWriter {
     }
 }
 
+/// A sealed segment's seal, without reading its body (`backup list`).
+pub fn seal_of(path: &Path) -> Result<Seal, SegmentError> {
+    open_body(path).map(|(seal, _)| seal)
+}
+
 /// Reads a sealed segment's seal, checking the body's SHA-256 against it.
 pub fn verify(path: &Path) -> Result<Seal, SegmentError> {
     let (seal, body) = open_body(path)?;

@@ -288,6 +288,10 @@ fn backup_follows_every_revision(kind: Kind) {
         listed.contains(&format!("restorable to revisions {full}..={now}")),
         "{kind:?}: {listed}"
     );
+    assert!(
+        listed.contains("changes recorded from 20"),
+        "{kind:?}: {listed}"
+    );
 
     // a damaged segment is named, with a non-zero exit
     let seg = &Timeline::load(&backup).unwrap().segments[0].path;

@@ -4,8 +4,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use cairn_backup::restore::format_rfc3339;
 use cairn_backup::run::{Progress, RunConfig};
-use cairn_backup::timeline::Timeline;
+use cairn_backup::segment::seal_of;
+use cairn_backup::timeline::{Chain, Timeline};
 use cairn_client::flags::parse_duration;
 use clap::{Args, Subcommand};
 
@@ -86,22 +88,33 @@ fn report(p: &Progress, json: bool) {
     }
 }
 
+/// When the first and the last change of a chain's segments were recorded (Unix ms).
+fn times(c: &Chain) -> anyhow::Result<Option<(i64, i64)>> {
+    let (Some(first), Some(last)) = (c.segments.first(), c.segments.last()) else {
+        return Ok(None);
+    };
+    Ok(Some((
+        seal_of(&first.path)?.first_unix_ms,
+        seal_of(&last.path)?.last_unix_ms,
+    )))
+}
+
 fn list(a: &DirArg, format: Format) -> anyhow::Result<()> {
     let t = Timeline::load(&a.dir)?;
     let chains = t.chains();
     if format == Format::Json {
-        let rows: Vec<_> = chains
-            .iter()
-            .map(|c| {
-                serde_json::json!({
-                    "full": {"revision": c.full.revision, "bytes": c.full.bytes, "path": c.full.path},
-                    "segments": c.segments.len(),
-                    "segment_bytes": c.segments.iter().map(|s| s.bytes).sum::<u64>(),
-                    "restorable": [c.full.revision, c.last],
-                    "gap_to": c.gap_to,
-                })
-            })
-            .collect();
+        let mut rows = Vec::new();
+        for c in &chains {
+            let recorded = times(c)?.map(|(a, b)| [format_rfc3339(a), format_rfc3339(b)]);
+            rows.push(serde_json::json!({
+                "full": {"revision": c.full.revision, "bytes": c.full.bytes, "path": c.full.path},
+                "segments": c.segments.len(),
+                "segment_bytes": c.segments.iter().map(|s| s.bytes).sum::<u64>(),
+                "restorable": [c.full.revision, c.last],
+                "recorded": recorded,
+                "gap_to": c.gap_to,
+            }));
+        }
         return print_out(&format!(
             "{}\n",
             serde_json::json!({"chains": rows, "unsealed": t.unsealed})
@@ -121,6 +134,13 @@ fn list(a: &DirArg, format: Format) -> anyhow::Result<()> {
             c.full.revision,
             c.last
         ));
+        if let Some((first, last)) = times(c)? {
+            out.push_str(&format!(
+                "  changes recorded from {} to {} (--to-time restores to any moment in between)\n",
+                format_rfc3339(first),
+                format_rfc3339(last)
+            ));
+        }
         if let Some(to) = c.gap_to {
             out.push_str(&format!(
                 "  gap: revisions {}..={} are missing after it\n",

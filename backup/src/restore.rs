@@ -3,25 +3,23 @@
 //! --from-backup DIR --to-revision R` restores the one, then writes the other on top with
 //! `cairn_storage::snapshot::append_history`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use cairn_proto::mvccpb::event::EventType;
 use cairn_storage::snapshot::HistoryRow;
 use thiserror::Error;
 
 use crate::segment::{self, SegmentError};
+use crate::target::{Target, TargetError};
 use crate::timeline::Timeline;
 
 #[derive(Debug, Error)]
 pub enum PlanError {
-    #[error("{}: {source}", dir.display())]
-    Io {
-        dir: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("revision {revision} is not in the backup at {}: {restorable}", dir.display())]
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    #[error("revision {revision} is not in the backup at {target}: {restorable}")]
     NotCovered {
-        dir: PathBuf,
+        target: String,
         revision: i64,
         restorable: String,
     },
@@ -41,13 +39,11 @@ pub struct RestorePlan {
     pub leases: Vec<(i64, i64)>,
 }
 
-/// Plans the restore of `dir` to `to_revision`, from the newest full snapshot at or before it
-/// whose segments reach it; every segment used is read whole and checked first.
-pub fn plan(dir: &Path, to_revision: i64) -> Result<RestorePlan, PlanError> {
-    let timeline = Timeline::load(dir).map_err(|source| PlanError::Io {
-        dir: dir.to_path_buf(),
-        source,
-    })?;
+/// Plans the restore of `target` to `to_revision`, from the newest full snapshot at or before
+/// it whose segments reach it; every segment used is read whole and checked first (an object
+/// store's are fetched, the snapshot too: `RestorePlan::full` is a local file).
+pub async fn plan(target: &Target, to_revision: i64) -> Result<RestorePlan, PlanError> {
+    let timeline = Timeline::from_entries(target.entries().await?);
     let chains = timeline.chains();
     let Some(chain) = chains
         .iter()
@@ -59,7 +55,7 @@ pub fn plan(dir: &Path, to_revision: i64) -> Result<RestorePlan, PlanError> {
             .map(|c| format!("{}..={}", c.full.revision, c.last))
             .collect();
         return Err(PlanError::NotCovered {
-            dir: dir.to_path_buf(),
+            target: target.describe(),
             revision: to_revision,
             restorable: if ranges.is_empty() {
                 "it holds no full snapshot".into()
@@ -71,7 +67,9 @@ pub fn plan(dir: &Path, to_revision: i64) -> Result<RestorePlan, PlanError> {
     let mut rows = Vec::new();
     let mut leases = Vec::new();
     for s in chain.segments.iter().filter(|s| s.first <= to_revision) {
+        target.fetch(&s.path).await?;
         let (_, changes) = segment::read(&s.path)?;
+        target.forget(&s.path);
         for change in changes.into_iter().filter(|c| c.revision <= to_revision) {
             leases.extend(change.leases.iter().map(|l| (l.id, l.granted_ttl)));
             for (sub, event) in change.events.into_iter().enumerate() {
@@ -85,6 +83,7 @@ pub fn plan(dir: &Path, to_revision: i64) -> Result<RestorePlan, PlanError> {
             }
         }
     }
+    target.fetch(&chain.full.path).await?;
     Ok(RestorePlan {
         full: chain.full.path.clone(),
         full_revision: chain.full.revision,
@@ -96,15 +95,15 @@ pub fn plan(dir: &Path, to_revision: i64) -> Result<RestorePlan, PlanError> {
 
 /// The last revision recorded at or before `unix_ms` (`--to-time`), or the snapshot's when
 /// no change after it is that old.
-pub fn revision_at(dir: &Path, unix_ms: i64) -> Result<Option<i64>, PlanError> {
-    let timeline = Timeline::load(dir).map_err(|source| PlanError::Io {
-        dir: dir.to_path_buf(),
-        source,
-    })?;
+pub async fn revision_at(target: &Target, unix_ms: i64) -> Result<Option<i64>, PlanError> {
+    let timeline = Timeline::from_entries(target.entries().await?);
     let mut best = None;
     for chain in timeline.chains() {
         for s in &chain.segments {
-            let (seal, changes) = segment::read(&s.path)?;
+            target.fetch(&s.path).await?;
+            let read = segment::read(&s.path);
+            target.forget(&s.path);
+            let (seal, changes) = read?;
             if seal.first_unix_ms > unix_ms {
                 break;
             }

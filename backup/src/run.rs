@@ -11,6 +11,7 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cairn_client::snapshot::{Output, healthy_endpoint, save};
@@ -26,89 +27,30 @@ use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::lock::{LockError, StoreLock, lock_dir};
+use crate::progress::{Progress, RETRY_PAUSE, Reporter};
+use crate::retention::{self, Retention};
 use crate::segment::{Change, LeaseSeen, SegmentError, SegmentWriter};
+use crate::target::{Target, TargetError};
 use crate::timeline::{Timeline, full_name};
+use crate::upload::Uploader;
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct RunConfig {
-    pub dir: PathBuf,
+    pub target: Arc<Target>,
+    /// Where segments and full snapshots are written: the target itself when it is a
+    /// directory; for an object store, a local directory they wait in until uploaded.
+    pub spool: PathBuf,
     /// A new full snapshot this long after the last one.
     pub full_every: Duration,
     /// A segment is sealed at this many compressed bytes...
     pub segment_bytes: u64,
     /// ...or this long after it got its first change (what a crash can lose at most).
     pub segment_age: Duration,
-}
-
-/// What the run reports as it goes: a line of text each (`Display`), or a JSON object with
-/// an `event` field (`Serialize`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum Progress {
-    Resumed {
-        after: i64,
-    },
-    Full {
-        revision: i64,
-        bytes: u64,
-        path: PathBuf,
-    },
-    Sealed {
-        first: i64,
-        last: i64,
-        records: u64,
-        bytes: u64,
-        path: PathBuf,
-    },
-    /// The connection failed; the run reconnects after a pause.
-    Retrying {
-        why: String,
-    },
-    /// The server compacted past the chain's end while nothing watched: a new full snapshot.
-    Compacted {
-        after: i64,
-        compact_revision: i64,
-    },
-}
-
-impl std::fmt::Display for Progress {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Progress::Resumed { after } => write!(f, "resuming after revision {after}"),
-            Progress::Full {
-                revision,
-                bytes,
-                path,
-            } => write!(
-                f,
-                "full snapshot at revision {revision}: {} ({bytes} bytes)",
-                path.display()
-            ),
-            Progress::Sealed {
-                first,
-                last,
-                records,
-                bytes,
-                path,
-            } => write!(
-                f,
-                "sealed revisions {first}..={last}: {} ({records} revisions, {bytes} bytes)",
-                path.display()
-            ),
-            Progress::Retrying { why } => {
-                write!(f, "retrying in {}s: {why}", RETRY_PAUSE.as_secs())
-            }
-            Progress::Compacted {
-                after,
-                compact_revision,
-            } => write!(
-                f,
-                "the server compacted to revision {compact_revision}, past this backup's end \
-                 at {after}: taking a new full snapshot (revisions in between are not in the \
-                 backup)"
-            ),
-        }
-    }
+    /// What is removed after each new full snapshot.
+    pub retention: Retention,
+    /// How long a stopping run goes on uploading what its spool holds.
+    pub upload_grace: Duration,
 }
 
 #[derive(Debug, Error)]
@@ -120,6 +62,10 @@ pub enum BackupError {
     },
     #[error(transparent)]
     Segment(#[from] SegmentError),
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
     #[error(transparent)]
     Client(#[from] ClientError),
     #[error("{}: the snapshot just saved does not open: {why}", path.display())]
@@ -146,30 +92,89 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// How long to wait before reconnecting after a failure.
-const RETRY_PAUSE: Duration = Duration::from_secs(1);
-
-/// Runs until `stop` completes (then seals the open segment and returns) or a failure that
-/// retrying cannot fix.
+/// Runs until `stop` completes (then seals the open segment, uploads what it can within the
+/// grace, and returns) or a failure that retrying cannot fix.
 pub async fn run(
     dialer: &Dialer,
     cfg: &RunConfig,
     stop: impl Future<Output = ()>,
-    progress: &mut dyn FnMut(Progress),
+    report: &Reporter,
 ) -> Result<(), BackupError> {
-    std::fs::create_dir_all(&cfg.dir).map_err(io_at(&cfg.dir))?;
-    let timeline = Timeline::load(&cfg.dir).map_err(io_at(&cfg.dir))?;
-    for part in &timeline.unsealed {
+    // the spool (for a directory target, the backup itself) is this process's alone...
+    let _spool_lock = lock_dir(&cfg.spool)?;
+    // ...and so is an object-store target
+    let uploader = match cfg.target.as_ref() {
+        Target::Dir(_) => None,
+        Target::Store(_) => {
+            let lock = StoreLock::acquire(&cfg.target, &cfg.spool).await?;
+            Some(Uploader::start(
+                cfg.target.clone(),
+                lock,
+                cfg.retention,
+                report.clone(),
+            ))
+        }
+    };
+    let sink = Sink {
+        target: cfg.target.clone(),
+        uploader,
+        retention: cfg.retention,
+        report: report.clone(),
+    };
+    let result = follow(dialer, cfg, stop, &sink).await;
+    if let Some(uploader) = sink.uploader {
+        let left = uploader.finish(cfg.upload_grace).await;
+        if left > 0 {
+            report(Progress::Spooled {
+                files: left,
+                spool: cfg.spool.clone(),
+            });
+        }
+    }
+    result
+}
+
+async fn follow(
+    dialer: &Dialer,
+    cfg: &RunConfig,
+    stop: impl Future<Output = ()>,
+    sink: &Sink,
+) -> Result<(), BackupError> {
+    let report = &sink.report;
+    let spooled = Timeline::load(&cfg.spool)?;
+    for part in &spooled.unsealed {
         // what it held is after the last sealed segment: the watch delivers it again
         std::fs::remove_file(part).map_err(io_at(part))?;
     }
+    let mut entries = Vec::new();
+    if cfg.target.is_remote() {
+        // files a stopped run left in the spool go first, oldest first
+        let mut waiting: Vec<(i64, PathBuf)> = spooled
+            .fulls
+            .iter()
+            .map(|f| (f.revision, f.path.clone()))
+            .chain(
+                spooled
+                    .segments
+                    .iter()
+                    .map(|s| (s.first - 1, s.path.clone())),
+            )
+            .collect();
+        waiting.sort();
+        for (_, path) in waiting {
+            sink.stored(path);
+        }
+        entries = cfg.target.entries().await?;
+    }
+    entries.extend(crate::target::dir_entries(&cfg.spool)?);
+    let timeline = Timeline::from_entries(entries);
     let mut state = match timeline.newest() {
         Some(chain) => {
-            progress(Progress::Resumed { after: chain.last });
+            report(Progress::Resumed { after: chain.last });
             // the schedule counts from when the newest full snapshot was written
-            let age = std::fs::metadata(&chain.full.path)
-                .and_then(|m| m.modified())
-                .ok()
+            let age = chain
+                .full
+                .modified
                 .and_then(|t| t.elapsed().ok())
                 .unwrap_or_default();
             Position {
@@ -187,17 +192,50 @@ pub async fn run(
     let stop = std::pin::pin!(stop);
     let mut stop = stop;
     loop {
-        match pass(dialer, cfg, &mut state, progress, &mut stop).await {
+        match pass(dialer, cfg, &mut state, sink, &mut stop).await {
             Ok(Done::Stopped) => return Ok(()),
             Ok(Done::Again) => {}
             Err(Failure::Fatal(e)) => return Err(e),
             Err(Failure::Retry(why)) => {
-                progress(Progress::Retrying { why });
+                report(Progress::Retrying { why });
                 tokio::select! {
                     _ = tokio::time::sleep(RETRY_PAUSE) => {}
                     _ = &mut stop => return Ok(()),
                 }
             }
+        }
+    }
+}
+
+/// Where finished files go: a directory target has them already (retention runs after each
+/// full snapshot); an object store's go to the uploads.
+struct Sink {
+    target: Arc<Target>,
+    uploader: Option<Uploader>,
+    retention: Retention,
+    report: Reporter,
+}
+
+impl Sink {
+    /// A sealed segment or a left-over file of the spool.
+    fn stored(&self, path: PathBuf) {
+        if let Some(u) = &self.uploader {
+            u.send(path);
+        }
+    }
+
+    async fn full_stored(&self, path: PathBuf) {
+        match &self.uploader {
+            Some(u) => u.send(path),
+            None => retention::apply(&self.target, self.retention, &self.report).await,
+        }
+    }
+
+    /// Stops the run when the uploads stopped for good.
+    fn check(&self) -> Result<(), BackupError> {
+        match self.uploader.as_ref().and_then(Uploader::failure) {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
         }
     }
 }
@@ -241,9 +279,10 @@ async fn pass(
     dialer: &Dialer,
     cfg: &RunConfig,
     pos: &mut Position,
-    progress: &mut dyn FnMut(Progress),
+    sink: &Sink,
     stop: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
 ) -> Result<Done, Failure> {
+    let report = &sink.report;
     let client = tokio::select! {
         c = healthy_endpoint(dialer) => c.map_err(BackupError::from)?,
         _ = stop.as_mut() => return Ok(Done::Stopped),
@@ -251,14 +290,15 @@ async fn pass(
     if pos.full_due {
         // a snapshot cut short by `stop` leaves only `full.part`, removed at the next start
         let (revision, bytes, path) = tokio::select! {
-            saved = full_snapshot(&client, &cfg.dir, dialer) => saved?,
+            saved = full_snapshot(&client, &cfg.spool, dialer) => saved?,
             _ = stop.as_mut() => return Ok(Done::Stopped),
         };
-        progress(Progress::Full {
+        report(Progress::Full {
             revision,
             bytes,
-            path,
+            path: path.clone(),
         });
+        sink.full_stored(path).await;
         *pos = Position {
             after: revision,
             full_at: Instant::now(),
@@ -286,7 +326,7 @@ async fn pass(
         .map_err(|s| BackupError::from(client.err(s)))?
         .into_inner();
     let mut open = Open {
-        dir: cfg.dir.clone(),
+        dir: cfg.spool.clone(),
         writer: None,
         first_at: None,
     };
@@ -307,22 +347,25 @@ async fn pass(
                 if let Err(e) = leases.learn(&client, &resp).await {
                     break Err(e);
                 }
-                match on_response(&resp, pos, &mut open, &mut leases, progress) {
+                match on_response(&resp, pos, &mut open, &mut leases, report) {
                     Ok(true) => {}
                     Ok(false) => break Ok(Done::Again),
                     Err(e) => break Err(e),
                 }
                 if open.writer.as_ref().is_some_and(|w| w.bytes() >= cfg.segment_bytes)
-                    && let Err(e) = open.seal(pos, progress)
+                    && let Err(e) = open.seal(pos, sink)
                 {
                     break Err(BackupError::from(e).into());
                 }
             }
             _ = ticker.tick() => {
                 if open.first_at.is_some_and(|t| t.elapsed() >= cfg.segment_age)
-                    && let Err(e) = open.seal(pos, progress)
+                    && let Err(e) = open.seal(pos, sink)
                 {
                     break Err(BackupError::from(e).into());
+                }
+                if let Err(e) = sink.check() {
+                    break Err(Failure::Fatal(e));
                 }
                 if pos.full_at.elapsed() >= cfg.full_every {
                     pos.full_due = true;
@@ -333,7 +376,7 @@ async fn pass(
         }
     };
     // what was written is complete up to its last revision: sealed, not thrown away
-    open.seal(pos, progress).map_err(BackupError::from)?;
+    open.seal(pos, sink).map_err(BackupError::from)?;
     drop(req_tx);
     result
 }
@@ -345,10 +388,10 @@ fn on_response(
     pos: &mut Position,
     open: &mut Open,
     leases: &mut Leases,
-    progress: &mut dyn FnMut(Progress),
+    report: &Reporter,
 ) -> Result<bool, Failure> {
     if resp.compact_revision != 0 {
-        progress(Progress::Compacted {
+        report(Progress::Compacted {
             after: pos.after,
             compact_revision: resp.compact_revision,
         });
@@ -422,11 +465,7 @@ impl Open {
         Ok(())
     }
 
-    fn seal(
-        &mut self,
-        pos: &mut Position,
-        progress: &mut dyn FnMut(Progress),
-    ) -> Result<(), SegmentError> {
+    fn seal(&mut self, pos: &mut Position, sink: &Sink) -> Result<(), SegmentError> {
         self.first_at = None;
         let Some(writer) = self.writer.take() else {
             return Ok(());
@@ -434,13 +473,14 @@ impl Open {
         let bytes = writer.bytes();
         if let Some((path, seal)) = writer.seal()? {
             pos.after = seal.last_revision;
-            progress(Progress::Sealed {
+            (sink.report)(Progress::Sealed {
                 first: seal.first_revision,
                 last: seal.last_revision,
                 records: seal.records,
                 bytes,
-                path,
+                path: path.clone(),
             });
+            sink.stored(path);
         }
         Ok(())
     }

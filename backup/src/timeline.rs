@@ -14,14 +14,21 @@
 //! inside each segment every revision follows the one before.
 
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use cairn_storage::snapshot::{SnapshotFile, verify as verify_cairn};
 
 use crate::segment::{self, SegmentError};
+use crate::target::{Entry, Target, TargetError, dir_entries};
 
 /// The name of the full snapshot of `revision`.
 pub fn full_name(revision: i64) -> String {
     format!("full-{revision:019}.snap")
+}
+
+/// Whether `name` is a full snapshot's.
+pub fn is_full_name(name: &str) -> bool {
+    parse_full_name(name).is_some()
 }
 
 fn parse_full_name(name: &str) -> Option<i64> {
@@ -36,6 +43,8 @@ pub struct Full {
     pub revision: i64,
     pub path: PathBuf,
     pub bytes: u64,
+    /// When it was written (the schedule counts from the newest).
+    pub modified: Option<SystemTime>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,39 +79,38 @@ pub struct Timeline {
 
 impl Timeline {
     /// Lists `dir` (a missing directory is an empty backup).
-    pub fn load(dir: &Path) -> std::io::Result<Timeline> {
+    pub fn load(dir: &Path) -> Result<Timeline, TargetError> {
+        Ok(Timeline::from_entries(dir_entries(dir)?))
+    }
+
+    /// The timeline of a target's files.
+    pub fn from_entries(entries: impl IntoIterator<Item = Entry>) -> Timeline {
         let mut t = Timeline::default();
-        let entries = match std::fs::read_dir(dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(t),
-            Err(e) => return Err(e),
-        };
-        for entry in entries {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let path = entry.path();
-            let bytes = entry.metadata()?.len();
-            if let Some(revision) = parse_full_name(&name) {
+        for e in entries {
+            if let Some(revision) = parse_full_name(&e.name) {
                 t.fulls.push(Full {
                     revision,
-                    path,
-                    bytes,
+                    path: e.path,
+                    bytes: e.bytes,
+                    modified: e.modified,
                 });
-            } else if let Some((first, last)) = segment::parse_sealed_name(&name) {
+            } else if let Some((first, last)) = segment::parse_sealed_name(&e.name) {
                 t.segments.push(Segment {
                     first,
                     last,
-                    path,
-                    bytes,
+                    path: e.path,
+                    bytes: e.bytes,
                 });
-            } else if name.ends_with(".part") {
-                t.unsealed.push(path);
+            } else if e.name.ends_with(".part") {
+                t.unsealed.push(e.path);
             }
         }
         t.fulls.sort_by_key(|f| f.revision);
+        t.fulls.dedup_by_key(|f| f.revision);
         t.segments.sort_by_key(|s| (s.first, s.last));
+        t.segments.dedup_by_key(|s| (s.first, s.last));
         t.unsealed.sort();
-        Ok(t)
+        t
     }
 
     /// Each full snapshot with the segments that continue it.
@@ -170,29 +178,35 @@ pub struct Report {
 
 /// Reads every file of the backup completely: each full snapshot's digest and records, each
 /// segment's seal, digest, every change, the revision order inside it and the chain between
-/// them.
-pub fn verify(dir: &Path) -> std::io::Result<Report> {
-    let t = Timeline::load(dir)?;
+/// them. An object store's files are fetched one at a time.
+pub async fn verify(target: &Target) -> Result<Report, TargetError> {
+    let t = Timeline::from_entries(target.entries().await?);
     let mut report = Report::default();
     for full in &t.fulls {
         report.fulls += 1;
+        target.fetch(&full.path).await?;
         if let Err(why) = verify_full(full) {
             report
                 .problems
-                .push(format!("{}: {why}", full.path.display()));
+                .push(format!("{}: {why}", target.locate(&full.path)));
         }
+        target.forget(&full.path);
     }
     for s in &t.segments {
         report.segments += 1;
+        target.fetch(&s.path).await?;
         match check_segment(s) {
             Ok(n) => report.changes += n,
-            Err(why) => report.problems.push(why),
+            Err(why) => report
+                .problems
+                .push(why.replace(&s.path.display().to_string(), &target.locate(&s.path))),
         }
+        target.forget(&s.path);
     }
     if t.fulls.is_empty() {
         report.problems.push(format!(
             "{}: no full snapshot{}",
-            dir.display(),
+            target.describe(),
             if t.segments.is_empty() {
                 ""
             } else {

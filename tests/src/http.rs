@@ -6,11 +6,16 @@ use std::time::Duration;
 
 /// A plain HTTP/1.1 GET; returns the status code and body.
 pub fn get(addr: &str, path: &str) -> Option<(u16, String)> {
+    request(addr, "GET", path)
+}
+
+/// A plain HTTP/1.1 request without a body; returns the status code and body.
+pub fn request(addr: &str, method: &str, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .ok()?;
     let mut raw = String::new();

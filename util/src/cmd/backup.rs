@@ -1,37 +1,49 @@
-//! `cairnutl backup run|list|verify DIR`: continuous backups into a directory. The engine is
+//! `cairnutl backup run|list|verify TARGET`: continuous backups into a directory or an
+//! object store. The engine is
 //! the `cairn-backup` library; this file turns flags into its config and prints.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::bail;
+use cairn_backup::progress::{Progress, Reporter};
 use cairn_backup::restore::format_rfc3339;
-use cairn_backup::run::{Progress, RunConfig};
+use cairn_backup::retention::Retention;
+use cairn_backup::run::RunConfig;
 use cairn_backup::segment::seal_of;
+use cairn_backup::target::Target;
 use cairn_backup::timeline::{Chain, Timeline};
 use cairn_client::flags::parse_duration;
 use clap::{Args, Subcommand};
 
-use super::online::print_out;
+use super::online::{block_on, print_out};
 use crate::printer::Format;
 
 #[derive(Subcommand)]
 pub enum Backup {
-    /// Keep a backup in DIR: a full snapshot, then every revision after it in sealed
+    /// Keep a backup in TARGET: a full snapshot, then every revision after it in sealed
     /// segments, a new full snapshot on schedule; runs until SIGTERM or Ctrl-C, and resumes
     /// where it stopped.
     Run(RunArgs),
     /// The backup's timeline: full snapshots, the revisions the segments after each cover,
     /// gaps.
-    List(DirArg),
+    List(TargetArg),
     /// Read every file of the backup: digests, every change, the chain; exits non-zero
     /// naming what is wrong.
-    Verify(DirArg),
+    Verify(TargetArg),
 }
 
 #[derive(Args)]
 pub struct RunArgs {
-    /// The backup directory (created if missing).
-    pub dir: PathBuf,
+    /// Where the backup goes: a directory (created if missing), file:///path, or an object
+    /// store: s3://bucket/prefix (AWS_* environment: AWS_ENDPOINT for an S3-compatible
+    /// server), gs://bucket/prefix (GOOGLE_*), az://container/prefix (AZURE_*).
+    pub target: String,
+    /// With an object-store target: the local directory segments and snapshots are written
+    /// to before they are uploaded, and wait in while the store cannot be reached.
+    #[arg(long)]
+    pub spool_dir: Option<PathBuf>,
     /// Take a new full snapshot this long after the last one.
     #[arg(long, default_value = "24h", value_parser = parse_duration)]
     pub full_every: Duration,
@@ -42,45 +54,76 @@ pub struct RunArgs {
     /// can lose (the next run takes it again from the server, unless it was compacted).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub segment_age: Duration,
+    /// Retention: keep every revision of this last stretch of time restorable (e.g. 7d is
+    /// written 168h); older chains are thinned to their full snapshots.
+    #[arg(long, value_parser = parse_duration)]
+    pub keep_for: Option<Duration>,
+    /// Retention: keep at most this many full snapshots (the newest); with --keep-for, the
+    /// chains of its window are kept whole whatever this says. Without either flag nothing
+    /// is removed.
+    #[arg(long)]
+    pub keep_fulls: Option<usize>,
+    /// At a stop, how long to go on uploading what the spool holds.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub upload_grace: Duration,
 }
 
 #[derive(Args)]
-pub struct DirArg {
-    /// The backup directory.
-    pub dir: PathBuf,
+pub struct TargetArg {
+    /// The backup: a directory, file:///path, s3://bucket/prefix, gs://..., az://...
+    pub target: String,
 }
 
 pub fn run(b: Backup, g: &super::Global) -> anyhow::Result<()> {
     match b {
         Backup::Run(a) => run_backup(a, g),
-        Backup::List(a) => list(&a, g.format),
-        Backup::Verify(a) => verify(&a),
+        Backup::List(a) => block_on(list(&a, g.format)),
+        Backup::Verify(a) => block_on(verify(&a)),
     }
 }
 
 fn run_backup(a: RunArgs, g: &super::Global) -> anyhow::Result<()> {
     let dialer = g.dialer()?;
+    let target = Target::open(&a.target, a.spool_dir.as_deref())?;
+    let spool = match (&target, a.spool_dir) {
+        (Target::Dir(d), None) => d.clone(),
+        (Target::Dir(_), Some(_)) => {
+            bail!("--spool-dir is for object-store targets: a directory target is written in place")
+        }
+        (Target::Store(_), Some(s)) => s,
+        (Target::Store(_), None) => bail!(
+            "{}: an object-store target needs --spool-dir, a local directory where segments are sealed before they are uploaded and wait while the store cannot be reached",
+            a.target
+        ),
+    };
     let cfg = RunConfig {
-        dir: a.dir,
+        target: Arc::new(target),
+        spool,
         full_every: a.full_every,
         segment_bytes: a.segment_bytes,
         segment_age: a.segment_age,
+        retention: Retention {
+            keep_fulls: a.keep_fulls,
+            keep_for: a.keep_for,
+        },
+        upload_grace: a.upload_grace,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let json = g.format == Format::Json;
+    let report: Reporter = Arc::new(move |p| print_progress(&p, json));
     rt.block_on(cairn_backup::run::run(
         dialer,
         &cfg,
         super::make_mirror::shutdown(),
-        &mut |p| report(&p, json),
+        &report,
     ))?;
     Ok(())
 }
 
 /// One line per event on stdout (one JSON object with `-w json`), for logs and scripts.
-fn report(p: &Progress, json: bool) {
+fn print_progress(p: &Progress, json: bool) {
     if json {
         println!("{}", serde_json::to_string(p).unwrap_or_default());
     } else {
@@ -89,25 +132,33 @@ fn report(p: &Progress, json: bool) {
 }
 
 /// When the first and the last change of a chain's segments were recorded (Unix ms).
-fn times(c: &Chain) -> anyhow::Result<Option<(i64, i64)>> {
+async fn times(t: &Target, c: &Chain) -> anyhow::Result<Option<(i64, i64)>> {
     let (Some(first), Some(last)) = (c.segments.first(), c.segments.last()) else {
         return Ok(None);
     };
-    Ok(Some((
+    t.fetch(&first.path).await?;
+    t.fetch(&last.path).await?;
+    let span = (
         seal_of(&first.path)?.first_unix_ms,
         seal_of(&last.path)?.last_unix_ms,
-    )))
+    );
+    t.forget(&first.path);
+    t.forget(&last.path);
+    Ok(Some(span))
 }
 
-fn list(a: &DirArg, format: Format) -> anyhow::Result<()> {
-    let t = Timeline::load(&a.dir)?;
+async fn list(a: &TargetArg, format: Format) -> anyhow::Result<()> {
+    let target = Target::open(&a.target, None)?;
+    let t = Timeline::from_entries(target.entries().await?);
     let chains = t.chains();
     if format == Format::Json {
         let mut rows = Vec::new();
         for c in &chains {
-            let recorded = times(c)?.map(|(a, b)| [format_rfc3339(a), format_rfc3339(b)]);
+            let recorded = times(&target, c)
+                .await?
+                .map(|(a, b)| [format_rfc3339(a), format_rfc3339(b)]);
             rows.push(serde_json::json!({
-                "full": {"revision": c.full.revision, "bytes": c.full.bytes, "path": c.full.path},
+                "full": {"revision": c.full.revision, "bytes": c.full.bytes, "path": target.locate(&c.full.path)},
                 "segments": c.segments.len(),
                 "segment_bytes": c.segments.iter().map(|s| s.bytes).sum::<u64>(),
                 "restorable": [c.full.revision, c.last],
@@ -115,14 +166,15 @@ fn list(a: &DirArg, format: Format) -> anyhow::Result<()> {
                 "gap_to": c.gap_to,
             }));
         }
+        let unsealed: Vec<String> = t.unsealed.iter().map(|p| target.locate(p)).collect();
         return print_out(&format!(
             "{}\n",
-            serde_json::json!({"chains": rows, "unsealed": t.unsealed})
+            serde_json::json!({"chains": rows, "unsealed": unsealed})
         ));
     }
     let mut out = String::new();
     if chains.is_empty() {
-        out.push_str(&format!("{}: no full snapshot yet\n", a.dir.display()));
+        out.push_str(&format!("{}: no full snapshot yet\n", target.describe()));
     }
     for c in &chains {
         out.push_str(&format!(
@@ -134,7 +186,7 @@ fn list(a: &DirArg, format: Format) -> anyhow::Result<()> {
             c.full.revision,
             c.last
         ));
-        if let Some((first, last)) = times(c)? {
+        if let Some((first, last)) = times(&target, c).await? {
             out.push_str(&format!(
                 "  changes recorded from {} to {} (--to-time restores to any moment in between)\n",
                 format_rfc3339(first),
@@ -150,17 +202,18 @@ fn list(a: &DirArg, format: Format) -> anyhow::Result<()> {
         }
     }
     for p in &t.unsealed {
-        out.push_str(&format!("unsealed (ignored): {}\n", p.display()));
+        out.push_str(&format!("unsealed (ignored): {}\n", target.locate(p)));
     }
     print_out(&out)
 }
 
-fn verify(a: &DirArg) -> anyhow::Result<()> {
-    let report = cairn_backup::timeline::verify(&a.dir)?;
+async fn verify(a: &TargetArg) -> anyhow::Result<()> {
+    let target = Target::open(&a.target, None)?;
+    let report = cairn_backup::timeline::verify(&target).await?;
     if report.problems.is_empty() {
         return print_out(&format!(
             "{}: {} full snapshots, {} segments, {} revisions: OK\n",
-            a.dir.display(),
+            target.describe(),
             report.fulls,
             report.segments,
             report.changes
@@ -171,7 +224,7 @@ fn verify(a: &DirArg) -> anyhow::Result<()> {
     }
     anyhow::bail!(
         "{}: {} problems in {} full snapshots and {} segments",
-        a.dir.display(),
+        target.describe(),
         report.problems.len(),
         report.fulls,
         report.segments

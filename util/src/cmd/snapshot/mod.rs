@@ -76,9 +76,11 @@ pub struct RestoreArgs {
     )]
     pub file: Option<PathBuf>,
     /// Restore from a continuous backup (`cairnutl backup run`) instead, to a point in its
-    /// history: --to-revision or --to-time.
+    /// history: --to-revision or --to-time. A directory, file:///path, or an object store
+    /// (s3://bucket/prefix, gs://..., az://..., configured from the environment as for
+    /// `backup run`); what it needs is fetched beside the data dir.
     #[arg(long)]
-    pub from_backup: Option<PathBuf>,
+    pub from_backup: Option<String>,
     /// With --from-backup: the revision to restore to (its original number is kept).
     #[arg(long, requires = "from_backup", conflicts_with = "to_time")]
     pub to_revision: Option<i64>,

@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow, bail};
 use cairn_backup::restore::{RestorePlan, parse_rfc3339, plan as plan_restore, revision_at};
+use cairn_backup::target::Target;
+
+use crate::cmd::online::block_on;
 use cairn_consensus::bootstrap::{
     Bootstrap, parse_initial_cluster, plan, split_urls, write_restored,
 };
@@ -41,9 +44,19 @@ pub fn run(args: super::RestoreArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("{}.cairn", args.name)));
     check_empty(&data_dir)?;
-    let history = match &args.from_backup {
-        Some(dir) => Some(backup_plan(dir, &args)?),
-        None => None,
+    // an object store's files are fetched beside the data dir, kept until the restore ends
+    let scratch = data_dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let (history, _fetched) = match &args.from_backup {
+        Some(spec) => {
+            let target = Target::open(spec, Some(&scratch))?;
+            let plan = block_on(backup_plan(&target, &args))?;
+            (Some(plan), Some(target))
+        }
+        None => (None, None),
     };
     let file_path = match (&history, &args.file) {
         (Some(plan), _) => plan.full.clone(),
@@ -103,9 +116,8 @@ pub fn run(args: super::RestoreArgs) -> anyhow::Result<()> {
     built?;
 
     let what = match (&history, &args.from_backup) {
-        (Some(plan), Some(dir)) => format!(
-            "backup {} (snapshot at revision {} and {} changes after it)",
-            dir.display(),
+        (Some(plan), Some(spec)) => format!(
+            "backup {spec} (snapshot at revision {} and {} changes after it)",
             plan.full_revision,
             plan.rows.len()
         ),
@@ -128,25 +140,25 @@ pub fn run(args: super::RestoreArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The snapshot and changes that restore `dir` to `--to-revision`, or to the revision
+/// The snapshot and changes that restore `target` to `--to-revision`, or to the revision
 /// `--to-time` names.
-fn backup_plan(dir: &Path, args: &super::RestoreArgs) -> anyhow::Result<RestorePlan> {
+async fn backup_plan(target: &Target, args: &super::RestoreArgs) -> anyhow::Result<RestorePlan> {
     let revision = match (args.to_revision, &args.to_time) {
         (Some(r), _) => r,
         (None, Some(t)) => {
             let ms = parse_rfc3339(t).ok_or_else(|| {
                 anyhow!("--to-time {t:?} is not an RFC 3339 time (e.g. 2026-12-04T02:00:00Z)")
             })?;
-            revision_at(dir, ms)?.ok_or_else(|| {
+            revision_at(target, ms).await?.ok_or_else(|| {
                 anyhow!(
                     "the backup at {} recorded no change at or before {t}",
-                    dir.display()
+                    target.describe()
                 )
             })?
         }
         (None, None) => bail!("--from-backup needs --to-revision or --to-time"),
     };
-    Ok(plan_restore(dir, revision)?)
+    Ok(plan_restore(target, revision).await?)
 }
 
 /// A snapshot ready to restore: a Cairn file whose header checked out, or an etcd file that

@@ -58,6 +58,10 @@ pub struct Flags {
     /// Initial cluster state ('new' or 'existing').
     #[arg(long, env = "ETCD_INITIAL_CLUSTER_STATE", default_value = "new")]
     pub initial_cluster_state: String,
+    /// Force to create a new one member cluster: this member's data with a membership of
+    /// itself alone (after a quorum is lost for good; see docs/disaster-recovery.md).
+    #[arg(long, env = "ETCD_FORCE_NEW_CLUSTER")]
+    pub force_new_cluster: bool,
     /// Initial cluster token for the cluster during bootstrap.
     #[arg(
         long,
@@ -175,6 +179,7 @@ pub struct Config {
     pub initial_cluster: Vec<(String, Vec<String>)>,
     /// `--initial-cluster-state existing`.
     pub join_existing: bool,
+    pub force_new_cluster: bool,
     pub initial_cluster_token: String,
     pub heartbeat_interval: Duration,
     pub election_timeout: Duration,
@@ -337,6 +342,7 @@ impl Flags {
             peer_urls,
             initial_cluster,
             join_existing: self.initial_cluster_state == "existing",
+            force_new_cluster: self.force_new_cluster,
             initial_cluster_token: self.initial_cluster_token,
             heartbeat_interval: Duration::from_millis(self.heartbeat_interval),
             election_timeout: Duration::from_millis(self.election_timeout),

@@ -48,6 +48,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             compaction: config.compaction,
         },
         peer_connector: tls.peer_connector.clone(),
+        force_new_cluster: config.force_new_cluster,
     })
     .await
     .with_context(|| {

@@ -214,8 +214,9 @@ impl TestCluster {
             .to_string();
         let mut extra = self.extra_args.clone();
         extra.extend(["--initial-cluster-state".into(), "existing".into()]);
+        let kind = self.members[0].kind();
         self.members.push(TestServer::cluster_member(
-            Kind::Cairn,
+            kind,
             &name,
             (client, peer),
             &initial_cluster,

@@ -462,3 +462,25 @@ fn every_member_restarted_finds_its_data() {
         assert_eq!(keys(&m.endpoint(), "r/", false).unwrap().len(), 50);
     }
 }
+
+/// Regression (found by the `--force-new-cluster` test): `member add` of a voter to a
+/// one-member cluster waited for the joint configuration to be applied, which cannot commit
+/// before the new member starts, and timed out; etcd answers at once, and the new member
+/// then joins.
+#[test]
+fn adding_a_voter_to_a_one_member_cluster_answers_before_it_starts() {
+    let mut c = TestCluster::start(1, &[]);
+    etcdctl_ok(&c.endpoints(), &["put", "k", "v"]);
+    let added = c.add_member(false);
+    c.members[added].launch();
+    c.members[added].wait_ready();
+    c.wait_converged(CONVERGE);
+    let list = etcdctl_json(&c.endpoints(), &["member", "list"]);
+    let voters = list["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["isLearner"].as_bool() != Some(true))
+        .count();
+    assert_eq!(voters, 2, "{list}");
+}

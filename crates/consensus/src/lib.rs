@@ -15,6 +15,7 @@
 //! - `leader`, `membership`, `transfer`: what the leader does for followers, membership
 //!   changes with etcd's checks, and MoveLeader.
 //! - `removal`: removed members, refused and stopped.
+//! - [`force_new`]: `--force-new-cluster`, a member that lost its quorum made a cluster of one.
 //! - [`offline`]: a stopped member's IDs and membership, for `cairnutl --data-dir`.
 
 pub mod bootstrap;
@@ -22,6 +23,7 @@ pub mod bootstrap;
 mod conformance;
 pub mod error;
 mod flusher;
+pub mod force_new;
 pub mod ids;
 mod join;
 mod leader;

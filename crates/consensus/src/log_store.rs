@@ -150,6 +150,28 @@ impl LogStore {
     pub fn write_meta<T: serde::Serialize>(&self, name: &str, value: &T) -> Result<(), String> {
         Self::put_state(&self.db, name, value).map_err(|e| e.to_string())
     }
+
+    /// Writes `entries` to the write-ahead log and syncs them; also kept in memory. The one
+    /// way entries are appended: raft's `append`, and `--force-new-cluster` before raft runs.
+    pub(crate) fn write_entries(&self, entries: Vec<Entry>) -> std::io::Result<()> {
+        let Some(last) = entries.last().map(|e| e.log_id) else {
+            return Ok(());
+        };
+        let rows: Vec<(u64, Vec<u8>)> = entries
+            .iter()
+            .map(|e| bincode::serialize(e).map(|b| (e.log_id.index, b)))
+            .collect::<Result<_, _>>()
+            .map_err(io_err)?;
+        {
+            let mut recent = self.recent();
+            for e in entries {
+                recent.push(e);
+            }
+        }
+        lock(&self.wal).append(&rows, last)?;
+        self.recent().set_flushed(Some(last.index));
+        Ok(())
+    }
 }
 
 fn bounds(range: &impl RangeBounds<u64>) -> (u64, Option<u64>) {
@@ -247,27 +269,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: Send,
     {
         stages::mark(Stage::Append);
-        let entries: Vec<Entry> = entries.into_iter().collect();
-        let Some(last) = entries.last().map(|e| e.log_id) else {
-            flushed.log_io_completed(Ok(()));
-            return Ok(());
-        };
-        let rows: Vec<(u64, Vec<u8>)> = entries
-            .iter()
-            .map(|e| bincode::serialize(e).map(|b| (e.log_id.index, b)))
-            .collect::<Result<_, _>>()
-            .map_err(|e| StorageIOError::write_logs(&io_err(e)))?;
-        {
-            let mut recent = self.recent();
-            for e in entries {
-                recent.push(e);
-            }
-        }
-        let written = lock(&self.wal).append(&rows, last);
+        let written = self.write_entries(entries.into_iter().collect());
         stages::mark(Stage::Synced);
-        if written.is_ok() {
-            self.recent().set_flushed(Some(last.index));
-        }
         flushed.log_io_completed(written.as_ref().map(|_| ()).map_err(io_err));
         written.map_err(|e| StorageIOError::write_logs(&e).into())
     }

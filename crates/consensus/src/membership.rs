@@ -174,7 +174,9 @@ pub(crate) async fn add(
             "the new voter was added as a learner but the configuration change did not start in time".into(),
         ));
     }
-    let index = node.status().last_index;
+    // answered once the learner entry is applied: the joint configuration after it may not
+    // commit before the new member starts (1 -> 2), and waiting for it here would time out
+    let index = r.log_id.index;
     Ok(Answer::Members {
         index,
         member: Some(info),

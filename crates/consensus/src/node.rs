@@ -51,6 +51,8 @@ pub struct NodeConfig {
     pub store: StoreOptions,
     /// How this member dials its peers: TLS for `https://` peer URLs (`--peer-*` flags).
     pub peer_connector: cairn_tls::Connector,
+    /// `--force-new-cluster`: start as a one-member cluster from this member's data.
+    pub force_new_cluster: bool,
 }
 
 /// What `Status` reports about raft.
@@ -170,13 +172,24 @@ impl Node {
         .map_err(|e| ConsensusError::Config(e.to_string()))?;
         let removal = Removal::new(member_id);
         let applied = AppliedCount::default();
-        let sm = StateMachine::new(
+        let mut sm = StateMachine::new(
             store.clone(),
             snap_dir.clone(),
             removal.clone(),
             applied.clone(),
         )
         .map_err(|e| ConsensusError::Storage(e.to_string()))?;
+        let mut members = members;
+        if cfg.force_new_cluster {
+            let forced = crate::force_new::force_new_cluster(
+                &mut log.clone(),
+                &mut sm,
+                member_id,
+                &mut members,
+            )
+            .await?;
+            tracing::warn!(member_id = %format!("{member_id:x}"), ?forced, "--force-new-cluster: this member is a one-member cluster; add the others back with `member add` after wiping their data dirs, and remove the flag");
+        }
         if removal.me_removed() {
             return Err(refuse_removed());
         }

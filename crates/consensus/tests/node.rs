@@ -20,6 +20,7 @@ fn config(dir: &std::path::Path) -> NodeConfig {
         snapshot_catchup_entries: 5000,
         store: StoreOptions::default(),
         peer_connector: cairn_tls::Connector::plain(),
+        force_new_cluster: false,
     }
 }
 

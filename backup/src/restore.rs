@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use cairn_proto::mvccpb::event::EventType;
-use cairn_storage::snapshot::HistoryRow;
+use cairn_storage::snapshot::{HistoryRow, LeaseDrops};
 use thiserror::Error;
 
 use crate::segment::{self, SegmentError};
@@ -35,8 +35,54 @@ pub struct RestorePlan {
     pub to_revision: i64,
     /// Every event after the snapshot up to `to_revision`, in order.
     pub rows: Vec<HistoryRow>,
-    /// The leases the recorded changes put keys on: (ID, granted TTL).
+    /// The leases granted after the snapshot, or that the recorded changes put keys on:
+    /// (ID, granted TTL).
     pub leases: Vec<(i64, i64)>,
+    /// The snapshot's leases gone by `to_revision`.
+    pub drops: LeaseDrops,
+}
+
+/// The leases at a revision, from what the backup saw after the snapshot.
+#[derive(Default)]
+struct LeaseState {
+    /// Granted, or put a key on (ID -> granted TTL).
+    added: std::collections::BTreeMap<i64, i64>,
+    /// Gone since the snapshot (when no census was seen).
+    revoked: std::collections::BTreeSet<i64>,
+    /// A census was seen: `added` is then every lease there is.
+    census: bool,
+}
+
+impl LeaseState {
+    fn take(&mut self, c: &crate::segment::Change) {
+        if c.census {
+            self.added.clear();
+            self.revoked.clear();
+            self.census = true;
+        }
+        for l in &c.leases {
+            self.added.insert(l.id, l.granted_ttl);
+            self.revoked.remove(&l.id);
+        }
+        for id in &c.revoked {
+            self.added.remove(id);
+            if !self.census {
+                self.revoked.insert(*id);
+            }
+        }
+    }
+
+    fn finish(self) -> (Vec<(i64, i64)>, LeaseDrops) {
+        let added: Vec<(i64, i64)> = self.added.into_iter().collect();
+        let drops = if self.census {
+            LeaseDrops::AllBut(added.iter().map(|(id, _)| *id).collect())
+        } else if self.revoked.is_empty() {
+            LeaseDrops::None
+        } else {
+            LeaseDrops::Listed(self.revoked.into_iter().collect())
+        };
+        (added, drops)
+    }
 }
 
 /// Plans the restore of `target` to `to_revision`, from the newest full snapshot at or before
@@ -65,13 +111,13 @@ pub async fn plan(target: &Target, to_revision: i64) -> Result<RestorePlan, Plan
         });
     };
     let mut rows = Vec::new();
-    let mut leases = Vec::new();
+    let mut leases = LeaseState::default();
     for s in chain.segments.iter().filter(|s| s.first <= to_revision) {
         target.fetch(&s.path).await?;
         let (_, changes) = segment::read(&s.path)?;
         target.forget(&s.path);
         for change in changes.into_iter().filter(|c| c.revision <= to_revision) {
-            leases.extend(change.leases.iter().map(|l| (l.id, l.granted_ttl)));
+            leases.take(&change);
             for (sub, event) in change.events.into_iter().enumerate() {
                 let tombstone = event.r#type == EventType::Delete as i32;
                 rows.push(HistoryRow {
@@ -84,12 +130,14 @@ pub async fn plan(target: &Target, to_revision: i64) -> Result<RestorePlan, Plan
         }
     }
     target.fetch(&chain.full.path).await?;
+    let (leases, drops) = leases.finish();
     Ok(RestorePlan {
         full: chain.full.path.clone(),
         full_revision: chain.full.revision,
         to_revision,
         rows,
         leases,
+        drops,
     })
 }
 

@@ -18,7 +18,7 @@ use cairn_client::snapshot::{Output, healthy_endpoint, save};
 use cairn_client::{Client, ClientError, Dialer};
 use cairn_proto::etcdserverpb::watch_request::RequestUnion;
 use cairn_proto::etcdserverpb::{
-    LeaseTimeToLiveRequest, WatchCreateRequest, WatchRequest, WatchResponse,
+    LeaseLeasesRequest, LeaseTimeToLiveRequest, WatchCreateRequest, WatchRequest, WatchResponse,
 };
 use cairn_proto::mvccpb::Event;
 use cairn_storage::snapshot::SnapshotFile;
@@ -329,7 +329,9 @@ async fn pass(
         dir: cfg.spool.clone(),
         writer: None,
         first_at: None,
+        pending: None,
     };
+    let mut lease_look = tokio::time::interval(LEASE_LOOK);
     let mut leases = Leases::default();
     let tick = cfg
         .segment_age
@@ -370,6 +372,17 @@ async fn pass(
                 if pos.full_at.elapsed() >= cfg.full_every {
                     pos.full_due = true;
                     break Ok(Done::Again);
+                }
+            }
+            _ = lease_look.tick() => {
+                match leases.look(&client).await {
+                    Ok(Some(look)) => {
+                        if let Err(e) = open.observe(look) {
+                            break Err(e);
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => break Err(e),
                 }
             }
             _ = stop.as_mut() => break Ok(Done::Stopped),
@@ -427,6 +440,8 @@ struct Open {
     dir: PathBuf,
     writer: Option<SegmentWriter>,
     first_at: Option<Instant>,
+    /// Lease changes seen while no segment was open: written with the next change.
+    pending: Option<LeaseLook>,
 }
 
 impl Open {
@@ -453,16 +468,46 @@ impl Open {
             self.first_at = Some(Instant::now());
         }
         let writer = self.writer.as_mut().expect("created above");
+        let look = self.pending.take().unwrap_or_default();
+        let mut all = look.granted;
+        all.extend(leases);
         writer
             .append(&Change {
                 revision,
                 unix_ms: now_ms(),
                 events: events.to_vec(),
                 compacted_to: 0,
-                leases,
+                leases: all,
+                revoked: look.revoked,
+                census: look.census,
             })
             .map_err(BackupError::from)?;
         Ok(())
+    }
+
+    /// Records what a look at the lease list found: after the open segment's last change,
+    /// or with the next change when no segment is open (a segment starts with a revision).
+    fn observe(&mut self, look: LeaseLook) -> Result<(), Failure> {
+        match self.writer.as_mut().filter(|w| w.records() > 0) {
+            Some(w) => w
+                .append(&Change {
+                    revision: w.last_revision(),
+                    unix_ms: now_ms(),
+                    events: Vec::new(),
+                    compacted_to: 0,
+                    leases: look.granted,
+                    revoked: look.revoked,
+                    census: look.census,
+                })
+                .map_err(|e| Failure::Fatal(e.into())),
+            None => {
+                let p = self.pending.get_or_insert_with(LeaseLook::default);
+                p.census |= look.census;
+                p.granted.extend(look.granted);
+                p.revoked.extend(look.revoked);
+                Ok(())
+            }
+        }
     }
 
     fn seal(&mut self, pos: &mut Position, sink: &Sink) -> Result<(), SegmentError> {
@@ -486,39 +531,94 @@ impl Open {
     }
 }
 
+/// How often the server's lease list is looked at: lease grants and revokes do not move the
+/// revision, so no watch tells of them.
+const LEASE_LOOK: Duration = Duration::from_secs(1);
+
+/// What a look at the server's lease list found since the previous one.
+#[derive(Debug, Default)]
+struct LeaseLook {
+    granted: Vec<LeaseSeen>,
+    revoked: Vec<i64>,
+    /// The first look of a pass: `granted` is every lease there is.
+    census: bool,
+}
+
 /// The leases keys are put on, as far as this pass has described them: a watch names only a
 /// lease's ID, so each new one is asked about (`LeaseTimeToLive`) before its first change is
-/// written, and recorded with that change.
+/// written, and recorded with that change. The lease list is looked at every [`LEASE_LOOK`]
+/// for the grants and revokes no change records: the first look of a pass records all of
+/// them (a census: a restore past it drops the leases it does not name), the next ones what
+/// changed.
 #[derive(Default)]
 struct Leases {
     described: std::collections::HashMap<i64, LeaseSeen>,
     recorded: std::collections::HashSet<i64>,
+    /// The lease IDs at the last look (`None` before the first).
+    alive: Option<std::collections::HashSet<i64>>,
 }
 
 impl Leases {
+    /// Looks at the lease list; `None` when nothing changed since the last look.
+    async fn look(&mut self, client: &Client) -> Result<Option<LeaseLook>, Failure> {
+        let listed = client
+            .lease()
+            .lease_leases(client.request(LeaseLeasesRequest {}))
+            .await
+            .map_err(|s| BackupError::from(client.err(s)))?
+            .into_inner();
+        let now: std::collections::HashSet<i64> = listed.leases.iter().map(|l| l.id).collect();
+        let census = self.alive.is_none();
+        let before = self.alive.take().unwrap_or_default();
+        let mut look = LeaseLook {
+            census,
+            ..Default::default()
+        };
+        let mut new: Vec<i64> = now
+            .iter()
+            .copied()
+            .filter(|id| census || (!before.contains(id) && !self.recorded.contains(id)))
+            .collect();
+        new.sort_unstable();
+        for id in new {
+            let seen = self.describe(client, id).await?;
+            if seen.ttl >= 0 || seen.granted_ttl > 0 {
+                self.recorded.insert(id);
+                look.granted.push(seen);
+            }
+        }
+        look.revoked = before.difference(&now).copied().collect();
+        look.revoked.sort_unstable();
+        self.alive = Some(now);
+        Ok((census || !look.granted.is_empty() || !look.revoked.is_empty()).then_some(look))
+    }
+
+    /// A lease's granted TTL and TTL left, asked once per pass.
+    async fn describe(&mut self, client: &Client, id: i64) -> Result<LeaseSeen, Failure> {
+        if let Some(seen) = self.described.get(&id) {
+            return Ok(seen.clone());
+        }
+        let r = client
+            .lease()
+            .lease_time_to_live(client.request(LeaseTimeToLiveRequest { id, keys: false }))
+            .await
+            .map_err(|s| BackupError::from(client.err(s)))?
+            .into_inner();
+        let seen = LeaseSeen {
+            id,
+            granted_ttl: r.granted_ttl,
+            ttl: r.ttl,
+        };
+        self.described.insert(id, seen.clone());
+        Ok(seen)
+    }
+
     /// Describes the leases of `resp`'s puts not described yet.
     async fn learn(&mut self, client: &Client, resp: &WatchResponse) -> Result<(), Failure> {
         for e in &resp.events {
-            let Some(id) = e.kv.as_ref().map(|kv| kv.lease).filter(|id| *id != 0) else {
-                continue;
-            };
-            if self.described.contains_key(&id) {
-                continue;
+            if let Some(id) = e.kv.as_ref().map(|kv| kv.lease).filter(|id| *id != 0) {
+                self.describe(client, id).await?;
             }
-            let r = client
-                .lease()
-                .lease_time_to_live(client.request(LeaseTimeToLiveRequest { id, keys: false }))
-                .await
-                .map_err(|s| BackupError::from(client.err(s)))?
-                .into_inner();
-            self.described.insert(
-                id,
-                LeaseSeen {
-                    id,
-                    granted_ttl: r.granted_ttl,
-                    ttl: r.ttl,
-                },
-            );
         }
         Ok(())
     }

@@ -31,7 +31,8 @@ pub const SEALED: [u8; 8] = *b"SEALED\x00\x01";
 const MAX_SEAL_LEN: u32 = 1 << 20;
 const ZSTD_LEVEL: i32 = 3;
 
-/// The changes at one revision.
+/// The changes at one revision; or, with no events, what the backup saw of the server's
+/// leases after that revision (a lease grant or revoke does not move the revision).
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Change {
     #[prost(int64, tag = "1")]
@@ -46,9 +47,17 @@ pub struct Change {
     #[prost(int64, tag = "4")]
     pub compacted_to: i64,
     /// The leases this revision's puts attach keys to that the backup had not seen before,
-    /// with their TTLs as the server reported them then (a watch names only the ID).
+    /// with their TTLs as the server reported them then (a watch names only the ID), and the
+    /// leases granted since the last look at the server's lease list.
     #[prost(message, repeated, tag = "5")]
     pub leases: Vec<LeaseSeen>,
+    /// Leases gone (revoked or expired) since the last look at the server's lease list.
+    #[prost(int64, repeated, tag = "6")]
+    pub revoked: Vec<i64>,
+    /// `leases` is every lease the server held at this point (the first look of a run): a
+    /// restore past it drops the leases it does not list.
+    #[prost(bool, tag = "7")]
+    pub census: bool,
 }
 
 /// A lease as `LeaseTimeToLive` described it when the backup first saw a key on it.

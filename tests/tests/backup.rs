@@ -75,7 +75,8 @@ fn recorded(dir: &Path) -> (i64, BTreeMap<i64, Events>) {
     let mut out = BTreeMap::new();
     for s in &chain.segments {
         let (_, changes) = segment::read(&s.path).unwrap();
-        for c in changes {
+        // a change without events is what a look at the lease list found
+        for c in changes.into_iter().filter(|c| !c.events.is_empty()) {
             let events = c
                 .events
                 .iter()
@@ -107,7 +108,10 @@ fn changes_at(dir: &Path, rev: i64) -> segment::Change {
         .find(|s| (s.first..=s.last).contains(&rev))
         .expect("a segment holding the revision");
     let (_, changes) = segment::read(&s.path).unwrap();
-    changes.into_iter().find(|c| c.revision == rev).unwrap()
+    changes
+        .into_iter()
+        .find(|c| c.revision == rev && !c.events.is_empty())
+        .unwrap()
 }
 
 /// `cairnutl ARGS` with `env` added (an S3 server's).
@@ -131,6 +135,7 @@ fn restores_to_a_revision(
     (backup, env): (&str, &[(&str, String)]),
     rev: i64,
     lease_hex: &str,
+    leases_want: &[&str],
 ) {
     let rev_flag = format!("--rev={rev}");
     let want_hash =
@@ -173,6 +178,20 @@ fn restores_to_a_revision(
     assert_eq!(hash, want_hash, "{kind:?}: HashKV at {rev}");
     let ttl = etcdctl_json(&rep, &["lease", "timetolive", lease_hex]);
     assert_eq!(ttl["granted-ttl"].as_i64(), Some(600), "{kind:?}: {ttl}");
+    // the leases at R: granted ones with no key yet included, revoked ones gone
+    let listed = etcdctl_json(&rep, &["lease", "list"]);
+    let mut got: Vec<String> = listed["leases"]
+        .as_array()
+        .map(|ls| {
+            ls.iter()
+                .map(|l| format!("{:x}", l["id"].as_i64().unwrap()))
+                .collect()
+        })
+        .unwrap_or_default();
+    got.sort();
+    let mut want: Vec<String> = leases_want.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    assert_eq!(got, want, "{kind:?}: the leases at revision {rev}");
     // a revision the backup does not reach is refused, naming what it can do
     let out = cairnutl_env(
         env,
@@ -202,6 +221,15 @@ fn backup_follows_every_revision(kind: Kind) {
     for i in 0..5 {
         put(&ep, &format!("before/{i}"), "old", &mut history);
     }
+    // a lease in the snapshot, with a key, revoked later
+    let early = etcdctl_ok(&ep, &["lease", "grant", "900"]);
+    let early = early.split_whitespace().nth(1).unwrap().to_string();
+    let out = etcdctl_json(&ep, &["put", "--lease", &early, "before/leased", "x"]);
+    let rev = out["header"]["revision"].as_i64().unwrap();
+    history.insert(
+        rev,
+        vec![(EventType::Put, "before/leased".into(), "x".into())],
+    );
     let dir = tempfile::tempdir().unwrap();
     let backup = dir.path().join("backup");
 
@@ -248,6 +276,16 @@ fn backup_follows_every_revision(kind: Kind) {
     history.insert(
         leased_rev,
         vec![(EventType::Put, "l".into(), "on a lease".into())],
+    );
+    put(&ep, "spacer", "v", &mut history);
+    // a lease granted with no key on it, and the early lease revoked (its key goes with it)
+    let bare = etcdctl_ok(&ep, &["lease", "grant", "300"]);
+    let bare = bare.split_whitespace().nth(1).unwrap().to_string();
+    etcdctl_ok(&ep, &["lease", "revoke", &early]);
+    let revoked_rev = revision_of(&ep);
+    history.insert(
+        revoked_rev,
+        vec![(EventType::Delete, "before/leased".into(), String::new())],
     );
     wait_covered(&backup, revision_of(&ep));
     run.terminate();
@@ -300,7 +338,10 @@ fn backup_follows_every_revision(kind: Kind) {
     assert!(out.status.success(), "{kind:?}: {}", output_text(&out));
 
     let spec = backup.display().to_string();
-    restores_to_a_revision(kind, &ep, (&spec, &[]), leased_rev, &id);
+    restores_to_a_revision(kind, &ep, (&spec, &[]), leased_rev, &id, &[&early, &id]);
+    // at the end: the bare lease is there (the backup looked at the lease list), the
+    // revoked one gone
+    restores_to_a_revision(kind, &ep, (&spec, &[]), now, &id, &[&id, &bare]);
     let at = changes_at(&backup, txn_rev).unix_ms;
     let target = cairn_backup::target::Target::Dir(backup.clone());
     let found = cairn_tests::grpc::block_on(cairn_backup::restore::revision_at(&target, at))
@@ -512,5 +553,5 @@ fn backup_to_s3_through_an_outage_a_kill_and_retention() {
     assert!(out.status.success(), "{}", output_text(&out));
     assert!(output_text(&out).contains(": OK"), "{}", output_text(&out));
     let _ = chains;
-    restores_to_a_revision(Kind::Cairn, &ep, (url, &s3.env()), last, &id);
+    restores_to_a_revision(Kind::Cairn, &ep, (url, &s3.env()), last, &id, &[&id]);
 }

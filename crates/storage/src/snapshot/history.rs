@@ -30,14 +30,27 @@ pub struct HistoryRow {
     pub kv: KeyValue,
 }
 
+/// The leases a restore removes from the snapshot's.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum LeaseDrops {
+    /// None.
+    #[default]
+    None,
+    /// These (revoked or expired after the snapshot).
+    Listed(Vec<i64>),
+    /// Every lease but these (the backup saw the whole list of leases after the snapshot).
+    AllBut(Vec<i64>),
+}
+
 /// Writes `rows` (in revision order, all after the restored snapshot's revision) into the
-/// restored `kv_path`, adds the leases in `leases` (ID, TTL) the file does not hold yet, and
-/// with `compact_to` marks everything up to it compacted (`--bump-revision
-/// --mark-compacted`). Durable when it returns.
+/// restored `kv_path`, removes the leases `drops` names, adds the leases in `leases` (ID,
+/// TTL) the file does not hold yet, and with `compact_to` marks everything up to it compacted
+/// (`--bump-revision --mark-compacted`). Durable when it returns.
 pub fn append_history(
     kv_path: &Path,
     rows: &[HistoryRow],
     leases: &[(i64, i64)],
+    drops: &LeaseDrops,
     compact_to: Option<i64>,
 ) -> Result<(), SnapshotError> {
     let db = Backend::open_with_cache(kv_path, CACHE_BYTES)?;
@@ -65,6 +78,21 @@ pub fn append_history(
         let mut t = txn.tables()?;
         let mut held = std::collections::HashSet::new();
         db_leases(&db, &mut held)?;
+        let gone: Vec<i64> = match drops {
+            LeaseDrops::None => Vec::new(),
+            LeaseDrops::Listed(ids) => ids.clone(),
+            LeaseDrops::AllBut(keep) => {
+                let keep: std::collections::HashSet<i64> = keep.iter().copied().collect();
+                held.iter()
+                    .copied()
+                    .filter(|id| !keep.contains(id))
+                    .collect()
+            }
+        };
+        for id in gone {
+            t.lease.remove(id)?;
+            held.remove(&id);
+        }
         for &(id, ttl) in leases {
             if held.insert(id) {
                 t.lease

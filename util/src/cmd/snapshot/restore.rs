@@ -246,7 +246,7 @@ fn build(
         let compact_to = opts
             .mark_compacted
             .then_some(plan.to_revision + opts.bump_revision);
-        append_history(&kv, &plan.rows, &plan.leases, compact_to)?;
+        append_history(&kv, &plan.rows, &plan.leases, &plan.drops, compact_to)?;
     }
     write_restored(&member, boot)
         .with_context(|| format!("cannot write {}", member.join("raft.redb").display()))?;

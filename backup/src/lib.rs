@@ -12,6 +12,7 @@
 //!   `backup verify`.
 //! - [`run`]: `backup run`, the long-running command: snapshot, watch, seal, resume;
 //!   [`progress`]: what it reports; `upload`: its uploads to an object store, from the spool.
+//! - [`stats`]: how far behind the backup is (status lines, the Prometheus page).
 //! - [`lock`]: one run per target (a file lock; a lease on an object store, with a fence).
 //! - [`retention`]: which chains are kept whole, thinned to their snapshot, or removed.
 //! - [`restore`]: what a point-in-time restore starts from and writes on top.
@@ -22,6 +23,7 @@ pub mod restore;
 pub mod retention;
 pub mod run;
 pub mod segment;
+pub mod stats;
 pub mod target;
 pub mod timeline;
 mod upload;

@@ -96,7 +96,7 @@ fn host() -> String {
         .unwrap_or_else(|_| "an unknown host".into())
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

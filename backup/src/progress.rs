@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::stats::Status;
+
 /// How long the run waits before reconnecting after a failure.
 pub const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
@@ -61,6 +63,8 @@ pub enum Progress {
         files: usize,
         spool: PathBuf,
     },
+    /// Every `--status-every`: how far behind the backup is.
+    Status(Status),
 }
 
 impl std::fmt::Display for Progress {
@@ -101,6 +105,7 @@ impl std::fmt::Display for Progress {
                 "upload of {name} failed, retrying ({pending} files waiting in the spool): {why}"
             ),
             Progress::Removed { name } => write!(f, "retention removed {name}"),
+            Progress::Status(st) => write!(f, "{st}"),
             Progress::Spooled { files, spool } => write!(
                 f,
                 "{files} files not uploaded yet stay in {}: the next run uploads them first",

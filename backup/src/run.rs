@@ -31,6 +31,7 @@ use crate::lock::{LockError, StoreLock, lock_dir};
 use crate::progress::{Progress, RETRY_PAUSE, Reporter};
 use crate::retention::{self, Retention};
 use crate::segment::{Change, LeaseSeen, SegmentError, SegmentWriter};
+use crate::stats::Stats;
 use crate::target::{Target, TargetError};
 use crate::timeline::{Timeline, full_name};
 use crate::upload::Uploader;
@@ -51,6 +52,10 @@ pub struct RunConfig {
     pub retention: Retention,
     /// How long a stopping run goes on uploading what its spool holds.
     pub upload_grace: Duration,
+    /// How often a status line is reported (lag, spool).
+    pub status_every: Duration,
+    /// What the status lines and the metrics page show.
+    pub stats: Arc<Stats>,
 }
 
 #[derive(Debug, Error)]
@@ -112,6 +117,7 @@ pub async fn run(
                 lock,
                 cfg.retention,
                 report.clone(),
+                cfg.stats.clone(),
             ))
         }
     };
@@ -120,8 +126,21 @@ pub async fn run(
         uploader,
         retention: cfg.retention,
         report: report.clone(),
+        stats: cfg.stats.clone(),
+    };
+    let status = {
+        let (stats, report, every) = (cfg.stats.clone(), report.clone(), cfg.status_every);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                report(Progress::Status(stats.status()));
+            }
+        })
     };
     let result = follow(dialer, cfg, stop, &sink).await;
+    status.abort();
     if let Some(uploader) = sink.uploader {
         let left = uploader.finish(cfg.upload_grace).await;
         if left > 0 {
@@ -147,6 +166,16 @@ async fn follow(
         std::fs::remove_file(part).map_err(io_at(part))?;
     }
     let mut entries = Vec::new();
+    let stored = Timeline::from_entries(cfg.target.entries().await?);
+    if let Some(chain) = stored.newest() {
+        let ms = chain
+            .full
+            .modified
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_millis() as i64);
+        sink.stats.full_stored(chain.full.revision, ms);
+        sink.stats.stored(chain.last);
+    }
     if cfg.target.is_remote() {
         // files a stopped run left in the spool go first, oldest first
         let mut waiting: Vec<(i64, PathBuf)> = spooled
@@ -197,6 +226,7 @@ async fn follow(
             Ok(Done::Again) => {}
             Err(Failure::Fatal(e)) => return Err(e),
             Err(Failure::Retry(why)) => {
+                sink.stats.retried();
                 report(Progress::Retrying { why });
                 tokio::select! {
                     _ = tokio::time::sleep(RETRY_PAUSE) => {}
@@ -214,20 +244,34 @@ struct Sink {
     uploader: Option<Uploader>,
     retention: Retention,
     report: Reporter,
+    stats: Arc<Stats>,
 }
 
 impl Sink {
-    /// A sealed segment or a left-over file of the spool.
+    /// A left-over file of the spool.
     fn stored(&self, path: PathBuf) {
         if let Some(u) = &self.uploader {
             u.send(path);
         }
     }
 
-    async fn full_stored(&self, path: PathBuf) {
+    /// A segment sealed up to `last`.
+    fn sealed(&self, path: PathBuf, last: i64, bytes: u64) {
+        self.stats.sealed(last, bytes);
         match &self.uploader {
             Some(u) => u.send(path),
-            None => retention::apply(&self.target, self.retention, &self.report).await,
+            None => self.stats.stored(last),
+        }
+    }
+
+    async fn full_stored(&self, path: PathBuf, revision: i64, bytes: u64) {
+        self.stats.full_saved(revision, bytes);
+        match &self.uploader {
+            Some(u) => u.send(path),
+            None => {
+                self.stats.full_stored(revision, now_ms());
+                retention::apply(&self.target, self.retention, &self.report).await
+            }
         }
     }
 
@@ -298,7 +342,7 @@ async fn pass(
             bytes,
             path: path.clone(),
         });
-        sink.full_stored(path).await;
+        sink.full_stored(path, revision, bytes).await;
         *pos = Position {
             after: revision,
             full_at: Instant::now(),
@@ -346,10 +390,13 @@ async fn pass(
                     Some(Err(s)) => break Err(Failure::Retry(cairn_client::error::describe(&s))),
                     None => break Err(Failure::Retry("the server closed the watch".into())),
                 };
+                if let Some(h) = &resp.header {
+                    sink.stats.saw_source(h.revision);
+                }
                 if let Err(e) = leases.learn(&client, &resp).await {
                     break Err(e);
                 }
-                match on_response(&resp, pos, &mut open, &mut leases, report) {
+                match on_response(&resp, pos, &mut open, &mut leases, sink) {
                     Ok(true) => {}
                     Ok(false) => break Ok(Done::Again),
                     Err(e) => break Err(e),
@@ -401,10 +448,10 @@ fn on_response(
     pos: &mut Position,
     open: &mut Open,
     leases: &mut Leases,
-    report: &Reporter,
+    sink: &Sink,
 ) -> Result<bool, Failure> {
     if resp.compact_revision != 0 {
-        report(Progress::Compacted {
+        (sink.report)(Progress::Compacted {
             after: pos.after,
             compact_revision: resp.compact_revision,
         });
@@ -430,7 +477,7 @@ fn on_response(
         let (events, tail) = rest.split_at(n);
         rest = tail;
         let seen = leases.take_new(events);
-        open.append(pos, revision, events, seen)?;
+        open.append(pos, revision, events, seen, &sink.stats)?;
     }
     Ok(true)
 }
@@ -451,6 +498,7 @@ impl Open {
         revision: i64,
         events: &[Event],
         leases: Vec<LeaseSeen>,
+        stats: &Stats,
     ) -> Result<(), Failure> {
         let last = self
             .writer
@@ -466,6 +514,7 @@ impl Open {
             self.writer =
                 Some(SegmentWriter::create(&self.dir, pos.after).map_err(BackupError::from)?);
             self.first_at = Some(Instant::now());
+            stats.opened(revision);
         }
         let writer = self.writer.as_mut().expect("created above");
         let look = self.pending.take().unwrap_or_default();
@@ -525,7 +574,7 @@ impl Open {
                 bytes,
                 path: path.clone(),
             });
-            sink.stored(path);
+            sink.sealed(path, seal.last_revision, bytes);
         }
         Ok(())
     }

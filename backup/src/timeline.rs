@@ -31,7 +31,8 @@ pub fn is_full_name(name: &str) -> bool {
     parse_full_name(name).is_some()
 }
 
-fn parse_full_name(name: &str) -> Option<i64> {
+/// The revision in a full snapshot's name.
+pub fn parse_full_name(name: &str) -> Option<i64> {
     name.strip_prefix("full-")?
         .strip_suffix(".snap")?
         .parse()

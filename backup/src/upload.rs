@@ -20,14 +20,17 @@ use tokio::task::JoinHandle;
 use crate::lock::{LockError, RENEW, StoreLock};
 use crate::progress::{Progress, Reporter};
 use crate::retention::{self, Retention};
+use crate::segment::parse_sealed_name;
+use crate::stats::Stats;
 use crate::target::Target;
-use crate::timeline::is_full_name;
+use crate::timeline::parse_full_name;
 
 /// The longest pause between two tries of one upload.
 const MAX_PAUSE: Duration = Duration::from_secs(30);
 
 pub(crate) struct Uploader {
     tx: mpsc::UnboundedSender<PathBuf>,
+    stats: Arc<Stats>,
     task: JoinHandle<()>,
     failed: Arc<Mutex<Option<LockError>>>,
     pending: Arc<AtomicUsize>,
@@ -39,6 +42,7 @@ impl Uploader {
         lock: StoreLock,
         retention: Retention,
         report: Reporter,
+        stats: Arc<Stats>,
     ) -> Uploader {
         let (tx, rx) = mpsc::unbounded_channel();
         let failed = Arc::new(Mutex::new(None));
@@ -49,6 +53,7 @@ impl Uploader {
                 lock,
                 retention,
                 report,
+                stats: stats.clone(),
                 pending: pending.clone(),
             },
             rx,
@@ -56,6 +61,7 @@ impl Uploader {
         ));
         Uploader {
             tx,
+            stats,
             task,
             failed,
             pending,
@@ -64,7 +70,8 @@ impl Uploader {
 
     /// Queues a finished file of the spool.
     pub(crate) fn send(&self, path: PathBuf) {
-        self.pending.fetch_add(1, Ordering::SeqCst);
+        let n = self.pending.fetch_add(1, Ordering::SeqCst) + 1;
+        self.stats.spooled(n);
         let _ = self.tx.send(path);
     }
 
@@ -90,6 +97,7 @@ struct Work {
     lock: StoreLock,
     retention: Retention,
     report: Reporter,
+    stats: Arc<Stats>,
     pending: Arc<AtomicUsize>,
 }
 
@@ -106,11 +114,15 @@ async fn uploads(
                 if let Err(e) = upload(&mut w, &path).await {
                     break Err(e);
                 }
-                let full = path
+                let name = path
                     .file_name()
-                    .is_some_and(|n| is_full_name(&n.to_string_lossy()));
-                if full {
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                if let Some(revision) = parse_full_name(&name) {
+                    w.stats.full_stored(revision, crate::lock::now_ms());
                     retention::apply(&w.target, w.retention, &w.report).await;
+                } else if let Some((_, last)) = parse_sealed_name(&name) {
+                    w.stats.stored(last);
                 }
             }
             _ = renew.tick() => {
@@ -167,7 +179,9 @@ async fn upload(w: &mut Work, path: &std::path::Path) -> Result<(), LockError> {
         match tried {
             Ok(()) => {
                 let _ = std::fs::remove_file(path);
-                w.pending.fetch_sub(1, Ordering::SeqCst);
+                let left = w.pending.fetch_sub(1, Ordering::SeqCst) - 1;
+                w.stats.uploaded(bytes);
+                w.stats.spooled(left);
                 (w.report)(Progress::Uploaded {
                     name,
                     bytes,
@@ -177,6 +191,8 @@ async fn upload(w: &mut Work, path: &std::path::Path) -> Result<(), LockError> {
                 return Ok(());
             }
             Err(why) => {
+                w.stats.upload_failed();
+                w.stats.spooled(w.pending.load(Ordering::SeqCst));
                 (w.report)(Progress::UploadRetrying {
                     name: name.clone(),
                     why,

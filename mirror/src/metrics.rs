@@ -119,32 +119,11 @@ pub async fn serve(
     urls: &[String],
     stats: Arc<Stats>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, Error> {
-    let mut tasks = Vec::new();
-    for url in urls {
-        let addr = url
-            .strip_prefix("http://")
-            .ok_or_else(|| {
-                Error::Config(format!(
-                    "--listen-metrics-urls {url:?}: use http://HOST:PORT"
-                ))
-            })?
-            .trim_end_matches('/');
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| Error::Config(format!("cannot listen on {url} for metrics: {e}")))?;
-        let stats = stats.clone();
-        let app = axum::Router::new().route(
-            "/metrics",
-            axum::routing::get(move || {
-                let stats = stats.clone();
-                async move { render(&stats) }
-            }),
-        );
-        tasks.push(tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        }));
-    }
-    Ok(tasks)
+    let render: cairn_client::metrics::Render =
+        Arc::new(move || (render(&stats), cairn_client::metrics::PROMETHEUS_TEXT));
+    cairn_client::metrics::serve(urls, render)
+        .await
+        .map_err(|e| Error::Config(e.to_string()))
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use cairn_backup::timeline::Timeline;
 use cairn_proto::mvccpb::event::EventType;
 use cairn_tests::binaries::cairnutl_bin;
 use cairn_tests::etcdctl::{Background, etcdctl_json, etcdctl_ok, etcdctl_stdin};
+use cairn_tests::http::metric;
 use cairn_tests::s3::S3Server;
 use cairn_tests::wait::until;
 use cairn_tests::{Kind, TestServer, cairnutl, output_text};
@@ -448,7 +449,20 @@ fn backup_to_s3_through_an_outage_a_kill_and_retention() {
     let dir = tempfile::tempdir().unwrap();
     let spool = dir.path().join("spool");
 
-    let mut run = start_s3_backup(&s3, &ep, url, &spool, &[]);
+    let metrics = format!("127.0.0.1:{}", cairn_tests::ports::free_port());
+    let metrics_url = format!("http://{metrics}");
+    let mut run = start_s3_backup(
+        &s3,
+        &ep,
+        url,
+        &spool,
+        &[
+            "--listen-metrics-urls",
+            &metrics_url,
+            "--status-every",
+            "200ms",
+        ],
+    );
     run.wait_for(WAIT, "the full snapshot", |lines| {
         lines
             .iter()
@@ -508,6 +522,20 @@ fn backup_to_s3_through_an_outage_a_kill_and_retention() {
             .iter()
             .any(|l| l.starts_with("upload of seg-") && l.contains("retrying"))
     });
+    // and the lag shows: on the metrics page, and in the status lines
+    until(WAIT, "the lag on the metrics page", || {
+        let lag = metric(&metrics, "cairn_backup_lag_revisions")?;
+        let spooled = metric(&metrics, "cairn_backup_spooled_files")?;
+        let seconds = metric(&metrics, "cairn_backup_lag_seconds")?;
+        (lag >= 10.0 && spooled >= 1.0 && seconds > 0.0).then_some(())
+    });
+    run.wait_for(WAIT, "a status line with the lag", |lines| {
+        lines.iter().any(|l| {
+            l.starts_with("status: source at revision")
+                && !l.contains("(lag 0 revisions")
+                && !l.ends_with(" 0 files in the spool")
+        })
+    });
     // killed while the store is away: the spool keeps what it sealed
     run.kill();
     s3.resume();
@@ -522,13 +550,25 @@ fn backup_to_s3_through_an_outage_a_kill_and_retention() {
         &ep,
         url,
         &spool,
-        &["--full-every", "1s", "--keep-fulls", "1"],
+        &[
+            "--full-every",
+            "1s",
+            "--keep-fulls",
+            "1",
+            "--listen-metrics-urls",
+            &metrics_url,
+        ],
     );
     let now = revision_of(&ep);
     until(WAIT, "the spool uploaded", || {
         let chains = s3_chains(&s3, url);
         (chains.first().is_some_and(|c| c.1 >= now) && spooled_segments(&spool).is_empty())
             .then_some(())
+    });
+    until(WAIT, "no lag once the spool is uploaded", || {
+        let lag = metric(&metrics, "cairn_backup_lag_revisions")?;
+        let spooled = metric(&metrics, "cairn_backup_spooled_files")?;
+        (lag == 0.0 && spooled == 0.0).then_some(())
     });
     run.wait_for(WAIT, "retention at work", |lines| {
         lines

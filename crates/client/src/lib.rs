@@ -13,6 +13,7 @@
 //! - [`auth`]: what etcdctl's auth commands do beyond one call (`auth enable`).
 //! - [`pool`]: one shared connection with failover across endpoints.
 //! - [`snapshot`]: saving a snapshot to a file (checked, atomic) or a writer.
+//! - [`metrics`]: the `/metrics` page of the long-running tools.
 //! - [`error`], [`ClientError`]: the one error type.
 
 pub mod auth;
@@ -20,6 +21,7 @@ pub mod config;
 pub mod dial;
 pub mod error;
 pub mod flags;
+pub mod metrics;
 pub mod pool;
 pub mod prompt;
 pub mod security;

@@ -12,9 +12,11 @@ use cairn_backup::restore::format_rfc3339;
 use cairn_backup::retention::Retention;
 use cairn_backup::run::RunConfig;
 use cairn_backup::segment::seal_of;
+use cairn_backup::stats::Stats;
 use cairn_backup::target::Target;
 use cairn_backup::timeline::{Chain, Timeline};
 use cairn_client::flags::parse_duration;
+use cairn_client::metrics::{OPENMETRICS_TEXT, Render};
 use clap::{Args, Subcommand};
 
 use super::online::{block_on, print_out};
@@ -66,6 +68,13 @@ pub struct RunArgs {
     /// At a stop, how long to go on uploading what the spool holds.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub upload_grace: Duration,
+    /// Print a status line (lag, spool) this often.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub status_every: Duration,
+    /// Serve Prometheus metrics at /metrics on these URLs (http://HOST:PORT, comma
+    /// separated): lag in revisions and seconds, the last full snapshot's age, bytes written.
+    #[arg(long, value_delimiter = ',')]
+    pub listen_metrics_urls: Vec<String>,
 }
 
 #[derive(Args)]
@@ -107,18 +116,25 @@ fn run_backup(a: RunArgs, g: &super::Global) -> anyhow::Result<()> {
             keep_for: a.keep_for,
         },
         upload_grace: a.upload_grace,
+        status_every: a.status_every.max(Duration::from_millis(100)),
+        stats: Arc::new(Stats::new()),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let json = g.format == Format::Json;
     let report: Reporter = Arc::new(move |p| print_progress(&p, json));
-    rt.block_on(cairn_backup::run::run(
-        dialer,
-        &cfg,
-        super::make_mirror::shutdown(),
-        &report,
-    ))?;
+    rt.block_on(async {
+        let stats = cfg.stats.clone();
+        let render: Render = Arc::new(move || (stats.render(), OPENMETRICS_TEXT));
+        let metrics = cairn_client::metrics::serve(&a.listen_metrics_urls, render).await?;
+        let done =
+            cairn_backup::run::run(dialer, &cfg, super::make_mirror::shutdown(), &report).await;
+        for t in metrics {
+            t.abort();
+        }
+        Ok::<_, anyhow::Error>(done?)
+    })?;
     Ok(())
 }
 

@@ -721,9 +721,6 @@ fn snapshot_revision(path: &Path) -> Result<i64, BackupError> {
     };
     match SnapshotFile::open(path).map_err(|e| bad(e.to_string()))? {
         SnapshotFile::Cairn(info) => Ok(info.header.revision),
-        SnapshotFile::Etcd(snap) => snap
-            .status()
-            .map(|s| s.revision)
-            .map_err(|e| bad(e.to_string())),
+        SnapshotFile::Etcd(snap) => snap.revision().map_err(|e| bad(e.to_string())),
     }
 }

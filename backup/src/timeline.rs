@@ -162,6 +162,18 @@ impl Timeline {
         gaps
     }
 
+    /// The revisions between one chain's end and the next chain's snapshot: no restore
+    /// reaches them (the server compacted them before the backup recorded them, and the
+    /// backup took a new full snapshot instead); the snapshot after them restores to its own
+    /// revision only. As (first, last, the next snapshot's revision).
+    pub fn unreachable(&self) -> Vec<(i64, i64, i64)> {
+        self.chains()
+            .windows(2)
+            .filter(|w| w[1].full.revision > w[0].last + 1)
+            .map(|w| (w[0].last + 1, w[1].full.revision - 1, w[1].full.revision))
+            .collect()
+    }
+
     /// The newest chain: where a backup resumes (after its `last`).
     pub fn newest(&self) -> Option<Chain> {
         self.chains().pop()
@@ -234,7 +246,15 @@ fn verify_full(full: &Full) -> Result<(), String> {
         }
         SnapshotFile::Etcd(snap) => {
             snap.check_digest(&mut |_| {}).map_err(|e| e.to_string())?;
-            snap.check().map_err(|e| e.to_string())
+            snap.check().map_err(|e| e.to_string())?;
+            let held = snap.revision().map_err(|e| e.to_string())?;
+            if held != full.revision {
+                return Err(format!(
+                    "holds revision {held}, its name says {}",
+                    full.revision
+                ));
+            }
+            Ok(())
         }
     }
 }
@@ -299,6 +319,13 @@ mod tests {
             "bridged by the snapshot at 30: {:?}",
             t.gaps()
         );
+
+        assert!(t.unreachable().is_empty());
+        // a snapshot at 60 after the chain ends at 40: 41..=59 cannot be restored to
+        touch(d, &full_name(60));
+        let t = Timeline::load(d).unwrap();
+        assert_eq!(t.unreachable(), [(41, 59, 60)]);
+        std::fs::remove_file(d.join(full_name(60))).unwrap();
 
         // without a snapshot in between, 41..=44 is a gap
         touch(d, &segment::sealed_name(45, 50));

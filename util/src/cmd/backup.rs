@@ -183,9 +183,10 @@ async fn list(a: &TargetArg, format: Format) -> anyhow::Result<()> {
             }));
         }
         let unsealed: Vec<String> = t.unsealed.iter().map(|p| target.locate(p)).collect();
+        let unreachable: Vec<[i64; 2]> = t.unreachable().iter().map(|u| [u.0, u.1]).collect();
         return print_out(&format!(
             "{}\n",
-            serde_json::json!({"chains": rows, "unsealed": unsealed})
+            serde_json::json!({"chains": rows, "unreachable": unreachable, "unsealed": unsealed})
         ));
     }
     let mut out = String::new();
@@ -216,6 +217,11 @@ async fn list(a: &TargetArg, format: Format) -> anyhow::Result<()> {
                 to - 1
             ));
         }
+    }
+    for (first, last, next) in t.unreachable() {
+        out.push_str(&format!(
+            "revisions {first}..={last} cannot be restored to: the server compacted them before the backup recorded them (the snapshot at {next} holds their outcome)\n"
+        ));
     }
     for p in &t.unsealed {
         out.push_str(&format!("unsealed (ignored): {}\n", target.locate(p)));

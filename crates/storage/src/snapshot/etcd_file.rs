@@ -357,10 +357,15 @@ impl EtcdSnapshot {
         }
         let (status, extras) = checked?;
         Ok(EtcdPlan {
-            revision: status.revision.max(extras.compact_revision),
+            revision: held_revision(&status, &extras),
             status,
             extras,
         })
+    }
+
+    /// The revision the server was at when it wrote this file: see [`held_revision`].
+    pub fn revision(&self) -> Result<i64, SnapshotError> {
+        Ok(held_revision(&self.status()?, &self.extras()?))
     }
 
     /// Every check: [`EtcdSnapshot::preflight`], then every row Cairn would restore
@@ -398,6 +403,13 @@ impl EtcdSnapshot {
             reason,
         }
     }
+}
+
+/// The revision an etcd snapshot file holds: its last `key` row's (what `snapshot status`
+/// prints), unless a compaction went past it (a compaction at the current revision drops a
+/// trailing delete's tombstone), and at least 1 (a new etcd is at revision 1 with no row).
+pub fn held_revision(status: &EtcdStatus, extras: &EtcdExtras) -> i64 {
+    status.revision.max(extras.compact_revision).max(1)
 }
 
 fn main_revision(k: &[u8]) -> Option<i64> {

@@ -116,7 +116,11 @@ pub async fn plan(target: &Target, to_revision: i64) -> Result<RestorePlan, Plan
         target.fetch(&s.path).await?;
         let (_, changes) = segment::read(&s.path)?;
         target.forget(&s.path);
-        for change in changes.into_iter().filter(|c| c.revision <= to_revision) {
+        // a segment may begin before the snapshot: what it holds up to there is in it
+        for change in changes
+            .into_iter()
+            .filter(|c| c.revision > chain.full.revision && c.revision <= to_revision)
+        {
             leases.take(&change);
             for (sub, event) in change.events.into_iter().enumerate() {
                 let tombstone = event.r#type == EventType::Delete as i32;

@@ -7,8 +7,7 @@
 //!   all are kept. With `--keep-fulls` alone, the newest N chains are kept whole.
 //! - Neither: nothing is removed (the default: a backup that deletes data unasked is not one).
 //!
-//! The newest chain is always kept whole; segments that no kept full snapshot precedes go
-//! with their chain. Segments are removed before the full snapshot they continue, so a crash
+//! The newest chain is always kept whole; a segment goes when no chain kept whole uses it. Segments are removed before the full snapshot they continue, so a crash
 //! in between leaves a snapshot without its tail, never a tail without a snapshot.
 
 use std::path::PathBuf;
@@ -50,11 +49,17 @@ pub fn doomed(t: &Timeline, policy: Retention, now: SystemTime) -> Vec<PathBuf> 
         .collect();
     let keep_full: Vec<bool> = (0..n).map(|i| whole[i] || among_newest(i)).collect();
     let mut out = Vec::new();
-    // each segment belongs to the newest snapshot before its first revision
+    // a segment stays while a chain kept whole uses it (one that goes on across a snapshot
+    // belongs to the chains on both sides)
+    let chains = t.chains();
+    let kept: std::collections::HashSet<&PathBuf> = chains
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| whole[*i])
+        .flat_map(|(_, c)| c.segments.iter().map(|s| &s.path))
+        .collect();
     for s in &t.segments {
-        let owner = t.fulls.iter().rposition(|f| f.revision < s.first);
-        let keep = owner.is_some_and(|i| whole[i]);
-        if !keep {
+        if !kept.contains(&s.path) {
             out.push(s.path.clone());
         }
     }

@@ -210,12 +210,14 @@ async fn follow(
                 after: chain.last,
                 full_at: Instant::now().checked_sub(age).unwrap_or_else(Instant::now),
                 full_due: age >= cfg.full_every,
+                compacted: false,
             }
         }
         None => Position {
             after: 0,
             full_at: Instant::now(),
             full_due: true,
+            compacted: false,
         },
     };
     let stop = std::pin::pin!(stop);
@@ -298,6 +300,8 @@ struct Position {
     after: i64,
     full_at: Instant,
     full_due: bool,
+    /// The server compacted past `after`: the next snapshot starts the chain anew.
+    compacted: bool,
 }
 
 enum Failure {
@@ -343,10 +347,19 @@ async fn pass(
             path: path.clone(),
         });
         sink.full_stored(path, revision, bytes).await;
+        // after a scheduled snapshot the watch goes on where it was, so the chain before it
+        // reaches it (every revision stays restorable); after a compaction past the chain,
+        // or the first snapshot, it starts after the snapshot
+        let after = if pos.after == 0 || pos.compacted {
+            revision
+        } else {
+            pos.after
+        };
         *pos = Position {
-            after: revision,
+            after,
             full_at: Instant::now(),
             full_due: false,
+            compacted: false,
         };
     }
     let (req_tx, req_rx) = mpsc::channel(1);
@@ -377,8 +390,8 @@ async fn pass(
     };
     let mut lease_look = tokio::time::interval(LEASE_LOOK);
     let mut leases = Leases::default();
-    let tick = cfg
-        .segment_age
+    // a segment is sealed within a quarter of its age limit past it
+    let tick = (cfg.segment_age / 4)
         .min(Duration::from_secs(1))
         .max(Duration::from_millis(50));
     let mut ticker = tokio::time::interval(tick);
@@ -456,6 +469,7 @@ fn on_response(
             compact_revision: resp.compact_revision,
         });
         pos.full_due = true;
+        pos.compacted = true;
         return Ok(false);
     }
     if resp.canceled {

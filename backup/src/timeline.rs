@@ -10,8 +10,9 @@
 //!
 //! Every revision after a snapshot's has at least one event (etcd and Cairn move the revision
 //! only for a change), so a chain is complete exactly when each segment's first revision is
-//! the previous one's last plus one, starting from the snapshot's revision plus one, and
-//! inside each segment every revision follows the one before.
+//! the previous one's last plus one, starting from the snapshot's revision plus one (or a
+//! segment that begins before the snapshot and goes on past it: a scheduled snapshot does
+//! not interrupt the watch), and inside each segment every revision follows the one before.
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -123,10 +124,15 @@ impl Timeline {
                 let mut segments = Vec::new();
                 let mut gap_to = None;
                 for s in self.segments.iter().filter(|s| s.last > full.revision) {
-                    if s.first == last + 1 {
+                    if s.last <= last {
+                        continue;
+                    }
+                    // a segment may begin before the snapshot: the watch went on across a
+                    // scheduled snapshot, so the chain before it reaches it without a gap
+                    if s.first <= last + 1 {
                         last = s.last;
                         segments.push(s.clone());
-                    } else if s.first > last + 1 {
+                    } else {
                         gap_to = Some(s.first);
                         break;
                     }
@@ -293,6 +299,22 @@ mod tests {
 
     fn touch(dir: &Path, name: &str) {
         std::fs::write(dir.join(name), b"x").unwrap();
+    }
+
+    #[test]
+    fn a_segment_going_on_across_a_scheduled_snapshot_continues_both_chains() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        touch(d, &full_name(10));
+        touch(d, &segment::sealed_name(11, 20));
+        // taken while the watch went on: the segment 11..=20 holds 16..=20 for it
+        touch(d, &full_name(15));
+        touch(d, &segment::sealed_name(21, 30));
+        let t = Timeline::load(d).unwrap();
+        let chains = t.chains();
+        assert_eq!((chains[0].last, chains[0].segments.len()), (30, 2));
+        assert_eq!((chains[1].last, chains[1].segments.len()), (30, 2));
+        assert!(t.unreachable().is_empty() && t.gaps().is_empty());
     }
 
     #[test]

@@ -116,6 +116,7 @@ pub async fn plan(target: &Target, to_revision: i64) -> Result<RestorePlan, Plan
         target.fetch(&s.path).await?;
         let (_, changes) = segment::read(&s.path)?;
         target.forget(&s.path);
+        rows.reserve(changes.len());
         // a segment may begin before the snapshot: what it holds up to there is in it
         for change in changes
             .into_iter()

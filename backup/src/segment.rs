@@ -305,16 +305,27 @@ pub fn read(path: &Path) -> Result<(Seal, Vec<Change>), SegmentError> {
         path: path.to_path_buf(),
         why,
     };
-    let mut decoded = Vec::new();
-    zstd::stream::read::Decoder::new(body)
-        .and_then(|mut z| z.read_to_end(&mut decoded))
-        .map_err(|e| corrupt(format!("the body does not decompress: {e}")))?;
-    let mut rest = decoded.as_slice();
-    let mut changes = Vec::with_capacity(seal.records as usize);
+    // decoded as it decompresses: the body is never whole in memory
+    let mut z = io::BufReader::with_capacity(
+        1 << 16,
+        zstd::stream::read::Decoder::new(body)
+            .map_err(|e| corrupt(format!("the body does not decompress: {e}")))?,
+    );
+    let mut changes = Vec::with_capacity(seal.records.min(1 << 24) as usize);
     let mut last = seal.after_revision;
-    while !rest.is_empty() {
-        let change = Change::decode_length_delimited(&mut rest)
-            .map_err(|e| corrupt(format!("change {} does not decode: {e}", changes.len() + 1)))?;
+    let mut buf = Vec::new();
+    loop {
+        let n = changes.len() + 1;
+        let Some(len) = read_varint(&mut z)
+            .map_err(|e| corrupt(format!("the body does not decompress: {e}")))?
+        else {
+            break;
+        };
+        buf.resize(len as usize, 0);
+        z.read_exact(&mut buf)
+            .map_err(|e| corrupt(format!("change {n} is cut short: {e}")))?;
+        let change = Change::decode(buf.as_slice())
+            .map_err(|e| corrupt(format!("change {n} does not decode: {e}")))?;
         if change.revision < last || (change.revision == last && !change.events.is_empty()) {
             return Err(corrupt(format!(
                 "change at revision {} after revision {last}",
@@ -341,6 +352,32 @@ pub fn read(path: &Path) -> Result<(Seal, Vec<Change>), SegmentError> {
         )));
     }
     Ok((seal, changes))
+}
+
+/// A protobuf varint from `r`; `None` at the end of the stream (before its first byte).
+fn read_varint(r: &mut impl Read) -> io::Result<Option<u64>> {
+    let mut v = 0u64;
+    for i in 0..10 {
+        let mut b = [0u8];
+        if r.read(&mut b)? == 0 {
+            return if i == 0 {
+                Ok(None)
+            } else {
+                Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "a length is cut short",
+                ))
+            };
+        }
+        v |= u64::from(b[0] & 0x7f) << (7 * i);
+        if b[0] & 0x80 == 0 {
+            return Ok(Some(v));
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidData,
+        "a length is not a varint",
+    ))
 }
 
 struct ShaWriter<'a>(&'a mut Sha256);

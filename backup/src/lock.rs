@@ -116,6 +116,15 @@ struct LeaseBody {
     expires_unix_ms: i64,
 }
 
+/// The lock object as it is now, if it can be read.
+async fn read_lease(
+    store: &std::sync::Arc<dyn object_store::ObjectStore>,
+    location: &object_store::path::Path,
+) -> Option<LeaseBody> {
+    let bytes = store.get(location).await.ok()?.bytes().await.ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
 /// The lease on an object-store target's `lock` object.
 #[derive(Debug)]
 pub struct StoreLock {
@@ -235,16 +244,9 @@ impl StoreLock {
                 object_store::Error::Precondition { .. }
                 | object_store::Error::AlreadyExists { .. },
             ) => {
-                let holder = match store.get(&location).await {
-                    Ok(got) => got
-                        .bytes()
-                        .await
-                        .ok()
-                        .and_then(|b| serde_json::from_slice::<LeaseBody>(&b).ok())
-                        .map(|b| b.holder)
-                        .unwrap_or_else(|| "unknown".into()),
-                    Err(_) => "unknown".into(),
-                };
+                let holder = read_lease(store, &location)
+                    .await
+                    .map_or_else(|| "unknown".into(), |b| b.holder);
                 if self.version.e_tag.is_none() {
                     Err(LockError::Held {
                         at,
@@ -266,15 +268,9 @@ impl StoreLock {
     /// Gives the lock up (at a clean stop), if it is still this run's.
     pub async fn release(self, target: &Target) {
         let (store, location, _) = target.object(LOCK_NAME).expect("an object-store target");
-        let ours = match store.get(&location).await {
-            Ok(got) => got
-                .bytes()
-                .await
-                .ok()
-                .and_then(|b| serde_json::from_slice::<LeaseBody>(&b).ok())
-                .is_some_and(|b| b.token == self.token),
-            Err(_) => false,
-        };
+        let ours = read_lease(store, &location)
+            .await
+            .is_some_and(|b| b.token == self.token);
         if ours {
             let _ = store.delete(&location).await;
         }

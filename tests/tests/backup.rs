@@ -39,6 +39,15 @@ fn start_backup(ep: &str, dir: &Path) -> Background {
     Background::spawn(cmd, "cairnutl backup run".into())
 }
 
+/// Waits until the run reports its first full snapshot.
+fn wait_full(run: &mut Background) {
+    run.wait_for(WAIT, "the full snapshot", |lines| {
+        lines
+            .iter()
+            .any(|l| l.starts_with("full snapshot at revision"))
+    });
+}
+
 fn revision_of(ep: &str) -> i64 {
     etcdctl_json(ep, &["get", "nothing-here"])["header"]["revision"]
         .as_i64()
@@ -239,11 +248,7 @@ fn backup_follows_every_revision(kind: Kind) {
     let backup = dir.path().join("backup");
 
     let mut run = start_backup(&ep, &backup);
-    run.wait_for(WAIT, "the full snapshot", |lines| {
-        lines
-            .iter()
-            .any(|l| l.starts_with("full snapshot at revision"))
-    });
+    wait_full(&mut run);
     let full = Timeline::load(&backup)
         .unwrap()
         .newest()
@@ -467,11 +472,7 @@ fn backup_to_s3_through_an_outage_a_kill_and_retention() {
             "200ms",
         ],
     );
-    run.wait_for(WAIT, "the full snapshot", |lines| {
-        lines
-            .iter()
-            .any(|l| l.starts_with("full snapshot at revision"))
-    });
+    wait_full(&mut run);
     let first_full = revision_of(&ep);
     let lease = etcdctl_ok(&ep, &["lease", "grant", "600"]);
     let id = lease.split_whitespace().nth(1).unwrap().to_string();
@@ -622,11 +623,7 @@ fn backup_follows_a_cluster_through_its_leader_killed() {
     let dir = tempfile::tempdir().unwrap();
     let backup = dir.path().join("backup");
     let mut run = start_backup(&eps, &backup);
-    run.wait_for(WAIT, "the full snapshot", |lines| {
-        lines
-            .iter()
-            .any(|l| l.starts_with("full snapshot at revision"))
-    });
+    wait_full(&mut run);
     let full = revision_of(&eps);
     for i in 0..10 {
         put(&eps, &format!("k/{i}"), "before", &mut history);
@@ -668,11 +665,7 @@ fn compacted_past_the_backup(kind: Kind) {
     let dir = tempfile::tempdir().unwrap();
     let backup = dir.path().join("backup");
     let mut run = start_backup(&ep, &backup);
-    run.wait_for(WAIT, "the full snapshot", |lines| {
-        lines
-            .iter()
-            .any(|l| l.starts_with("full snapshot at revision"))
-    });
+    wait_full(&mut run);
     for i in 0..5 {
         put(&ep, &format!("k/{i}"), "v", &mut history);
     }

@@ -1,7 +1,7 @@
 //! What a point-in-time restore needs from a backup: the full snapshot to start from and the
 //! recorded changes after it up to the target revision (`cairnutl snapshot restore
 //! --from-backup DIR --to-revision R` restores the one, then writes the other on top with
-//! `cairn_storage::snapshot::append_history`).
+//! `cairn_storage::snapshot::HistoryWriter`, one segment at a time).
 
 use std::path::PathBuf;
 
@@ -25,6 +25,8 @@ pub enum PlanError {
     },
     #[error(transparent)]
     Segment(#[from] SegmentError),
+    #[error("writing the recorded history: {0}")]
+    Write(String),
 }
 
 /// The snapshot and the changes that restore to `to_revision`.
@@ -33,13 +35,9 @@ pub struct RestorePlan {
     pub full: PathBuf,
     pub full_revision: i64,
     pub to_revision: i64,
-    /// Every event after the snapshot up to `to_revision`, in order.
-    pub rows: Vec<HistoryRow>,
-    /// The leases granted after the snapshot, or that the recorded changes put keys on:
-    /// (ID, granted TTL).
-    pub leases: Vec<(i64, i64)>,
-    /// The snapshot's leases gone by `to_revision`.
-    pub drops: LeaseDrops,
+    /// The segments (local, fetched, digests checked) holding the changes after the
+    /// snapshot up to `to_revision`, in order: [`RestorePlan::replay`] reads them.
+    pub segments: Vec<PathBuf>,
 }
 
 /// The leases at a revision, from what the backup saw after the snapshot.
@@ -86,8 +84,8 @@ impl LeaseState {
 }
 
 /// Plans the restore of `target` to `to_revision`, from the newest full snapshot at or before
-/// it whose segments reach it; every segment used is read whole and checked first (an object
-/// store's are fetched, the snapshot too: `RestorePlan::full` is a local file).
+/// it whose segments reach it; every segment used is checked first (an object store's are
+/// fetched, the snapshot too: `RestorePlan::full` and the segments are local files).
 pub async fn plan(target: &Target, to_revision: i64) -> Result<RestorePlan, PlanError> {
     let timeline = Timeline::from_entries(target.entries().await?);
     let chains = timeline.chains();
@@ -110,40 +108,71 @@ pub async fn plan(target: &Target, to_revision: i64) -> Result<RestorePlan, Plan
             },
         });
     };
-    let mut rows = Vec::new();
-    let mut leases = LeaseState::default();
+    // every segment is fetched and its digest checked before anything is written
+    let mut segments = Vec::new();
     for s in chain.segments.iter().filter(|s| s.first <= to_revision) {
         target.fetch(&s.path).await?;
-        let (_, changes) = segment::read(&s.path)?;
-        target.forget(&s.path);
-        rows.reserve(changes.len());
-        // a segment may begin before the snapshot: what it holds up to there is in it
-        for change in changes
-            .into_iter()
-            .filter(|c| c.revision > chain.full.revision && c.revision <= to_revision)
-        {
-            leases.take(&change);
-            for (sub, event) in change.events.into_iter().enumerate() {
-                let tombstone = event.r#type == EventType::Delete as i32;
-                rows.push(HistoryRow {
-                    revision: change.revision,
-                    sub: sub as i64,
-                    tombstone,
-                    kv: event.kv.unwrap_or_default(),
-                });
-            }
-        }
+        segment::verify(&s.path)?;
+        segments.push(s.path.clone());
     }
     target.fetch(&chain.full.path).await?;
-    let (leases, drops) = leases.finish();
     Ok(RestorePlan {
         full: chain.full.path.clone(),
         full_revision: chain.full.revision,
         to_revision,
-        rows,
-        leases,
-        drops,
+        segments,
     })
+}
+
+/// What a replay wrote, and the leases it leaves the restore to settle.
+#[derive(Debug)]
+pub struct Replayed {
+    pub rows: u64,
+    /// The leases granted after the snapshot, or that the recorded changes put keys on:
+    /// (ID, granted TTL).
+    pub leases: Vec<(i64, i64)>,
+    /// The snapshot's leases gone by the target revision.
+    pub drops: LeaseDrops,
+}
+
+impl RestorePlan {
+    /// Hands every event after the snapshot up to the target revision to `write`, one
+    /// segment's worth at a time (memory stays within one segment), in order.
+    pub fn replay(
+        &self,
+        write: &mut dyn FnMut(&[HistoryRow]) -> Result<(), String>,
+    ) -> Result<Replayed, PlanError> {
+        let mut leases = LeaseState::default();
+        let mut count = 0u64;
+        for path in &self.segments {
+            let (_, changes) = segment::read(path)?;
+            let mut rows = Vec::with_capacity(changes.len());
+            // a segment may begin before the snapshot: what it holds up to there is in it
+            for change in changes
+                .into_iter()
+                .filter(|c| c.revision > self.full_revision && c.revision <= self.to_revision)
+            {
+                leases.take(&change);
+                for (sub, event) in change.events.into_iter().enumerate() {
+                    let tombstone = event.r#type == EventType::Delete as i32;
+                    rows.push(HistoryRow {
+                        revision: change.revision,
+                        sub: sub as i64,
+                        tombstone,
+                        kv: event.kv.unwrap_or_default(),
+                    });
+                }
+            }
+            count += rows.len() as u64;
+            write(&rows).map_err(PlanError::Write)?;
+        }
+        let (leases, drops) = leases.finish();
+        Ok(Replayed {
+            rows: count,
+            leases,
+            drops,
+        })
+    }
 }
 
 /// The last revision recorded at or before `unix_ms` (`--to-time`), or the snapshot's when

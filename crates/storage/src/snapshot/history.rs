@@ -42,71 +42,91 @@ pub enum LeaseDrops {
     AllBut(Vec<i64>),
 }
 
-/// Writes `rows` (in revision order, all after the restored snapshot's revision) into the
-/// restored `kv_path`, removes the leases `drops` names, adds the leases in `leases` (ID,
-/// TTL) the file does not hold yet, and with `compact_to` marks everything up to it compacted
-/// (`--bump-revision --mark-compacted`). Durable when it returns.
-pub fn append_history(
-    kv_path: &Path,
-    rows: &[HistoryRow],
-    leases: &[(i64, i64)],
-    drops: &LeaseDrops,
-    compact_to: Option<i64>,
-) -> Result<(), SnapshotError> {
-    let db = Backend::open_with_cache(kv_path, CACHE_BYTES)?;
-    for batch in rows.chunks(BATCH) {
-        let txn = db.write(false)?;
+/// Writes recorded history into a restored `kv.redb`, in revision order, all after the
+/// restored snapshot's revision: rows batch by batch as they come ([`HistoryWriter::write`]),
+/// then the leases and the compaction mark ([`HistoryWriter::finish`], durable when it
+/// returns).
+pub struct HistoryWriter {
+    db: Backend,
+}
+
+impl HistoryWriter {
+    pub fn open(kv_path: &Path) -> Result<HistoryWriter, SnapshotError> {
+        Ok(HistoryWriter {
+            db: Backend::open_with_cache(kv_path, CACHE_BYTES)?,
+        })
+    }
+
+    /// Writes `rows` as `key` rows with their recorded revisions (a delete as etcd's
+    /// tombstone: the key alone).
+    pub fn write(&mut self, rows: &[HistoryRow]) -> Result<(), SnapshotError> {
+        for batch in rows.chunks(BATCH) {
+            let txn = self.db.write(false)?;
+            {
+                let mut t = txn.tables()?;
+                for row in batch {
+                    let key = Revision::new(row.revision, row.sub).to_bytes(row.tombstone);
+                    let value = if row.tombstone {
+                        KeyValue {
+                            key: row.kv.key.clone(),
+                            ..Default::default()
+                        }
+                    } else {
+                        row.kv.clone()
+                    };
+                    t.key.insert(&key, &value.encode_to_vec())?;
+                }
+            }
+            txn.commit("commit restored history")?;
+        }
+        Ok(())
+    }
+
+    /// Removes the leases `drops` names, adds the leases in `leases` (ID, TTL) the file does
+    /// not hold yet, and with `compact_to` marks everything up to it compacted
+    /// (`--bump-revision --mark-compacted`); durable when it returns.
+    pub fn finish(
+        self,
+        leases: &[(i64, i64)],
+        drops: &LeaseDrops,
+        compact_to: Option<i64>,
+    ) -> Result<(), SnapshotError> {
+        let db = self.db;
+        let txn = db.write(true)?;
         {
             let mut t = txn.tables()?;
-            for row in batch {
-                let key = Revision::new(row.revision, row.sub).to_bytes(row.tombstone);
-                let value = if row.tombstone {
-                    KeyValue {
-                        key: row.kv.key.clone(),
-                        ..Default::default()
-                    }
-                } else {
-                    row.kv.clone()
-                };
-                t.key.insert(&key, &value.encode_to_vec())?;
+            let mut held = std::collections::HashSet::new();
+            db_leases(&db, &mut held)?;
+            let gone: Vec<i64> = match drops {
+                LeaseDrops::None => Vec::new(),
+                LeaseDrops::Listed(ids) => ids.clone(),
+                LeaseDrops::AllBut(keep) => {
+                    let keep: std::collections::HashSet<i64> = keep.iter().copied().collect();
+                    held.iter()
+                        .copied()
+                        .filter(|id| !keep.contains(id))
+                        .collect()
+                }
+            };
+            for id in gone {
+                t.lease.remove(id)?;
+                held.remove(&id);
+            }
+            for &(id, ttl) in leases {
+                if held.insert(id) {
+                    t.lease
+                        .insert(id, &LeaseRecord { id, ttl }.encode_to_vec())?;
+                }
+            }
+            if let Some(rev) = compact_to {
+                let mark = Revision::new(rev, 0).to_bytes(false);
+                t.meta.insert(SCHEDULED_COMPACT_REV, &mark)?;
+                t.meta.insert(FINISHED_COMPACT_REV, &mark)?;
             }
         }
         txn.commit("commit restored history")?;
+        Ok(())
     }
-    let txn = db.write(true)?;
-    {
-        let mut t = txn.tables()?;
-        let mut held = std::collections::HashSet::new();
-        db_leases(&db, &mut held)?;
-        let gone: Vec<i64> = match drops {
-            LeaseDrops::None => Vec::new(),
-            LeaseDrops::Listed(ids) => ids.clone(),
-            LeaseDrops::AllBut(keep) => {
-                let keep: std::collections::HashSet<i64> = keep.iter().copied().collect();
-                held.iter()
-                    .copied()
-                    .filter(|id| !keep.contains(id))
-                    .collect()
-            }
-        };
-        for id in gone {
-            t.lease.remove(id)?;
-            held.remove(&id);
-        }
-        for &(id, ttl) in leases {
-            if held.insert(id) {
-                t.lease
-                    .insert(id, &LeaseRecord { id, ttl }.encode_to_vec())?;
-            }
-        }
-        if let Some(rev) = compact_to {
-            let mark = Revision::new(rev, 0).to_bytes(false);
-            t.meta.insert(SCHEDULED_COMPACT_REV, &mark)?;
-            t.meta.insert(FINISHED_COMPACT_REV, &mark)?;
-        }
-    }
-    txn.commit("commit restored history")?;
-    Ok(())
 }
 
 fn db_leases(db: &Backend, held: &mut std::collections::HashSet<i64>) -> Result<(), SnapshotError> {

@@ -20,8 +20,8 @@ use cairn_consensus::bootstrap::{
     Bootstrap, parse_initial_cluster, plan, split_urls, write_restored,
 };
 use cairn_storage::snapshot::{
-    BodySummary, EtcdPlan, EtcdSnapshot, RestoreOptions, SnapshotFile, SnapshotInfo,
-    append_history, restore_etcd_kv, restore_kv,
+    BodySummary, EtcdPlan, EtcdSnapshot, HistoryWriter, RestoreOptions, SnapshotFile, SnapshotInfo,
+    restore_etcd_kv, restore_kv,
 };
 
 pub fn run(args: super::RestoreArgs) -> anyhow::Result<()> {
@@ -113,13 +113,12 @@ pub fn run(args: super::RestoreArgs) -> anyhow::Result<()> {
         &mut |done| bar.set_position(done),
     );
     bar.finish_and_clear();
-    built?;
+    let (_, replayed) = built?;
 
     let what = match (&history, &args.from_backup) {
         (Some(plan), Some(spec)) => format!(
             "backup {spec} (snapshot at revision {} and {} changes after it)",
-            plan.full_revision,
-            plan.rows.len()
+            plan.full_revision, replayed
         ),
         _ => format!("snapshot {}", file_path.display()),
     };
@@ -205,7 +204,7 @@ fn build(
     boot: &Bootstrap,
     opts: RestoreOptions,
     progress: &mut (dyn FnMut(u64) + Send),
-) -> anyhow::Result<BodySummary> {
+) -> anyhow::Result<(BodySummary, u64)> {
     let name = target
         .file_name()
         .ok_or_else(|| anyhow!("--data-dir {} does not name a directory", target.display()))?;
@@ -242,11 +241,15 @@ fn build(
         Source::Cairn(info) => restore_kv(info, &kv, snapshot_opts, progress)?,
         Source::Etcd(snap, plan) => restore_etcd_kv(snap, plan, &kv, snapshot_opts)?,
     };
+    let mut replayed = 0;
     if let Some(plan) = history {
         let compact_to = opts
             .mark_compacted
             .then_some(plan.to_revision + opts.bump_revision);
-        append_history(&kv, &plan.rows, &plan.leases, &plan.drops, compact_to)?;
+        let mut writer = HistoryWriter::open(&kv)?;
+        let done = plan.replay(&mut |rows| writer.write(rows).map_err(|e| e.to_string()))?;
+        writer.finish(&done.leases, &done.drops, compact_to)?;
+        replayed = done.rows;
     }
     write_restored(&member, boot)
         .with_context(|| format!("cannot write {}", member.join("raft.redb").display()))?;
@@ -259,7 +262,7 @@ fn build(
         .with_context(|| format!("cannot move {} to {}", tmp.display(), target.display()))?;
     cleanup.0 = None;
     sync(&parent)?;
-    Ok(summary)
+    Ok((summary, replayed))
 }
 
 /// fsync of a file or a directory (a directory's entries are durable only once it is synced).

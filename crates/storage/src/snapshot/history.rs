@@ -15,7 +15,7 @@ use crate::revision::Revision;
 use crate::schema::{FINISHED_COMPACT_REV, LeaseRecord, SCHEDULED_COMPACT_REV};
 
 /// Page cache while writing (as for a restore).
-const CACHE_BYTES: usize = 512 << 20;
+const CACHE_BYTES: usize = 64 << 20;
 /// Rows per write transaction.
 const BATCH: usize = 100_000;
 

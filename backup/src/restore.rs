@@ -133,6 +133,10 @@ pub struct Replayed {
     pub leases: Vec<(i64, i64)>,
     /// The snapshot's leases gone by the target revision.
     pub drops: LeaseDrops,
+    /// The compaction the server had made by the target revision, if the backup saw one
+    /// after the snapshot (a compaction seen later, even of a revision below the target, is
+    /// not: the restore is the member as it was when it stood at the target).
+    pub compacted: Option<i64>,
 }
 
 impl RestorePlan {
@@ -143,15 +147,23 @@ impl RestorePlan {
         write: &mut dyn FnMut(&[HistoryRow]) -> Result<(), String>,
     ) -> Result<Replayed, PlanError> {
         let mut leases = LeaseState::default();
+        let mut compacted = None;
         let mut count = 0u64;
         for path in &self.segments {
             let (_, changes) = segment::read(path)?;
             let mut rows = Vec::with_capacity(changes.len());
             // a segment may begin before the snapshot: what it holds up to there is in it
+            // (a compaction seen right at the snapshot's revision may have come after it)
             for change in changes
                 .into_iter()
-                .filter(|c| c.revision > self.full_revision && c.revision <= self.to_revision)
+                .filter(|c| c.revision >= self.full_revision && c.revision <= self.to_revision)
             {
+                if change.compacted_to > 0 {
+                    compacted = compacted.max(Some(change.compacted_to));
+                }
+                if change.revision == self.full_revision {
+                    continue;
+                }
                 leases.take(&change);
                 for (sub, event) in change.events.into_iter().enumerate() {
                     let tombstone = event.r#type == EventType::Delete as i32;
@@ -171,6 +183,7 @@ impl RestorePlan {
             rows: count,
             leases,
             drops,
+            compacted,
         })
     }
 }

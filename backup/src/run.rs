@@ -18,7 +18,8 @@ use cairn_client::snapshot::{Output, healthy_endpoint, save};
 use cairn_client::{Client, ClientError, Dialer};
 use cairn_proto::etcdserverpb::watch_request::RequestUnion;
 use cairn_proto::etcdserverpb::{
-    LeaseLeasesRequest, LeaseTimeToLiveRequest, WatchCreateRequest, WatchRequest, WatchResponse,
+    LeaseLeasesRequest, LeaseTimeToLiveRequest, RangeRequest, WatchCreateRequest, WatchRequest,
+    WatchResponse,
 };
 use cairn_proto::mvccpb::Event;
 use cairn_storage::snapshot::SnapshotFile;
@@ -388,8 +389,9 @@ async fn pass(
         first_at: None,
         pending: None,
     };
-    let mut lease_look = tokio::time::interval(LEASE_LOOK);
+    let mut look_tick = tokio::time::interval(LOOK_EVERY);
     let mut leases = Leases::default();
+    let mut compaction = Compaction::default();
     // a segment is sealed within a quarter of its age limit past it
     let tick = (cfg.segment_age / 4)
         .min(Duration::from_secs(1))
@@ -434,15 +436,25 @@ async fn pass(
                     break Ok(Done::Again);
                 }
             }
-            _ = lease_look.tick() => {
-                match leases.look(&client).await {
-                    Ok(Some(look)) => {
-                        if let Err(e) = open.observe(look) {
-                            break Err(e);
-                        }
+            _ = look_tick.tick() => {
+                let last = open.last_revision(pos);
+                let looked = match leases.look(&client).await {
+                    Ok(look) => compaction.look(&client, last).await.map(|c| (look, c)),
+                    Err(e) => Err(e),
+                };
+                let look = match looked {
+                    Ok((look, None)) => look,
+                    Ok((look, Some(compacted_to))) => {
+                        let mut look = look.unwrap_or_default();
+                        look.compacted_to = compacted_to;
+                        Some(look)
                     }
-                    Ok(None) => {}
                     Err(e) => break Err(e),
+                };
+                if let Some(look) = look
+                    && let Err(e) = open.observe(look)
+                {
+                    break Err(e);
                 }
             }
             _ = stop.as_mut() => break Ok(Done::Stopped),
@@ -501,8 +513,8 @@ struct Open {
     dir: PathBuf,
     writer: Option<SegmentWriter>,
     first_at: Option<Instant>,
-    /// Lease changes seen while no segment was open: written with the next change.
-    pending: Option<LeaseLook>,
+    /// What a look found while no segment was open: written with the next change.
+    pending: Option<Look>,
 }
 
 impl Open {
@@ -514,10 +526,7 @@ impl Open {
         leases: Vec<LeaseSeen>,
         stats: &Stats,
     ) -> Result<(), Failure> {
-        let last = self
-            .writer
-            .as_ref()
-            .map_or(pos.after, |w| w.last_revision());
+        let last = self.last_revision(pos);
         if revision != last + 1 {
             return Err(Failure::Fatal(BackupError::OutOfTurn {
                 last,
@@ -539,7 +548,7 @@ impl Open {
                 revision,
                 unix_ms: now_ms(),
                 events: events.to_vec(),
-                compacted_to: 0,
+                compacted_to: look.compacted_to,
                 leases: all,
                 revoked: look.revoked,
                 census: look.census,
@@ -548,24 +557,32 @@ impl Open {
         Ok(())
     }
 
-    /// Records what a look at the lease list found: after the open segment's last change,
-    /// or with the next change when no segment is open (a segment starts with a revision).
-    fn observe(&mut self, look: LeaseLook) -> Result<(), Failure> {
+    /// The last revision written: the open segment's, or the chain's end.
+    fn last_revision(&self, pos: &Position) -> i64 {
+        self.writer
+            .as_ref()
+            .map_or(pos.after, |w| w.last_revision())
+    }
+
+    /// Records what a look at the server found: after the open segment's last change, or
+    /// with the next change when no segment is open (a segment starts with a revision).
+    fn observe(&mut self, look: Look) -> Result<(), Failure> {
         match self.writer.as_mut().filter(|w| w.records() > 0) {
             Some(w) => w
                 .append(&Change {
                     revision: w.last_revision(),
                     unix_ms: now_ms(),
                     events: Vec::new(),
-                    compacted_to: 0,
+                    compacted_to: look.compacted_to,
                     leases: look.granted,
                     revoked: look.revoked,
                     census: look.census,
                 })
                 .map_err(|e| Failure::Fatal(e.into())),
             None => {
-                let p = self.pending.get_or_insert_with(LeaseLook::default);
+                let p = self.pending.get_or_insert_with(Look::default);
                 p.census |= look.census;
+                p.compacted_to = p.compacted_to.max(look.compacted_to);
                 p.granted.extend(look.granted);
                 p.revoked.extend(look.revoked);
                 Ok(())
@@ -594,22 +611,24 @@ impl Open {
     }
 }
 
-/// How often the server's lease list is looked at: lease grants and revokes do not move the
-/// revision, so no watch tells of them.
-const LEASE_LOOK: Duration = Duration::from_secs(1);
+/// How often the server's lease list and compaction are looked at: lease grants and revokes
+/// and compactions do not move the revision, so no watch tells of them.
+const LOOK_EVERY: Duration = Duration::from_secs(1);
 
-/// What a look at the server's lease list found since the previous one.
+/// What a look at the server found since the previous one.
 #[derive(Debug, Default)]
-struct LeaseLook {
+struct Look {
     granted: Vec<LeaseSeen>,
     revoked: Vec<i64>,
     /// The first look of a pass: `granted` is every lease there is.
     census: bool,
+    /// The server compacted to this revision (0: not since the last look).
+    compacted_to: i64,
 }
 
 /// The leases keys are put on, as far as this pass has described them: a watch names only a
 /// lease's ID, so each new one is asked about (`LeaseTimeToLive`) before its first change is
-/// written, and recorded with that change. The lease list is looked at every [`LEASE_LOOK`]
+/// written, and recorded with that change. The lease list is looked at every [`LOOK_EVERY`]
 /// for the grants and revokes no change records: the first look of a pass records all of
 /// them (a census: a restore past it drops the leases it does not name), the next ones what
 /// changed.
@@ -623,7 +642,7 @@ struct Leases {
 
 impl Leases {
     /// Looks at the lease list; `None` when nothing changed since the last look.
-    async fn look(&mut self, client: &Client) -> Result<Option<LeaseLook>, Failure> {
+    async fn look(&mut self, client: &Client) -> Result<Option<Look>, Failure> {
         let listed = client
             .lease()
             .lease_leases(client.request(LeaseLeasesRequest {}))
@@ -633,7 +652,7 @@ impl Leases {
         let now: std::collections::HashSet<i64> = listed.leases.iter().map(|l| l.id).collect();
         let census = self.alive.is_none();
         let before = self.alive.take().unwrap_or_default();
-        let mut look = LeaseLook {
+        let mut look = Look {
             census,
             ..Default::default()
         };
@@ -702,6 +721,61 @@ impl Leases {
             }
         }
         out
+    }
+}
+
+/// The server's compaction, as far as this pass has seen it. No watch tells of a compaction,
+/// but a read at a revision below the compact revision is refused: one read at the last
+/// revision recorded tells whether it moved, and a search over the revisions since finds
+/// where to (a few dozen reads, only when it moved). A compaction past what the chain holds
+/// is left for a later look (the watch, behind it, is cancelled as compacted meanwhile if
+/// it must be).
+#[derive(Default)]
+struct Compaction {
+    /// The compact revision recorded in this pass (0: none yet).
+    known: i64,
+}
+
+impl Compaction {
+    /// The server's compact revision when it moved past the one recorded and is at or below
+    /// `last`, the last revision written.
+    async fn look(&mut self, client: &Client, last: i64) -> Result<Option<i64>, Failure> {
+        if last < 1 || readable(client, self.known.max(1)).await? {
+            return Ok(None);
+        }
+        if !readable(client, last).await? {
+            return Ok(None);
+        }
+        // the smallest readable revision in (known, last]: the compact revision
+        let (mut lo, mut hi) = (self.known + 1, last);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if readable(client, mid).await? {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        self.known = lo;
+        Ok(Some(lo))
+    }
+}
+
+/// Whether the server serves a read at `revision` (false: compacted away).
+async fn readable(client: &Client, revision: i64) -> Result<bool, Failure> {
+    let req = RangeRequest {
+        key: vec![0],
+        revision,
+        count_only: true,
+        serializable: true,
+        ..Default::default()
+    };
+    match client.kv().range(client.request(req)).await {
+        Ok(_) => Ok(true),
+        // etcd's "required revision has been compacted" (or "...is a future revision", which
+        // is not compacted either: a member a little behind the watch)
+        Err(s) if s.code() == tonic::Code::OutOfRange => Ok(!s.message().contains("compacted")),
+        Err(s) => Err(BackupError::from(client.err(s)).into()),
     }
 }
 

@@ -14,7 +14,7 @@ use cairn_backup::segment;
 use cairn_backup::timeline::Timeline;
 use cairn_proto::mvccpb::event::EventType;
 use cairn_tests::binaries::cairnutl_bin;
-use cairn_tests::etcdctl::{Background, etcdctl_json, etcdctl_ok, etcdctl_stdin};
+use cairn_tests::etcdctl::{Background, etcdctl_err, etcdctl_json, etcdctl_ok, etcdctl_stdin};
 use cairn_tests::http::metric;
 use cairn_tests::s3::S3Server;
 use cairn_tests::wait::until;
@@ -136,22 +136,9 @@ fn cairnutl_env(env: &[(&str, String)], args: &[&str]) -> std::process::Output {
         .expect("run cairnutl")
 }
 
-/// `snapshot restore --from-backup --to-revision`: a member started on the result serves the
-/// source's data at `rev` with the original revisions, HashKV equal to the source's at `rev`,
-/// and the lease.
-fn restores_to_a_revision(
-    kind: Kind,
-    ep: &str,
-    (backup, env): (&str, &[(&str, String)]),
-    rev: i64,
-    lease_hex: &str,
-    leases_want: &[&str],
-) {
-    let rev_flag = format!("--rev={rev}");
-    let want_hash =
-        etcdctl_json(ep, &["endpoint", "hashkv", &rev_flag])[0]["HashKV"]["hash"].clone();
-    let want_kvs = etcdctl_json(ep, &["get", "", "--prefix", &rev_flag])["kvs"].clone();
-    let restored = TestServer::start_prepared(Kind::Cairn, "restored", &[], |dir, peer| {
+/// A member started on `snapshot restore --from-backup BACKUP --to-revision REV`.
+fn restore_to(kind: Kind, (backup, env): (&str, &[(&str, String)]), rev: i64) -> TestServer {
+    TestServer::start_prepared(Kind::Cairn, "restored", &[], |dir, peer| {
         let out = cairnutl_env(
             env,
             &[
@@ -172,7 +159,25 @@ fn restores_to_a_revision(
             ],
         );
         assert!(out.status.success(), "{kind:?}: {}", output_text(&out));
-    });
+    })
+}
+
+/// `snapshot restore --from-backup --to-revision`: a member started on the result serves the
+/// source's data at `rev` with the original revisions, HashKV equal to the source's at `rev`,
+/// and the lease.
+fn restores_to_a_revision(
+    kind: Kind,
+    ep: &str,
+    (backup, env): (&str, &[(&str, String)]),
+    rev: i64,
+    lease_hex: &str,
+    leases_want: &[&str],
+) {
+    let rev_flag = format!("--rev={rev}");
+    let want_hash =
+        etcdctl_json(ep, &["endpoint", "hashkv", &rev_flag])[0]["HashKV"]["hash"].clone();
+    let want_kvs = etcdctl_json(ep, &["get", "", "--prefix", &rev_flag])["kvs"].clone();
+    let restored = restore_to(kind, (backup, env), rev);
     let rep = restored.endpoint();
     let got = etcdctl_json(&rep, &["get", "", "--prefix"]);
     assert_eq!(
@@ -775,4 +780,109 @@ fn backup_of_a_new_etcd() {
         return;
     }
     backup_of_a_new_server(Kind::Etcd);
+}
+
+/// The compactions the newest chain recorded: (the revision seen at, compacted to).
+fn recorded_compactions(dir: &Path) -> Vec<(i64, i64)> {
+    let chain = Timeline::load(dir).unwrap().newest().expect("a chain");
+    let mut out = Vec::new();
+    for s in &chain.segments {
+        let (_, changes) = segment::read(&s.path).unwrap();
+        out.extend(
+            changes
+                .iter()
+                .filter(|c| c.compacted_to > 0)
+                .map(|c| (c.revision, c.compacted_to)),
+        );
+    }
+    out
+}
+
+/// HashKV at `rev`: (hash, compact revision).
+fn hash_kv(ep: &str, rev: i64) -> (serde_json::Value, serde_json::Value) {
+    let out = etcdctl_json(ep, &["endpoint", "hashkv", &format!("--rev={rev}")]);
+    let h = &out[0]["HashKV"];
+    (h["hash"].clone(), h["compact_revision"].clone())
+}
+
+/// A compaction after the snapshot (no watch tells of it) is recorded at the revision the
+/// backup stood at when it saw it: a restore past that point is compacted as the source was
+/// (HashKV and its compact revision equal the source's, older revisions refused), a restore
+/// before it still holds the history the source held then.
+fn a_compaction_is_restored_where_it_was_seen(kind: Kind) {
+    let server = TestServer::start(kind);
+    let ep = server.endpoint();
+    let mut history = BTreeMap::new();
+    put(&ep, "k", "0", &mut history);
+    let dir = tempfile::tempdir().unwrap();
+    let backup = dir.path().join("backup");
+    let mut run = start_backup(&ep, &backup);
+    wait_full(&mut run);
+    let revs: Vec<i64> = (1..=4)
+        .map(|i| put(&ep, "k", &i.to_string(), &mut history))
+        .collect();
+    let compact_to = revs[1];
+    etcdctl_ok(&ep, &["compact", &compact_to.to_string()]);
+    // a look finds it within a second; with no segment open it waits for the next change
+    let deadline = Instant::now() + WAIT;
+    let seen_at = loop {
+        if let Some(&(at, to)) = recorded_compactions(&backup).first() {
+            assert_eq!(to, compact_to, "{kind:?}");
+            break at;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{kind:?}: no compaction recorded"
+        );
+        let rev = put(&ep, "tick", "v", &mut history);
+        wait_covered(&backup, rev);
+    };
+    assert!(
+        seen_at >= revs[3],
+        "{kind:?}: seen at {seen_at}, before the compaction"
+    );
+    let now = put(&ep, "k", "after", &mut history);
+    wait_covered(&backup, now);
+    run.terminate();
+    assert!(run.wait_exit(WAIT).success());
+    let spec = backup.display().to_string();
+
+    let restored = restore_to(kind, (&spec, &[]), now);
+    let rep = restored.endpoint();
+    assert_eq!(
+        hash_kv(&rep, now),
+        hash_kv(&ep, now),
+        "{kind:?}: HashKV at {now}"
+    );
+    let old = etcdctl_err(&rep, &["get", "k", &format!("--rev={}", revs[0])]);
+    assert!(
+        old.contains("required revision has been compacted"),
+        "{kind:?}: {old}"
+    );
+    drop(restored);
+
+    // before the compaction was seen, the history below it is still there
+    let restored = restore_to(kind, (&spec, &[]), revs[2]);
+    let got = etcdctl_json(
+        &restored.endpoint(),
+        &["get", "k", &format!("--rev={}", revs[0])],
+    );
+    assert_eq!(
+        got["kvs"][0]["mod_revision"].as_i64(),
+        Some(revs[0]),
+        "{kind:?}: {got}"
+    );
+}
+
+#[test]
+fn a_compaction_of_cairn_is_restored_where_it_was_seen() {
+    a_compaction_is_restored_where_it_was_seen(Kind::Cairn);
+}
+
+#[test]
+fn a_compaction_of_etcd_is_restored_where_it_was_seen() {
+    if !cairn_tests::require_etcd() {
+        return;
+    }
+    a_compaction_is_restored_where_it_was_seen(Kind::Etcd);
 }

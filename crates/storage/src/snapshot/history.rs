@@ -12,7 +12,7 @@ use prost::Message;
 use super::error::SnapshotError;
 use crate::backend::Backend;
 use crate::revision::Revision;
-use crate::schema::{FINISHED_COMPACT_REV, LeaseRecord, SCHEDULED_COMPACT_REV};
+use crate::schema::{FINISHED_COMPACT_REV, LeaseRecord, SCHEDULED_COMPACT_REV, meta_revision};
 
 /// Page cache while writing (as for a restore).
 const CACHE_BYTES: usize = 64 << 20;
@@ -83,12 +83,15 @@ impl HistoryWriter {
     }
 
     /// Removes the leases `drops` names, adds the leases in `leases` (ID, TTL) the file does
-    /// not hold yet, and with `compact_to` marks everything up to it compacted
+    /// not hold yet, schedules the recorded compaction `compacted` (the member finishes it
+    /// when it starts, as after a crash during a compaction: HashKV tells its rows apart
+    /// meanwhile), and with `compact_to` marks everything up to it compacted
     /// (`--bump-revision --mark-compacted`); durable when it returns.
     pub fn finish(
         self,
         leases: &[(i64, i64)],
         drops: &LeaseDrops,
+        compacted: Option<i64>,
         compact_to: Option<i64>,
     ) -> Result<(), SnapshotError> {
         let db = self.db;
@@ -117,6 +120,11 @@ impl HistoryWriter {
                     t.lease
                         .insert(id, &LeaseRecord { id, ttl }.encode_to_vec())?;
                 }
+            }
+            let scheduled = meta_revision(t.meta.get(SCHEDULED_COMPACT_REV)?).unwrap_or(-1);
+            if let Some(rev) = compacted.filter(|rev| *rev > scheduled) {
+                let mark = Revision::new(rev, 0).to_bytes(false);
+                t.meta.insert(SCHEDULED_COMPACT_REV, &mark)?;
             }
             if let Some(rev) = compact_to {
                 let mark = Revision::new(rev, 0).to_bytes(false);

@@ -13,10 +13,12 @@
 //! - [`run`]: `backup run`, the long-running command: snapshot, watch, seal, resume;
 //!   [`progress`]: what it reports; `upload`: its uploads to an object store, from the spool.
 //! - [`stats`]: how far behind the backup is (status lines, the Prometheus page).
+//! - [`crypt`]: client-side encryption of the files with age public keys.
 //! - [`lock`]: one run per target (a file lock; a lease on an object store, with a fence).
 //! - [`retention`]: which chains are kept whole, thinned to their snapshot, or removed.
 //! - [`restore`]: what a point-in-time restore starts from and writes on top.
 
+pub mod crypt;
 pub mod lock;
 pub mod progress;
 pub mod restore;

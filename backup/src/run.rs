@@ -28,13 +28,14 @@ use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::crypt::{CryptError, Recipients, SUFFIX, encrypt_file};
 use crate::lock::{LockError, StoreLock, lock_dir};
 use crate::progress::{Progress, RETRY_PAUSE, Reporter};
 use crate::retention::{self, Retention};
-use crate::segment::{Change, LeaseSeen, SegmentError, SegmentWriter};
+use crate::segment::{Change, LeaseSeen, SegmentError, SegmentWriter, parse_sealed_name};
 use crate::stats::Stats;
 use crate::target::{Target, TargetError};
-use crate::timeline::{Timeline, full_name};
+use crate::timeline::{Timeline, full_name, is_full_name};
 use crate::upload::Uploader;
 
 #[derive(Debug)]
@@ -57,6 +58,8 @@ pub struct RunConfig {
     pub status_every: Duration,
     /// What the status lines and the metrics page show.
     pub stats: Arc<Stats>,
+    /// The public keys every sealed file is encrypted to (`--encrypt-to`), if any.
+    pub encrypt: Option<Recipients>,
 }
 
 #[derive(Debug, Error)]
@@ -72,6 +75,8 @@ pub enum BackupError {
     Target(#[from] TargetError),
     #[error(transparent)]
     Lock(#[from] LockError),
+    #[error(transparent)]
+    Crypt(#[from] CryptError),
     #[error(transparent)]
     Client(#[from] ClientError),
     #[error("{}: the snapshot just saved does not open: {why}", path.display())]
@@ -109,18 +114,17 @@ pub async fn run(
     // the spool (for a directory target, the backup itself) is this process's alone...
     let _spool_lock = lock_dir(&cfg.spool)?;
     // ...and so is an object-store target
-    let uploader = match cfg.target.as_ref() {
-        Target::Dir(_) => None,
-        Target::Store(_) => {
-            let lock = StoreLock::acquire(&cfg.target, &cfg.spool).await?;
-            Some(Uploader::start(
-                cfg.target.clone(),
-                lock,
-                cfg.retention,
-                report.clone(),
-                cfg.stats.clone(),
-            ))
-        }
+    let uploader = if cfg.target.is_remote() {
+        let lock = StoreLock::acquire(&cfg.target, &cfg.spool).await?;
+        Some(Uploader::start(
+            cfg.target.clone(),
+            lock,
+            cfg.retention,
+            report.clone(),
+            cfg.stats.clone(),
+        ))
+    } else {
+        None
     };
     let sink = Sink {
         target: cfg.target.clone(),
@@ -128,6 +132,7 @@ pub async fn run(
         retention: cfg.retention,
         report: report.clone(),
         stats: cfg.stats.clone(),
+        encrypt: cfg.encrypt.clone(),
     };
     let status = {
         let (stats, report, every) = (cfg.stats.clone(), report.clone(), cfg.status_every);
@@ -166,6 +171,10 @@ async fn follow(
         // what it held is after the last sealed segment: the watch delivers it again
         std::fs::remove_file(part).map_err(io_at(part))?;
     }
+    if let Some(to) = &cfg.encrypt {
+        encrypt_plain_files(&cfg.spool, to)?;
+    }
+    let spooled = Timeline::load(&cfg.spool)?;
     let mut entries = Vec::new();
     let stored = Timeline::from_entries(cfg.target.entries().await?);
     if let Some(chain) = stored.newest() {
@@ -240,17 +249,48 @@ async fn follow(
     }
 }
 
+/// Encrypts the sealed files of `spool` that are not yet: a run stopped between sealing and
+/// encrypting, or one without `--encrypt-to` (the plain file goes when its encrypted twin
+/// is complete, so the one left by a stop right after the encryption is removed).
+fn encrypt_plain_files(spool: &Path, to: &Recipients) -> Result<(), BackupError> {
+    for e in crate::target::dir_entries(spool)? {
+        let sealed_name = is_full_name(&e.name) || parse_sealed_name(&e.name).is_some();
+        if !sealed_name {
+            continue;
+        }
+        let twin = PathBuf::from(format!("{}{SUFFIX}", e.path.display()));
+        if twin.exists() {
+            std::fs::remove_file(&e.path).map_err(io_at(&e.path))?;
+        } else {
+            encrypt_file(&e.path, to)?;
+        }
+    }
+    Ok(())
+}
+
 /// Where finished files go: a directory target has them already (retention runs after each
-/// full snapshot); an object store's go to the uploads.
+/// full snapshot); an object store's go to the uploads. Encrypted first, with `--encrypt-to`.
 struct Sink {
     target: Arc<Target>,
     uploader: Option<Uploader>,
     retention: Retention,
     report: Reporter,
     stats: Arc<Stats>,
+    encrypt: Option<Recipients>,
 }
 
 impl Sink {
+    /// The sealed file at `path` as it is kept: encrypted, with `--encrypt-to`.
+    async fn keep(&self, path: PathBuf) -> Result<PathBuf, BackupError> {
+        let Some(to) = self.encrypt.clone() else {
+            return Ok(path);
+        };
+        tokio::task::spawn_blocking(move || encrypt_file(&path, &to))
+            .await
+            .map_err(|e| BackupError::Cancelled(format!("the encryption stopped: {e}")))?
+            .map_err(BackupError::from)
+    }
+
     /// A left-over file of the spool.
     fn stored(&self, path: PathBuf) {
         if let Some(u) = &self.uploader {
@@ -342,6 +382,7 @@ async fn pass(
             saved = full_snapshot(&client, &cfg.spool, dialer) => saved?,
             _ = stop.as_mut() => return Ok(Done::Stopped),
         };
+        let path = sink.keep(path).await?;
         report(Progress::Full {
             revision,
             bytes,
@@ -419,14 +460,14 @@ async fn pass(
                 if open.writer.as_ref().is_some_and(|w| w.bytes() >= cfg.segment_bytes)
                     && let Err(e) = open.seal(pos, sink)
                 {
-                    break Err(BackupError::from(e).into());
+                    break Err(e.into());
                 }
             }
             _ = ticker.tick() => {
                 if open.first_at.is_some_and(|t| t.elapsed() >= cfg.segment_age)
                     && let Err(e) = open.seal(pos, sink)
                 {
-                    break Err(BackupError::from(e).into());
+                    break Err(e.into());
                 }
                 if let Err(e) = sink.check() {
                     break Err(Failure::Fatal(e));
@@ -461,7 +502,7 @@ async fn pass(
         }
     };
     // what was written is complete up to its last revision: sealed, not thrown away
-    open.seal(pos, sink).map_err(BackupError::from)?;
+    open.seal(pos, sink)?;
     drop(req_tx);
     result
 }
@@ -590,14 +631,21 @@ impl Open {
         }
     }
 
-    fn seal(&mut self, pos: &mut Position, sink: &Sink) -> Result<(), SegmentError> {
+    /// Seals the open segment (encrypted then, with `--encrypt-to`: a segment is small, so
+    /// in line).
+    fn seal(&mut self, pos: &mut Position, sink: &Sink) -> Result<(), BackupError> {
         self.first_at = None;
         let Some(writer) = self.writer.take() else {
             return Ok(());
         };
         let bytes = writer.bytes();
         if let Some((path, seal)) = writer.seal()? {
+            // sealed: a resume encrypts it if this stops before that
             pos.after = seal.last_revision;
+            let path = match &sink.encrypt {
+                Some(to) => encrypt_file(&path, to)?,
+                None => path,
+            };
             (sink.report)(Progress::Sealed {
                 first: seal.first_revision,
                 last: seal.last_revision,
@@ -810,5 +858,49 @@ fn snapshot_revision(path: &Path) -> Result<i64, BackupError> {
     match SnapshotFile::open(path).map_err(|e| bad(e.to_string()))? {
         SnapshotFile::Cairn(info) => Ok(info.header.revision),
         SnapshotFile::Etcd(snap) => snap.revision().map_err(|e| bad(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resume_encrypts_what_a_stop_left_plain() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let to = Recipients::parse(
+            &[age::x25519::Identity::generate().to_public().to_string()],
+            &[],
+        )
+        .unwrap()
+        .unwrap();
+        // sealed, not yet encrypted (a stop between the two)
+        std::fs::write(d.join(full_name(10)), b"snapshot").unwrap();
+        // encrypted, the plain file not yet removed
+        let seg = crate::segment::sealed_name(11, 20);
+        std::fs::write(d.join(&seg), b"segment").unwrap();
+        std::fs::write(d.join(format!("{seg}{SUFFIX}")), b"encrypted segment").unwrap();
+        // not a sealed file: left alone
+        std::fs::write(d.join("open-0000000000000000021.part"), b"tail").unwrap();
+        encrypt_plain_files(d, &to).unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                format!("{}{SUFFIX}", full_name(10)),
+                "open-0000000000000000021.part".into(),
+                format!("{seg}{SUFFIX}"),
+            ]
+        );
+        assert_eq!(
+            std::fs::read(d.join(format!("{seg}{SUFFIX}"))).unwrap(),
+            b"encrypted segment",
+            "the complete twin is kept as it was"
+        );
     }
 }

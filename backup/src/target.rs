@@ -4,7 +4,9 @@
 //! Both hold the same flat set of files (`timeline.rs` names them). The format code reads and
 //! writes local files only: a directory target is read in place, and an object-store target
 //! is listed remotely and each file it needs is fetched into a local cache first (and files
-//! written by `backup run` are uploaded from its spool directory, `upload.rs`).
+//! written by `backup run` are uploaded from its spool directory, `upload.rs`). An encrypted
+//! file (`NAME.age`, `crypt.rs`) of either is read as `NAME` in the cache's `plain/`
+//! directory, where a fetch decrypts it.
 //!
 //! Object stores are configured as `object_store` configures them, from the environment:
 //! `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT` (an
@@ -23,6 +25,8 @@ use object_store::{
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::crypt::{CryptError, Identities, SUFFIX, decrypt_file, plain_name};
+
 #[derive(Debug, Error)]
 pub enum TargetError {
     #[error("{}: {source}", path.display())]
@@ -39,6 +43,8 @@ pub enum TargetError {
         "{url}: not a backup target: {why} (a directory, file:///path, s3://bucket/prefix, gs://bucket/prefix or az://container/prefix)"
     )]
     Url { url: String, why: String },
+    #[error(transparent)]
+    Crypt(#[from] CryptError),
 }
 
 impl TargetError {
@@ -69,27 +75,39 @@ pub(crate) fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> TargetError +
 /// One file of a backup.
 #[derive(Debug, Clone)]
 pub struct Entry {
+    /// As stored (`NAME.age` when encrypted).
     pub name: String,
-    /// Where it is read from: in the directory, or where a fetch puts it.
+    /// Where it is read from: in the directory, or where a fetch puts it (decrypted, for an
+    /// encrypted file).
     pub path: PathBuf,
     pub bytes: u64,
     pub modified: Option<SystemTime>,
 }
 
 #[derive(Debug)]
-pub enum Target {
+pub struct Target {
+    place: Place,
+    /// Where fetched and decrypted files go; removed with the target.
+    cache: tempfile::TempDir,
+    /// What decrypts encrypted files (`--identity`).
+    identities: Option<Arc<Identities>>,
+}
+
+#[derive(Debug)]
+enum Place {
     Dir(PathBuf),
     Store(Remote),
 }
 
 #[derive(Debug)]
-pub struct Remote {
+struct Remote {
     url: String,
-    pub(crate) store: Arc<dyn ObjectStore>,
+    store: Arc<dyn ObjectStore>,
     prefix: ObjPath,
-    /// Where fetched files go; removed with the target.
-    cache: tempfile::TempDir,
 }
+
+/// The cache's directory of decrypted files.
+const PLAIN: &str = "plain";
 
 /// How long one request to the store may take before it counts as failed (the run's own
 /// retries, which report themselves, take over from there).
@@ -97,22 +115,58 @@ const REQUEST_TIMEOUT: &str = "60s";
 const CONNECT_TIMEOUT: &str = "5s";
 
 impl Target {
-    /// `spec` is a directory path, `file:///path`, or an object-store URL. Fetched files are
-    /// cached under `scratch` (default: the system's temporary directory).
+    /// `spec` is a directory path, `file:///path`, or an object-store URL. Fetched and
+    /// decrypted files are cached under `scratch` (default: the system's temporary
+    /// directory).
     pub fn open(spec: &str, scratch: Option<&Path>) -> Result<Target, TargetError> {
+        let place = Place::open(spec)?;
+        let base = scratch
+            .map(Path::to_path_buf)
+            .unwrap_or_else(std::env::temp_dir);
+        std::fs::create_dir_all(&base).map_err(io_at(&base))?;
+        let cache = tempfile::Builder::new()
+            .prefix(".cairn-backup-fetch-")
+            .tempdir_in(&base)
+            .map_err(io_at(&base))?;
+        let plain = cache.path().join(PLAIN);
+        std::fs::create_dir(&plain).map_err(io_at(&plain))?;
+        Ok(Target {
+            place,
+            cache,
+            identities: None,
+        })
+    }
+
+    /// Reads encrypted files with `identities`.
+    pub fn with_identities(mut self, identities: Option<Identities>) -> Target {
+        self.identities = identities.map(Arc::new);
+        self
+    }
+
+    /// The directory, for a directory target.
+    pub fn dir(&self) -> Option<&Path> {
+        match &self.place {
+            Place::Dir(d) => Some(d),
+            Place::Store(_) => None,
+        }
+    }
+}
+
+impl Place {
+    fn open(spec: &str) -> Result<Place, TargetError> {
         let bad = |why: &str| TargetError::Url {
             url: spec.to_string(),
             why: why.to_string(),
         };
         let Some((scheme, _)) = spec.split_once("://") else {
-            return Ok(Target::Dir(PathBuf::from(spec)));
+            return Ok(Place::Dir(PathBuf::from(spec)));
         };
         if scheme == "file" {
             let path = spec.trim_start_matches("file://");
             if !path.starts_with('/') {
                 return Err(bad("a file URL needs an absolute path (file:///path)"));
             }
-            return Ok(Target::Dir(PathBuf::from(path)));
+            return Ok(Place::Dir(PathBuf::from(path)));
         }
         // reqwest's rustls has no crypto provider of its own here: ring, as everywhere else
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -158,47 +212,62 @@ impl Target {
             .map_or("", |(_, p)| p)
             .trim_matches('/');
         let prefix = ObjPath::parse(prefix).map_err(|e| bad(&e.to_string()))?;
-        let base = scratch
-            .map(Path::to_path_buf)
-            .unwrap_or_else(std::env::temp_dir);
-        std::fs::create_dir_all(&base).map_err(io_at(&base))?;
-        let cache = tempfile::Builder::new()
-            .prefix(".cairn-backup-fetch-")
-            .tempdir_in(&base)
-            .map_err(io_at(&base))?;
-        Ok(Target::Store(Remote {
+        Ok(Place::Store(Remote {
             url: spec.trim_end_matches('/').to_string(),
             store,
             prefix,
-            cache,
         }))
+    }
+}
+
+impl Target {
+    /// Whether `path` is where an encrypted file is read decrypted; its stored name then.
+    fn encrypted_name(&self, path: &Path) -> Option<String> {
+        (path.parent() == Some(&self.cache.path().join(PLAIN)))
+            .then(|| format!("{}{SUFFIX}", file_name(path)))
+    }
+
+    /// The stored name of the file read at `path`.
+    fn stored_name(&self, path: &Path) -> String {
+        self.encrypted_name(path).unwrap_or_else(|| file_name(path))
     }
 
     /// The target as the operator named it.
     pub fn describe(&self) -> String {
-        match self {
-            Target::Dir(d) => d.display().to_string(),
-            Target::Store(r) => r.url.clone(),
+        match &self.place {
+            Place::Dir(d) => d.display().to_string(),
+            Place::Store(r) => r.url.clone(),
         }
     }
 
     /// Where a file of the backup is, for messages: the path, or the object's URL.
     pub fn locate(&self, path: &Path) -> String {
-        match self {
-            Target::Dir(_) => path.display().to_string(),
-            Target::Store(r) => format!("{}/{}", r.url, file_name(path)),
+        match (&self.place, self.encrypted_name(path)) {
+            (Place::Dir(_), None) => path.display().to_string(),
+            (Place::Dir(d), Some(name)) => d.join(name).display().to_string(),
+            (Place::Store(r), _) => format!("{}/{}", r.url, self.stored_name(path)),
         }
     }
 
     pub fn is_remote(&self) -> bool {
-        matches!(self, Target::Store(_))
+        matches!(self.place, Place::Store(_))
     }
 
     /// The files of the backup (a missing directory or an empty prefix: none).
     pub async fn entries(&self) -> Result<Vec<Entry>, TargetError> {
-        match self {
-            Target::Dir(d) => dir_entries(d),
-            Target::Store(r) => {
+        let mut entries = self.stored_entries().await?;
+        for e in &mut entries {
+            if let (plain, true) = plain_name(&e.name) {
+                e.path = self.cache.path().join(PLAIN).join(plain);
+            }
+        }
+        Ok(entries)
+    }
+
+    async fn stored_entries(&self) -> Result<Vec<Entry>, TargetError> {
+        match &self.place {
+            Place::Dir(d) => dir_entries(d),
+            Place::Store(r) => {
                 let mut out = Vec::new();
                 let mut list = r.store.list(Some(&r.prefix));
                 while let Some(meta) = list.next().await {
@@ -211,7 +280,7 @@ impl Target {
                     let [name] = parts.as_slice() else { continue };
                     let name = name.as_ref().to_string();
                     out.push(Entry {
-                        path: r.cache.path().join(&name),
+                        path: self.cache.path().join(&name),
                         name,
                         bytes: meta.size,
                         modified: Some(meta.last_modified.into()),
@@ -223,19 +292,58 @@ impl Target {
     }
 
     /// Makes the file at `path` (an [`Entry::path`]) readable locally: a directory's is;
-    /// an object is downloaded into the cache (whole, then renamed).
+    /// an object is downloaded into the cache (whole, then renamed); an encrypted file is
+    /// decrypted into the cache.
     pub async fn fetch(&self, path: &Path) -> Result<(), TargetError> {
-        let Target::Store(r) = self else {
+        if let Some(name) = self.encrypted_name(path) {
+            if path.exists() {
+                return Ok(());
+            }
+            let sealed = match &self.place {
+                Place::Dir(d) => d.join(&name),
+                Place::Store(r) => {
+                    let local = self.cache.path().join(&name);
+                    r.download(&name, &local).await?;
+                    local
+                }
+            };
+            let (what, out, ids) = (
+                self.locate(path),
+                path.to_path_buf(),
+                self.identities.clone(),
+            );
+            let decrypted = tokio::task::spawn_blocking(move || {
+                decrypt_file(&sealed, &what, &out, ids.as_deref()).map(|()| sealed)
+            })
+            .await
+            .map_err(|e| TargetError::Io {
+                path: path.to_path_buf(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+            if let (Ok(sealed), true) = (&decrypted, self.is_remote()) {
+                let _ = std::fs::remove_file(sealed);
+            }
+            decrypted?;
+            return Ok(());
+        }
+        let Place::Store(r) = &self.place else {
             return Ok(());
         };
         if path.exists() {
             return Ok(());
         }
-        let name = file_name(path);
+        r.download(&file_name(path), path).await
+    }
+}
+
+impl Remote {
+    /// Downloads the object `name` to `path` (whole, then renamed).
+    async fn download(&self, name: &str, path: &Path) -> Result<(), TargetError> {
+        let r = self;
         let what = format!("fetching {}/{name}", r.url);
         let got = r
             .store
-            .get(&r.prefix.clone().join(name.as_str()))
+            .get(&r.prefix.clone().join(name))
             .await
             .map_err(TargetError::store(what.clone()))?;
         let part = path.with_extension("fetching");
@@ -250,10 +358,12 @@ impl Target {
         tokio::fs::rename(&part, path).await.map_err(io_at(path))?;
         Ok(())
     }
+}
 
-    /// Drops a fetched copy (nothing for a directory target).
+impl Target {
+    /// Drops a fetched or decrypted copy (a directory's own files stay).
     pub fn forget(&self, path: &Path) {
-        if self.is_remote() {
+        if path.starts_with(self.cache.path()) {
             let _ = std::fs::remove_file(path);
         }
     }
@@ -261,7 +371,7 @@ impl Target {
     /// Stores the local file `local` under its own name (object stores; a directory target
     /// is written in place).
     pub async fn upload(&self, local: &Path) -> Result<(), TargetError> {
-        let Target::Store(r) = self else {
+        let Place::Store(r) = &self.place else {
             return Ok(());
         };
         let name = file_name(local);
@@ -302,23 +412,26 @@ impl Target {
 
     /// Removes one file of the backup (an [`Entry::path`]; retention).
     pub async fn delete(&self, path: &Path) -> Result<(), TargetError> {
-        match self {
-            Target::Dir(_) => std::fs::remove_file(path).map_err(io_at(path)),
-            Target::Store(r) => {
-                let name = file_name(path);
-                r.store
-                    .delete(&r.prefix.clone().join(name.as_str()))
-                    .await
-                    .map_err(TargetError::store(format!("removing {}/{name}", r.url)))
+        self.forget(path);
+        let name = self.stored_name(path);
+        match &self.place {
+            Place::Dir(d) => {
+                let stored = d.join(&name);
+                std::fs::remove_file(&stored).map_err(io_at(&stored))
             }
+            Place::Store(r) => r
+                .store
+                .delete(&r.prefix.clone().join(name.as_str()))
+                .await
+                .map_err(TargetError::store(format!("removing {}/{name}", r.url))),
         }
     }
 
     /// The object `name` under the prefix (the lock).
     pub(crate) fn object(&self, name: &str) -> Option<(&Arc<dyn ObjectStore>, ObjPath, String)> {
-        match self {
-            Target::Dir(_) => None,
-            Target::Store(r) => Some((
+        match &self.place {
+            Place::Dir(_) => None,
+            Place::Store(r) => Some((
                 &r.store,
                 r.prefix.clone().join(name),
                 format!("{}/{name}", r.url),
@@ -364,14 +477,10 @@ mod tests {
 
     #[test]
     fn specs_name_a_directory_or_a_store() {
-        assert!(matches!(
-            Target::open("/var/backups/cairn", None).unwrap(),
-            Target::Dir(d) if d == Path::new("/var/backups/cairn")
-        ));
-        assert!(matches!(
-            Target::open("file:///var/backups/cairn", None).unwrap(),
-            Target::Dir(d) if d == Path::new("/var/backups/cairn")
-        ));
+        let t = Target::open("/var/backups/cairn", None).unwrap();
+        assert_eq!(t.dir(), Some(Path::new("/var/backups/cairn")));
+        let t = Target::open("file:///var/backups/cairn", None).unwrap();
+        assert_eq!(t.dir(), Some(Path::new("/var/backups/cairn")));
         let e = Target::open("file://relative", None).unwrap_err();
         assert!(e.to_string().contains("absolute path"), "{e}");
         let e = Target::open("ftp://host/x", None).unwrap_err();

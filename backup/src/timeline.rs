@@ -6,6 +6,8 @@
 //! DIR/seg-<first>-<last>.cseg     the changes of revisions first..=last (`segment.rs`)
 //! DIR/open-<first>.part           a segment being written, or one a crash cut short
 //! DIR/full.part                   a full snapshot being saved
+//! DIR/NAME.age                    NAME encrypted (`backup run --encrypt-to`, `crypt.rs`)
+//! DIR/NAME.age.part               NAME being encrypted
 //! ```
 //!
 //! Every revision after a snapshot's has at least one event (etcd and Cairn move the revision
@@ -19,6 +21,7 @@ use std::time::SystemTime;
 
 use cairn_storage::snapshot::{SnapshotFile, verify as verify_cairn};
 
+use crate::crypt::plain_name;
 use crate::segment::{self, SegmentError};
 use crate::target::{Entry, Target, TargetError, dir_entries};
 
@@ -89,14 +92,16 @@ impl Timeline {
     pub fn from_entries(entries: impl IntoIterator<Item = Entry>) -> Timeline {
         let mut t = Timeline::default();
         for e in entries {
-            if let Some(revision) = parse_full_name(&e.name) {
+            // an encrypted file (`NAME.age`) stands for its plain name
+            let (name, _) = plain_name(&e.name);
+            if let Some(revision) = parse_full_name(name) {
                 t.fulls.push(Full {
                     revision,
                     path: e.path,
                     bytes: e.bytes,
                     modified: e.modified,
                 });
-            } else if let Some((first, last)) = segment::parse_sealed_name(&e.name) {
+            } else if let Some((first, last)) = segment::parse_sealed_name(name) {
                 t.segments.push(Segment {
                     first,
                     last,

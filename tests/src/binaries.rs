@@ -28,6 +28,23 @@ pub fn require_etcd() -> bool {
     false
 }
 
+/// The age tool, from Debian's `age` package: `age-keygen` makes the keys of the encrypted
+/// backup tests, `age -d` reads what Cairn encrypted.
+pub const AGE: &str = "/usr/bin/age";
+pub const AGE_KEYGEN: &str = "/usr/bin/age-keygen";
+
+/// True when the age tool is installed (as [`require_etcd`]: a panic in CI, else a skip).
+pub fn require_age() -> bool {
+    if Path::new(AGE).exists() && Path::new(AGE_KEYGEN).exists() {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("age not installed: .ci/run must install it");
+    }
+    eprintln!("skipping: {AGE} or {AGE_KEYGEN} missing (apt-get install age)");
+    false
+}
+
 /// Path of the `cairn` server binary, building it on first use.
 pub fn cairn_bin() -> PathBuf {
     bin("CAIRN_BIN", "cairn")

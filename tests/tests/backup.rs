@@ -137,27 +137,39 @@ fn cairnutl_env(env: &[(&str, String)], args: &[&str]) -> std::process::Output {
 }
 
 /// A member started on `snapshot restore --from-backup BACKUP --to-revision REV`.
-fn restore_to(kind: Kind, (backup, env): (&str, &[(&str, String)]), rev: i64) -> TestServer {
+fn restore_to(kind: Kind, backup: (&str, &[(&str, String)]), rev: i64) -> TestServer {
+    restore_to_with(kind, backup, rev, &[])
+}
+
+/// As [`restore_to`], with `extra` flags.
+fn restore_to_with(
+    kind: Kind,
+    (backup, env): (&str, &[(&str, String)]),
+    rev: i64,
+    extra: &[&str],
+) -> TestServer {
     TestServer::start_prepared(Kind::Cairn, "restored", &[], |dir, peer| {
-        let out = cairnutl_env(
-            env,
-            &[
-                "snapshot",
-                "restore",
-                "--from-backup",
-                backup,
-                "--to-revision",
-                &rev.to_string(),
-                "--name",
-                "restored",
-                "--initial-cluster",
-                &format!("restored={peer}"),
-                "--initial-advertise-peer-urls",
-                peer,
-                "--data-dir",
-                &dir.display().to_string(),
-            ],
-        );
+        let rev = rev.to_string();
+        let cluster = format!("restored={peer}");
+        let data_dir = dir.display().to_string();
+        let mut args = vec![
+            "snapshot",
+            "restore",
+            "--from-backup",
+            backup,
+            "--to-revision",
+            &rev,
+            "--name",
+            "restored",
+            "--initial-cluster",
+            &cluster,
+            "--initial-advertise-peer-urls",
+            peer,
+            "--data-dir",
+            &data_dir,
+        ];
+        args.extend(extra);
+        let out = cairnutl_env(env, &args);
         assert!(out.status.success(), "{kind:?}: {}", output_text(&out));
     })
 }
@@ -358,7 +370,7 @@ fn backup_follows_every_revision(kind: Kind) {
     // revoked one gone
     restores_to_a_revision(kind, &ep, (&spec, &[]), now, &id, &[&id, &bare]);
     let at = changes_at(&backup, txn_rev).unix_ms;
-    let target = cairn_backup::target::Target::Dir(backup.clone());
+    let target = cairn_backup::target::Target::open(&backup.display().to_string(), None).unwrap();
     let found = cairn_tests::grpc::block_on(cairn_backup::restore::revision_at(&target, at))
         .unwrap()
         .unwrap();
@@ -885,4 +897,190 @@ fn a_compaction_of_etcd_is_restored_where_it_was_seen() {
         return;
     }
     a_compaction_is_restored_where_it_was_seen(Kind::Etcd);
+}
+
+/// An age key made by the real `age-keygen`: (the identity file, its public key).
+fn age_key(dir: &Path, name: &str) -> (std::path::PathBuf, String) {
+    use cairn_tests::binaries::AGE_KEYGEN;
+    let key = dir.join(name);
+    let out = Command::new(AGE_KEYGEN)
+        .arg("-o")
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let out = Command::new(AGE_KEYGEN)
+        .arg("-y")
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    (
+        key,
+        String::from_utf8(out.stdout).unwrap().trim().to_string(),
+    )
+}
+
+/// No file of `dir` holds `secret` in the clear, and every backup file is encrypted.
+fn all_encrypted(dir: &Path, secret: &str) {
+    let mut files = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        let bytes = std::fs::read(e.path()).unwrap();
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "{name} holds the value in the clear"
+        );
+        if name != "lock" {
+            assert!(name.ends_with(".age"), "{name} is not encrypted");
+            files += 1;
+        }
+    }
+    assert!(files >= 2, "a snapshot and a segment at least");
+}
+
+/// `backup run --encrypt-to`: every file kept is age-encrypted (the real `age -d` reads
+/// them), list works without the key, verify and restore need `--identity` and say so, and
+/// with it restore the source's state (from a directory and from S3).
+#[test]
+fn an_encrypted_backup_is_read_with_its_identity_only() {
+    if !cairn_tests::binaries::require_age() {
+        return;
+    }
+    let server = TestServer::start(Kind::Cairn);
+    let ep = server.endpoint();
+    let mut history = BTreeMap::new();
+    let secret = "a-value-only-the-key-holder-reads";
+    put(&ep, "before", secret, &mut history);
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = age_key(dir.path(), "key.txt");
+    let (other_key, _) = age_key(dir.path(), "other.txt");
+    let backup = dir.path().join("backup");
+    let spec = backup.display().to_string();
+
+    let mut cmd = Command::new(cairnutl_bin());
+    cmd.env_remove("ETCDCTL_ENDPOINTS")
+        .args(["--endpoints", &ep, "backup", "run", &spec])
+        .args(["--segment-age", "200ms", "--encrypt-to", &public]);
+    let mut run = Background::spawn(cmd, "cairnutl backup run --encrypt-to".into());
+    wait_full(&mut run);
+    for i in 0..10 {
+        put(&ep, &format!("k/{i}"), secret, &mut history);
+    }
+    let now = revision_of(&ep);
+    wait_covered(&backup, now);
+    run.terminate();
+    assert!(run.wait_exit(WAIT).success(), "{:?}", run.lines());
+    all_encrypted(&backup, secret);
+
+    // the real age tool decrypts a segment Cairn wrote
+    let seg = Timeline::load(&backup).unwrap().segments[0].path.clone();
+    let out = Command::new(cairn_tests::binaries::AGE)
+        .arg("-d")
+        .arg("-i")
+        .arg(&key)
+        .arg(&seg)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert_eq!(&out.stdout[..8], &segment::MAGIC, "a segment inside");
+
+    // list without the key: the revisions; verify and restore: the key is asked for
+    let listed = output_text(&cairnutl(&["backup", "list", &spec]));
+    assert!(listed.contains(&format!("..={now}")), "{listed}");
+    assert!(listed.contains("the segments are encrypted"), "{listed}");
+    let out = cairnutl(&["backup", "verify", &spec]);
+    assert!(!out.status.success());
+    assert!(
+        output_text(&out).contains("give --identity FILE"),
+        "{}",
+        output_text(&out)
+    );
+    let never = dir.path().join("never");
+    let restore = |extra: &[&str]| {
+        let mut args = vec![
+            "snapshot",
+            "restore",
+            "--from-backup",
+            &spec,
+            "--data-dir",
+            never.to_str().unwrap(),
+        ];
+        let now = now.to_string();
+        args.extend(["--to-revision", &now]);
+        args.extend(extra);
+        cairnutl(&args)
+    };
+    let out = restore(&[]);
+    assert!(!out.status.success());
+    assert!(
+        output_text(&out).contains("give --identity FILE"),
+        "{}",
+        output_text(&out)
+    );
+    let other = other_key.display().to_string();
+    let out = restore(&["--identity", &other]);
+    assert!(!out.status.success());
+    assert!(
+        output_text(&out).contains("cannot decrypt"),
+        "{}",
+        output_text(&out)
+    );
+    assert!(!never.exists(), "nothing written without the key");
+
+    let id = key.display().to_string();
+    let out = cairnutl(&["backup", "verify", &spec, "--identity", &id]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let listed = output_text(&cairnutl(&["backup", "list", &spec, "--identity", &id]));
+    assert!(listed.contains("changes recorded from 20"), "{listed}");
+    let env: [(&str, String); 0] = [];
+    let want = hash_kv(&ep, now);
+    let restored = restore_to_with(Kind::Cairn, (&spec, &env), now, &["--identity", &id]);
+    assert_eq!(hash_kv(&restored.endpoint(), now), want, "HashKV at {now}");
+    drop(restored);
+
+    // from S3: the bucket holds encrypted files; restored with the key
+    let Some(s3) = S3Server::start() else { return };
+    s3.bucket("backups");
+    let url = "s3://backups/encrypted";
+    let spool = dir.path().join("spool");
+    let mut run = start_s3_backup(&s3, &ep, url, &spool, &["--encrypt-to", &public]);
+    wait_full(&mut run);
+    put(&ep, "k/s3", secret, &mut history);
+    let now = revision_of(&ep);
+    let deadline = Instant::now() + WAIT;
+    while !s3_chains(&s3, url).iter().any(|c| c.1 >= now) {
+        assert!(Instant::now() < deadline, "the bucket never reached {now}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    run.terminate();
+    assert!(run.wait_exit(WAIT).success(), "{:?}", run.lines());
+    let out = cairnutl_env(&s3.env(), &["-w", "json", "backup", "list", url]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let full = v["chains"][0]["full"]["path"].as_str().unwrap().to_string();
+    assert!(
+        full.starts_with(url) && full.ends_with(".snap.age"),
+        "{full}"
+    );
+    let want = hash_kv(&ep, now);
+    let restored = restore_to_with(Kind::Cairn, (url, &s3.env()), now, &["--identity", &id]);
+    assert_eq!(
+        hash_kv(&restored.endpoint(), now),
+        want,
+        "HashKV at {now} from S3"
+    );
+
+    // a damaged file is named by verify
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let at = bytes.len() - 20;
+    bytes[at] ^= 1;
+    std::fs::write(&seg, bytes).unwrap();
+    let out = cairnutl(&["backup", "verify", &spec, "--identity", &id]);
+    assert!(!out.status.success());
+    let said = output_text(&out);
+    assert!(
+        said.contains(&seg.display().to_string()) && said.contains("cannot decrypt"),
+        "{said}"
+    );
 }

@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::bail;
+use cairn_backup::crypt::{CryptError, Identities, Recipients};
 use cairn_backup::progress::{Progress, Reporter};
 use cairn_backup::restore::format_rfc3339;
 use cairn_backup::retention::Retention;
 use cairn_backup::run::RunConfig;
 use cairn_backup::segment::seal_of;
 use cairn_backup::stats::Stats;
-use cairn_backup::target::Target;
+use cairn_backup::target::{Target, TargetError};
 use cairn_backup::timeline::{Chain, Timeline};
 use cairn_client::flags::parse_duration;
 use cairn_client::metrics::{OPENMETRICS_TEXT, Render};
@@ -75,12 +76,30 @@ pub struct RunArgs {
     /// separated): lag in revisions and seconds, the last full snapshot's age, bytes written.
     #[arg(long, value_delimiter = ',')]
     pub listen_metrics_urls: Vec<String>,
+    /// Encrypt every file to this age public key (age1..., from age-keygen) before it is
+    /// kept: the target then holds nothing readable, and this host needs only the public
+    /// key (restore, list and verify take --identity); repeatable, any one key decrypts.
+    #[arg(long)]
+    pub encrypt_to: Vec<String>,
+    /// As --encrypt-to, with the keys of a file (one per line, # comments).
+    #[arg(long)]
+    pub encrypt_to_file: Vec<PathBuf>,
 }
 
 #[derive(Args)]
 pub struct TargetArg {
     /// The backup: a directory, file:///path, s3://bucket/prefix, gs://..., az://...
     pub target: String,
+    /// An age identity file (age-keygen's) that decrypts a backup made with --encrypt-to;
+    /// repeatable.
+    #[arg(long)]
+    pub identity: Vec<PathBuf>,
+}
+
+impl TargetArg {
+    fn open(&self) -> anyhow::Result<Target> {
+        Ok(Target::open(&self.target, None)?.with_identities(Identities::load(&self.identity)?))
+    }
 }
 
 pub fn run(b: Backup, g: &super::Global) -> anyhow::Result<()> {
@@ -94,13 +113,14 @@ pub fn run(b: Backup, g: &super::Global) -> anyhow::Result<()> {
 fn run_backup(a: RunArgs, g: &super::Global) -> anyhow::Result<()> {
     let dialer = g.dialer()?;
     let target = Target::open(&a.target, a.spool_dir.as_deref())?;
-    let spool = match (&target, a.spool_dir) {
-        (Target::Dir(d), None) => d.clone(),
-        (Target::Dir(_), Some(_)) => {
+    let encrypt = Recipients::parse(&a.encrypt_to, &a.encrypt_to_file)?;
+    let spool = match (target.dir(), a.spool_dir) {
+        (Some(d), None) => d.to_path_buf(),
+        (Some(_), Some(_)) => {
             bail!("--spool-dir is for object-store targets: a directory target is written in place")
         }
-        (Target::Store(_), Some(s)) => s,
-        (Target::Store(_), None) => bail!(
+        (None, Some(s)) => s,
+        (None, None) => bail!(
             "{}: an object-store target needs --spool-dir, a local directory where segments are sealed before they are uploaded and wait while the store cannot be reached",
             a.target
         ),
@@ -118,6 +138,7 @@ fn run_backup(a: RunArgs, g: &super::Global) -> anyhow::Result<()> {
         upload_grace: a.upload_grace,
         status_every: a.status_every.max(Duration::from_millis(100)),
         stats: Arc::new(Stats::new()),
+        encrypt,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -147,24 +168,30 @@ fn print_progress(p: &Progress, json: bool) {
     }
 }
 
-/// When the first and the last change of a chain's segments were recorded (Unix ms).
-async fn times(t: &Target, c: &Chain) -> anyhow::Result<Option<(i64, i64)>> {
+/// When the first and the last change of a chain's segments were recorded (Unix ms); `Err`
+/// of `None` when they are encrypted and no --identity was given.
+async fn times(t: &Target, c: &Chain) -> anyhow::Result<Result<Option<(i64, i64)>, ()>> {
     let (Some(first), Some(last)) = (c.segments.first(), c.segments.last()) else {
-        return Ok(None);
+        return Ok(Ok(None));
     };
-    t.fetch(&first.path).await?;
-    t.fetch(&last.path).await?;
+    for s in [first, last] {
+        match t.fetch(&s.path).await {
+            Ok(()) => {}
+            Err(TargetError::Crypt(CryptError::NoIdentity { .. })) => return Ok(Err(())),
+            Err(e) => return Err(e.into()),
+        }
+    }
     let span = (
         seal_of(&first.path)?.first_unix_ms,
         seal_of(&last.path)?.last_unix_ms,
     );
     t.forget(&first.path);
     t.forget(&last.path);
-    Ok(Some(span))
+    Ok(Ok(Some(span)))
 }
 
 async fn list(a: &TargetArg, format: Format) -> anyhow::Result<()> {
-    let target = Target::open(&a.target, None)?;
+    let target = a.open()?;
     let t = Timeline::from_entries(target.entries().await?);
     let chains = t.chains();
     if format == Format::Json {
@@ -172,6 +199,8 @@ async fn list(a: &TargetArg, format: Format) -> anyhow::Result<()> {
         for c in &chains {
             let recorded = times(&target, c)
                 .await?
+                .ok()
+                .flatten()
                 .map(|(a, b)| [format_rfc3339(a), format_rfc3339(b)]);
             rows.push(serde_json::json!({
                 "full": {"revision": c.full.revision, "bytes": c.full.bytes, "path": target.locate(&c.full.path)},
@@ -203,12 +232,16 @@ async fn list(a: &TargetArg, format: Format) -> anyhow::Result<()> {
             c.full.revision,
             c.last
         ));
-        if let Some((first, last)) = times(&target, c).await? {
-            out.push_str(&format!(
+        match times(&target, c).await? {
+            Ok(Some((first, last))) => out.push_str(&format!(
                 "  changes recorded from {} to {} (--to-time restores to any moment in between)\n",
                 format_rfc3339(first),
                 format_rfc3339(last)
-            ));
+            )),
+            Ok(None) => {}
+            Err(()) => out.push_str(
+                "  the segments are encrypted: --identity shows when their changes were recorded\n",
+            ),
         }
         if let Some(to) = c.gap_to {
             out.push_str(&format!(
@@ -230,7 +263,7 @@ async fn list(a: &TargetArg, format: Format) -> anyhow::Result<()> {
 }
 
 async fn verify(a: &TargetArg) -> anyhow::Result<()> {
-    let target = Target::open(&a.target, None)?;
+    let target = a.open()?;
     let report = cairn_backup::timeline::verify(&target).await?;
     if report.problems.is_empty() {
         return print_out(&format!(

@@ -88,6 +88,10 @@ pub struct RestoreArgs {
     /// (RFC 3339, e.g. 2026-12-04T02:00:00Z).
     #[arg(long, requires = "from_backup")]
     pub to_time: Option<String>,
+    /// With --from-backup: an age identity file (age-keygen's) that decrypts a backup made
+    /// with `backup run --encrypt-to`; repeatable.
+    #[arg(long, requires = "from_backup")]
+    pub identity: Vec<PathBuf>,
     /// Path to the data directory to create [default: <name>.cairn].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,

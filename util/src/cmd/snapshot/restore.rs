@@ -12,6 +12,7 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow, bail};
+use cairn_backup::crypt::Identities;
 use cairn_backup::restore::{RestorePlan, parse_rfc3339, plan as plan_restore, revision_at};
 use cairn_backup::target::Target;
 
@@ -52,7 +53,8 @@ pub fn run(args: super::RestoreArgs) -> anyhow::Result<()> {
         .to_path_buf();
     let (history, _fetched) = match &args.from_backup {
         Some(spec) => {
-            let target = Target::open(spec, Some(&scratch))?;
+            let target = Target::open(spec, Some(&scratch))?
+                .with_identities(Identities::load(&args.identity)?);
             let plan = block_on(backup_plan(&target, &args))?;
             (Some(plan), Some(target))
         }

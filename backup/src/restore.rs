@@ -1,7 +1,7 @@
 //! What a point-in-time restore needs from a backup: the full snapshot to start from and the
 //! recorded changes after it up to the target revision (`cairnutl snapshot restore
 //! --from-backup DIR --to-revision R` restores the one, then writes the other on top with
-//! `cairn_storage::snapshot::HistoryWriter`, one segment at a time).
+//! `cairn_storage::snapshot::HistoryWriter`, in bounded batches as the segments decode).
 
 use std::path::PathBuf;
 
@@ -139,9 +139,13 @@ pub struct Replayed {
     pub compacted: Option<i64>,
 }
 
+/// Rows handed to the writer at a time: a bounded batch, whatever a segment holds.
+const REPLAY_BATCH: usize = 50_000;
+
 impl RestorePlan {
-    /// Hands every event after the snapshot up to the target revision to `write`, one
-    /// segment's worth at a time (memory stays within one segment), in order.
+    /// Hands every event after the snapshot up to the target revision to `write`, in order,
+    /// in batches of at most [`REPLAY_BATCH`] rows, decoding the segments as it goes (memory
+    /// stays within one batch, however large a segment).
     pub fn replay(
         &self,
         write: &mut dyn FnMut(&[HistoryRow]) -> Result<(), String>,
@@ -149,15 +153,19 @@ impl RestorePlan {
         let mut leases = LeaseState::default();
         let mut compacted = None;
         let mut count = 0u64;
-        for path in &self.segments {
-            let (_, changes) = segment::read(path)?;
-            let mut rows = Vec::with_capacity(changes.len());
-            // a segment may begin before the snapshot: what it holds up to there is in it
-            // (a compaction seen right at the snapshot's revision may have come after it)
-            for change in changes
-                .into_iter()
-                .filter(|c| c.revision >= self.full_revision && c.revision <= self.to_revision)
-            {
+        let mut rows = Vec::with_capacity(REPLAY_BATCH);
+        'segments: for path in &self.segments {
+            let (_, changes) = segment::changes(path)?;
+            for change in changes {
+                let change = change?;
+                if change.revision > self.to_revision {
+                    break 'segments;
+                }
+                // a segment may begin before the snapshot: what it holds up to there is in
+                // it (a compaction seen right at the snapshot's revision may have come after)
+                if change.revision < self.full_revision {
+                    continue;
+                }
                 if change.compacted_to > 0 {
                     compacted = compacted.max(Some(change.compacted_to));
                 }
@@ -174,10 +182,15 @@ impl RestorePlan {
                         kv: event.kv.unwrap_or_default(),
                     });
                 }
+                if rows.len() >= REPLAY_BATCH {
+                    count += rows.len() as u64;
+                    write(&rows).map_err(PlanError::Write)?;
+                    rows.clear();
+                }
             }
-            count += rows.len() as u64;
-            write(&rows).map_err(PlanError::Write)?;
         }
+        count += rows.len() as u64;
+        write(&rows).map_err(PlanError::Write)?;
         let (leases, drops) = leases.finish();
         Ok(Replayed {
             rows: count,
@@ -196,15 +209,30 @@ pub async fn revision_at(target: &Target, unix_ms: i64) -> Result<Option<i64>, P
     for chain in timeline.chains() {
         for s in &chain.segments {
             target.fetch(&s.path).await?;
-            let read = segment::read(&s.path);
+            let found = latest_before(&s.path, unix_ms);
             target.forget(&s.path);
-            let (seal, changes) = read?;
-            if seal.first_unix_ms > unix_ms {
-                break;
+            match found? {
+                Some(rev) => best = best.max(Some(rev)),
+                // this segment starts after the time: so do the chain's next ones
+                None => break,
             }
-            for c in changes.iter().filter(|c| c.unix_ms <= unix_ms) {
-                best = best.max(Some(c.revision));
-            }
+        }
+    }
+    Ok(best)
+}
+
+/// The last revision `path` recorded at or before `unix_ms`; `None` if its first change is
+/// later.
+fn latest_before(path: &std::path::Path, unix_ms: i64) -> Result<Option<i64>, SegmentError> {
+    let seal = segment::verify(path)?;
+    if seal.first_unix_ms > unix_ms {
+        return Ok(None);
+    }
+    let mut best = None;
+    for c in segment::changes(path)?.1 {
+        let c = c?;
+        if c.unix_ms <= unix_ms {
+            best = best.max(Some(c.revision));
         }
     }
     Ok(best)
@@ -282,6 +310,56 @@ pub fn format_rfc3339(unix_ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replay_writes_in_bounded_batches_up_to_the_target_only() {
+        use cairn_proto::mvccpb::{Event, KeyValue};
+        let dir = tempfile::tempdir().unwrap();
+        let put = |rev: i64| crate::segment::Change {
+            revision: rev,
+            events: vec![Event {
+                kv: Some(KeyValue {
+                    key: format!("k{}", rev % 100).into(),
+                    mod_revision: rev,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        // one segment spanning the snapshot at 10, then a large one
+        let mut w = crate::segment::SegmentWriter::create(dir.path(), 0).unwrap();
+        for rev in 1..=20 {
+            w.append(&put(rev)).unwrap();
+        }
+        let (first, _) = w.seal().unwrap().unwrap();
+        let mut w = crate::segment::SegmentWriter::create(dir.path(), 20).unwrap();
+        for rev in 21..=130_000 {
+            w.append(&put(rev)).unwrap();
+        }
+        let (second, _) = w.seal().unwrap().unwrap();
+        let plan = RestorePlan {
+            full: dir.path().join("unused"),
+            full_revision: 10,
+            to_revision: 120_000,
+            segments: vec![first, second],
+        };
+        let (mut batches, mut next) = (Vec::new(), 11);
+        let done = plan
+            .replay(&mut |rows| {
+                batches.push(rows.len());
+                for r in rows {
+                    assert_eq!(r.revision, next);
+                    next += 1;
+                }
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(done.rows, 120_000 - 10);
+        assert_eq!(next, 120_001, "every revision after the snapshot up to the target");
+        assert!(batches.iter().all(|n| *n <= REPLAY_BATCH), "{batches:?}");
+        assert_eq!(batches.len(), 3, "{batches:?}");
+    }
 
     #[test]
     fn times_format_back_to_what_they_parse_from() {

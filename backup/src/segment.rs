@@ -299,59 +299,107 @@ pub fn verify(path: &Path) -> Result<Seal, SegmentError> {
 /// Every change of a sealed segment, in order, after [`verify`]ing it: each is decoded and
 /// checked against the seal (count, range, order).
 pub fn read(path: &Path) -> Result<(Seal, Vec<Change>), SegmentError> {
-    let seal = verify(path)?;
-    let (_, body) = open_body(path)?;
-    let corrupt = |why: String| SegmentError::Corrupt {
+    verify(path)?;
+    let (seal, changes) = changes(path)?;
+    Ok((seal, changes.collect::<Result<_, _>>()?))
+}
+
+/// The changes of a sealed segment one at a time, decoded as the body decompresses (memory
+/// stays within one change), each checked for order, and at the end the whole against the
+/// seal (count, range). The body's digest is not checked: [`verify`] first.
+pub fn changes(path: &Path) -> Result<(Seal, Changes), SegmentError> {
+    let (seal, body) = open_body(path)?;
+    let z = zstd::stream::read::Decoder::new(body).map_err(|e| SegmentError::Corrupt {
         path: path.to_path_buf(),
-        why,
+        why: format!("the body does not decompress: {e}"),
+    })?;
+    let changes = Changes {
+        path: path.to_path_buf(),
+        z: io::BufReader::with_capacity(1 << 16, z),
+        last: seal.after_revision,
+        seal: seal.clone(),
+        count: 0,
+        first: None,
+        buf: Vec::new(),
+        done: false,
     };
-    // decoded as it decompresses: the body is never whole in memory
-    let mut z = io::BufReader::with_capacity(
-        1 << 16,
-        zstd::stream::read::Decoder::new(body)
-            .map_err(|e| corrupt(format!("the body does not decompress: {e}")))?,
-    );
-    let mut changes = Vec::with_capacity(seal.records.min(1 << 24) as usize);
-    let mut last = seal.after_revision;
-    let mut buf = Vec::new();
-    loop {
-        let n = changes.len() + 1;
-        let Some(len) = read_varint(&mut z)
-            .map_err(|e| corrupt(format!("the body does not decompress: {e}")))?
+    Ok((seal, changes))
+}
+
+/// The iterator of [`changes`].
+pub struct Changes {
+    path: PathBuf,
+    z: io::BufReader<zstd::stream::read::Decoder<'static, io::BufReader<io::Take<File>>>>,
+    seal: Seal,
+    count: u64,
+    first: Option<i64>,
+    last: i64,
+    buf: Vec<u8>,
+    done: bool,
+}
+
+impl Changes {
+    fn corrupt(&self, why: String) -> SegmentError {
+        SegmentError::Corrupt {
+            path: self.path.clone(),
+            why,
+        }
+    }
+
+    fn step(&mut self) -> Result<Option<Change>, SegmentError> {
+        let n = self.count + 1;
+        let Some(len) = read_varint(&mut self.z)
+            .map_err(|e| self.corrupt(format!("the body does not decompress: {e}")))?
         else {
-            break;
+            self.check_end()?;
+            return Ok(None);
         };
-        buf.resize(len as usize, 0);
-        z.read_exact(&mut buf)
-            .map_err(|e| corrupt(format!("change {n} is cut short: {e}")))?;
-        let change = Change::decode(buf.as_slice())
-            .map_err(|e| corrupt(format!("change {n} does not decode: {e}")))?;
+        self.buf.resize(len as usize, 0);
+        if let Err(e) = self.z.read_exact(&mut self.buf) {
+            return Err(self.corrupt(format!("change {n} is cut short: {e}")));
+        }
+        let change = Change::decode(self.buf.as_slice())
+            .map_err(|e| self.corrupt(format!("change {n} does not decode: {e}")))?;
+        let last = self.last;
         if change.revision < last || (change.revision == last && !change.events.is_empty()) {
-            return Err(corrupt(format!(
+            return Err(self.corrupt(format!(
                 "change at revision {} after revision {last}",
                 change.revision
             )));
         }
-        last = change.revision;
-        changes.push(change);
+        self.count = n;
+        self.first.get_or_insert(change.revision);
+        self.last = change.revision;
+        Ok(Some(change))
     }
-    let (first, last_rev) = (
-        changes.first().map(|c| c.revision),
-        changes.last().map(|c| c.revision),
-    );
-    if changes.len() as u64 != seal.records
-        || first != Some(seal.first_revision)
-        || last_rev != Some(seal.last_revision)
-    {
-        return Err(corrupt(format!(
-            "the seal says {} changes at {}..={}, the body holds {} at {first:?}..={last_rev:?}",
-            seal.records,
-            seal.first_revision,
-            seal.last_revision,
-            changes.len()
-        )));
+
+    fn check_end(&self) -> Result<(), SegmentError> {
+        let s = &self.seal;
+        let last = (self.count > 0).then_some(self.last);
+        if self.count != s.records
+            || self.first != Some(s.first_revision)
+            || last != Some(s.last_revision)
+        {
+            return Err(self.corrupt(format!(
+                "the seal says {} changes at {}..={}, the body holds {} at {:?}..={last:?}",
+                s.records, s.first_revision, s.last_revision, self.count, self.first
+            )));
+        }
+        Ok(())
     }
-    Ok((seal, changes))
+}
+
+impl Iterator for Changes {
+    type Item = Result<Change, SegmentError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let step = self.step();
+        self.done = !matches!(step, Ok(Some(_)));
+        step.transpose()
+    }
 }
 
 /// A protobuf varint from `r`; `None` at the end of the stream (before its first byte).

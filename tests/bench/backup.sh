@@ -9,7 +9,8 @@
 #    backup running from the start (one full snapshot near revision 0, then every revision in
 #    segments); then, alternated ROUNDS times (default 3): `cairnutl snapshot restore
 #    --from-backup DIR --to-revision <last>` against `etcdctl snapshot restore` (etcd 3.4) of an
-#    etcd snapshot of the same final state (the same puts into etcd), each into a fresh dir.
+#    etcd snapshot of the same final state (the same puts into etcd), each into a fresh dir;
+#    time and peak RSS of each (/usr/bin/time).
 #
 # Usage: RATE=5000 SECONDS_LOAD=60 REVS=1000000 ROUNDS=3 tests/bench/backup.sh
 # Needs Debian's etcd-server and etcd-client (etcd 3.4), python3 and curl.
@@ -106,10 +107,14 @@ etcdctl --endpoints "$EP" snapshot save "$W/etcd.db" >/dev/null
 ls -l "$W/etcd.db" | awk '{print "etcd snapshot: " $5 " bytes"}'
 du -sb "$W/pitr" | awk '{print "cairn backup (1 full snapshot + segments): " $1 " bytes"}'
 
-elapsed() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>&1; e=$(date +%s.%N); python3 -c "print(f'{$e-$s:.2f}')"; }
+# measure CMD...: "SECONDS PEAK_RSS_MB" of one run
+measure() {
+  local s e; s=$(date +%s.%N); /usr/bin/time -f %M -o "$W/rss" "$@" >/dev/null 2>&1; e=$(date +%s.%N)
+  python3 -c "print(f'{$e-$s:.2f} {$(cat "$W/rss")/1024:.0f}')"
+}
 for r in $(seq 1 "$ROUNDS"); do
   rm -rf "$W/r-cairn" "$W/r-etcd"
-  c=$(elapsed $BIN/cairnutl snapshot restore --from-backup "$W/pitr" --to-revision "$last" --data-dir "$W/r-cairn")
-  e=$(elapsed etcdctl snapshot restore "$W/etcd.db" --data-dir "$W/r-etcd")
-  python3 -c "print(f'round $r: cairn PITR {$c} s, etcd snapshot restore {$e} s, etcd/cairn {$e/$c:.2f}x')"
+  read -r c cm < <(measure $BIN/cairnutl snapshot restore --from-backup "$W/pitr" --to-revision "$last" --data-dir "$W/r-cairn")
+  read -r e em < <(measure etcdctl snapshot restore "$W/etcd.db" --data-dir "$W/r-etcd")
+  python3 -c "print(f'round $r: cairn PITR {$c} s ({$cm} MB peak), etcd snapshot restore {$e} s ({$em} MB peak), etcd/cairn {$e/$c:.2f}x')"
 done

@@ -356,7 +356,10 @@ mod tests {
             })
             .unwrap();
         assert_eq!(done.rows, 120_000 - 10);
-        assert_eq!(next, 120_001, "every revision after the snapshot up to the target");
+        assert_eq!(
+            next, 120_001,
+            "every revision after the snapshot up to the target"
+        );
         assert!(batches.iter().all(|n| *n <= REPLAY_BATCH), "{batches:?}");
         assert_eq!(batches.len(), 3, "{batches:?}");
     }

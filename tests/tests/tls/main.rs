@@ -10,7 +10,7 @@
 //! - [`cluster`]: three members with peer and client TLS; a leader killed under writes; a
 //!   member with the wrong peer CA.
 //! - [`dr`]: a client-certificate TLS etcd backed up and mirrored by cairnutl into a TLS cairn;
-//!   cairnutl's endpoint commands against both.
+//!   a continuous backup of a TLS server with auth; cairnutl's endpoint commands against both.
 //! - [`startup`]: bad certificate files, `--auto-tls`, mixed http/https listeners, https
 //!   metrics, cipher suites.
 

@@ -171,10 +171,10 @@ fn continuous_backup_over_tls_with_auth(kind: Kind) {
     let source: serde_json::Value = serde_json::from_str(&got).unwrap();
     let now = source["header"]["revision"].as_i64().unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !Timeline::load(&backup)
+    while Timeline::load(&backup)
         .unwrap()
         .newest()
-        .is_some_and(|c| c.last >= now)
+        .is_none_or(|c| c.last < now)
     {
         assert!(
             std::time::Instant::now() < deadline,

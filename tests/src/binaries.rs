@@ -18,14 +18,7 @@ pub const ETCDCTL: &str = "/usr/bin/etcdctl";
 /// In CI (`CI=true`) their absence is a setup bug, so this panics; elsewhere the test is
 /// skipped with a note.
 pub fn require_etcd() -> bool {
-    if Path::new(ETCD).exists() && Path::new(ETCDCTL).exists() {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("etcd-server/etcd-client not installed: .ci/run must install them");
-    }
-    eprintln!("skipping: {ETCD} or {ETCDCTL} missing (apt-get install etcd-server etcd-client)");
-    false
+    require(&[ETCD, ETCDCTL], "etcd-server etcd-client")
 }
 
 /// The age tool, from Debian's `age` package: `age-keygen` makes the keys of the encrypted
@@ -33,15 +26,24 @@ pub fn require_etcd() -> bool {
 pub const AGE: &str = "/usr/bin/age";
 pub const AGE_KEYGEN: &str = "/usr/bin/age-keygen";
 
-/// True when the age tool is installed (as [`require_etcd`]: a panic in CI, else a skip).
+/// True when the age tool is installed (as [`require_etcd`]).
 pub fn require_age() -> bool {
-    if Path::new(AGE).exists() && Path::new(AGE_KEYGEN).exists() {
+    require(&[AGE, AGE_KEYGEN], "age")
+}
+
+/// True when every one of `tools` exists; in CI their absence panics, elsewhere the test is
+/// skipped with a note naming Debian's `packages`.
+fn require(tools: &[&str], packages: &str) -> bool {
+    if tools.iter().all(|t| Path::new(t).exists()) {
         return true;
     }
     if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("age not installed: .ci/run must install it");
+        panic!("{packages} not installed: .ci/run must install them");
     }
-    eprintln!("skipping: {AGE} or {AGE_KEYGEN} missing (apt-get install age)");
+    eprintln!(
+        "skipping: {} missing (apt-get install {packages})",
+        tools.join(" or ")
+    );
     false
 }
 

@@ -93,6 +93,32 @@ impl TestServer {
         Self::start_inner(kind, name, None, extra_args, prepare)
     }
 
+    /// A one-member Cairn named `restored`, started on what `cairnutl snapshot restore ARGS`
+    /// (with `env` added) made: its name, data dir and peer URL are added to `args`. The
+    /// restore must succeed.
+    pub fn start_restored(args: &[&str], env: &[(&str, String)]) -> Self {
+        Self::start_prepared(Kind::Cairn, "restored", &[], |dir, peer| {
+            let out = Command::new(binaries::cairnutl_bin())
+                .env_remove("ETCDCTL_ENDPOINTS")
+                .env_remove("ETCD_DATA_DIR")
+                .envs(env.iter().map(|(k, v)| (k, v)))
+                .stdin(Stdio::null())
+                .args(["snapshot", "restore"])
+                .args(args)
+                .args(["--name", "restored", "--initial-cluster"])
+                .arg(format!("restored={peer}"))
+                .args(["--initial-advertise-peer-urls", peer, "--data-dir"])
+                .arg(dir)
+                .output()
+                .expect("run cairnutl");
+            assert!(
+                out.status.success(),
+                "cairnutl snapshot restore {args:?}: {}",
+                binaries::output_text(&out)
+            );
+        })
+    }
+
     fn start_inner(
         kind: Kind,
         name: &str,

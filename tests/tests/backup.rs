@@ -137,41 +137,20 @@ fn cairnutl_env(env: &[(&str, String)], args: &[&str]) -> std::process::Output {
 }
 
 /// A member started on `snapshot restore --from-backup BACKUP --to-revision REV`.
-fn restore_to(kind: Kind, backup: (&str, &[(&str, String)]), rev: i64) -> TestServer {
-    restore_to_with(kind, backup, rev, &[])
+fn restore_to(backup: (&str, &[(&str, String)]), rev: i64) -> TestServer {
+    restore_to_with(backup, rev, &[])
 }
 
 /// As [`restore_to`], with `extra` flags.
 fn restore_to_with(
-    kind: Kind,
     (backup, env): (&str, &[(&str, String)]),
     rev: i64,
     extra: &[&str],
 ) -> TestServer {
-    TestServer::start_prepared(Kind::Cairn, "restored", &[], |dir, peer| {
-        let rev = rev.to_string();
-        let cluster = format!("restored={peer}");
-        let data_dir = dir.display().to_string();
-        let mut args = vec![
-            "snapshot",
-            "restore",
-            "--from-backup",
-            backup,
-            "--to-revision",
-            &rev,
-            "--name",
-            "restored",
-            "--initial-cluster",
-            &cluster,
-            "--initial-advertise-peer-urls",
-            peer,
-            "--data-dir",
-            &data_dir,
-        ];
-        args.extend(extra);
-        let out = cairnutl_env(env, &args);
-        assert!(out.status.success(), "{kind:?}: {}", output_text(&out));
-    })
+    let rev = rev.to_string();
+    let mut args = vec!["--from-backup", backup, "--to-revision", &rev];
+    args.extend(extra);
+    TestServer::start_restored(&args, env)
 }
 
 /// `snapshot restore --from-backup --to-revision`: a member started on the result serves the
@@ -189,7 +168,7 @@ fn restores_to_a_revision(
     let want_hash =
         etcdctl_json(ep, &["endpoint", "hashkv", &rev_flag])[0]["HashKV"]["hash"].clone();
     let want_kvs = etcdctl_json(ep, &["get", "", "--prefix", &rev_flag])["kvs"].clone();
-    let restored = restore_to(kind, (backup, env), rev);
+    let restored = restore_to((backup, env), rev);
     let rep = restored.endpoint();
     let got = etcdctl_json(&rep, &["get", "", "--prefix"]);
     assert_eq!(
@@ -859,7 +838,7 @@ fn a_compaction_is_restored_where_it_was_seen(kind: Kind) {
     assert!(run.wait_exit(WAIT).success());
     let spec = backup.display().to_string();
 
-    let restored = restore_to(kind, (&spec, &[]), now);
+    let restored = restore_to((&spec, &[]), now);
     let rep = restored.endpoint();
     assert_eq!(
         hash_kv(&rep, now),
@@ -874,7 +853,7 @@ fn a_compaction_is_restored_where_it_was_seen(kind: Kind) {
     drop(restored);
 
     // before the compaction was seen, the history below it is still there
-    let restored = restore_to(kind, (&spec, &[]), revs[2]);
+    let restored = restore_to((&spec, &[]), revs[2]);
     let got = etcdctl_json(
         &restored.endpoint(),
         &["get", "k", &format!("--rev={}", revs[0])],
@@ -1036,7 +1015,7 @@ fn an_encrypted_backup_is_read_with_its_identity_only() {
     assert!(listed.contains("changes recorded from 20"), "{listed}");
     let env: [(&str, String); 0] = [];
     let want = hash_kv(&ep, now);
-    let restored = restore_to_with(Kind::Cairn, (&spec, &env), now, &["--identity", &id]);
+    let restored = restore_to_with((&spec, &env), now, &["--identity", &id]);
     assert_eq!(hash_kv(&restored.endpoint(), now), want, "HashKV at {now}");
     drop(restored);
 
@@ -1064,7 +1043,7 @@ fn an_encrypted_backup_is_read_with_its_identity_only() {
         "{full}"
     );
     let want = hash_kv(&ep, now);
-    let restored = restore_to_with(Kind::Cairn, (url, &s3.env()), now, &["--identity", &id]);
+    let restored = restore_to_with((url, &s3.env()), now, &["--identity", &id]);
     assert_eq!(
         hash_kv(&restored.endpoint(), now),
         want,

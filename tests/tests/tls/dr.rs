@@ -186,26 +186,10 @@ fn continuous_backup_over_tls_with_auth(kind: Kind) {
     run.terminate();
     assert!(run.wait_exit(Duration::from_secs(30)).success());
 
-    let restored = TestServer::start_prepared(Kind::Cairn, "restored", &[], |data, peer| {
-        let (now, cluster) = (now.to_string(), format!("restored={peer}"));
-        let out = cairnutl(&[
-            "snapshot",
-            "restore",
-            "--from-backup",
-            backup.to_str().unwrap(),
-            "--to-revision",
-            &now,
-            "--name",
-            "restored",
-            "--initial-cluster",
-            &cluster,
-            "--initial-advertise-peer-urls",
-            peer,
-            "--data-dir",
-            data.to_str().unwrap(),
-        ]);
-        assert!(out.status.success(), "{kind:?}: {}", text(&out.stderr));
-    });
+    let now_arg = now.to_string();
+    let from = backup.display().to_string();
+    let restored =
+        TestServer::start_restored(&["--from-backup", &from, "--to-revision", &now_arg], &[]);
     // auth came with the snapshot: the restored member asks for the same user
     let ep = restored.endpoint();
     let denied = etcdctl::etcdctl(&ep, &["get", "k/1"]);

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use cairn_proto::mvccpb::event::EventType;
-use cairn_storage::snapshot::{HistoryRow, LeaseDrops};
+use cairn_storage::snapshot::{HistoryRow, LeaseDrops, RestoredLeases};
 use thiserror::Error;
 
 use crate::segment::{self, SegmentError};
@@ -49,6 +49,10 @@ struct LeaseState {
     revoked: std::collections::BTreeSet<i64>,
     /// A census was seen: `added` is then every lease there is.
     census: bool,
+    /// Each lease's last time left seen: (seconds, when, Unix ms).
+    left: std::collections::BTreeMap<i64, (i64, i64)>,
+    /// When the last change taken was recorded: the moment the restore stands at.
+    at_ms: i64,
 }
 
 impl LeaseState {
@@ -58,19 +62,29 @@ impl LeaseState {
             self.revoked.clear();
             self.census = true;
         }
+        self.at_ms = self.at_ms.max(c.unix_ms);
         for l in &c.leases {
             self.added.insert(l.id, l.granted_ttl);
             self.revoked.remove(&l.id);
+            if l.ttl >= 0 {
+                let seen = if l.seen_unix_ms > 0 {
+                    l.seen_unix_ms
+                } else {
+                    c.unix_ms
+                };
+                self.left.insert(l.id, (l.ttl, seen));
+            }
         }
         for id in &c.revoked {
             self.added.remove(id);
+            self.left.remove(id);
             if !self.census {
                 self.revoked.insert(*id);
             }
         }
     }
 
-    fn finish(self) -> (Vec<(i64, i64)>, LeaseDrops) {
+    fn finish(self) -> RestoredLeases {
         let added: Vec<(i64, i64)> = self.added.into_iter().collect();
         let drops = if self.census {
             LeaseDrops::AllBut(added.iter().map(|(id, _)| *id).collect())
@@ -79,7 +93,15 @@ impl LeaseState {
         } else {
             LeaseDrops::Listed(self.revoked.into_iter().collect())
         };
-        (added, drops)
+        // what each had left when last seen, less the time from then to the target (a
+        // keep-alive since would have given it more: at most what the backup saw of it)
+        let at = self.at_ms;
+        let left = self
+            .left
+            .into_iter()
+            .map(|(id, (ttl, seen))| (id, ttl - (at - seen).max(0) / 1000))
+            .collect();
+        RestoredLeases { added, drops, left }
     }
 }
 
@@ -128,11 +150,9 @@ pub async fn plan(target: &Target, to_revision: i64) -> Result<RestorePlan, Plan
 #[derive(Debug)]
 pub struct Replayed {
     pub rows: u64,
-    /// The leases granted after the snapshot, or that the recorded changes put keys on:
-    /// (ID, granted TTL).
-    pub leases: Vec<(i64, i64)>,
-    /// The snapshot's leases gone by the target revision.
-    pub drops: LeaseDrops,
+    /// The leases at the target revision: added to or dropped from the snapshot's, and the
+    /// time each had left.
+    pub leases: RestoredLeases,
     /// The compaction the server had made by the target revision, if the backup saw one
     /// after the snapshot (a compaction seen later, even of a revision below the target, is
     /// not: the restore is the member as it was when it stood at the target).
@@ -191,11 +211,9 @@ impl RestorePlan {
         }
         count += rows.len() as u64;
         write(&rows).map_err(PlanError::Write)?;
-        let (leases, drops) = leases.finish();
         Ok(Replayed {
             rows: count,
-            leases,
-            drops,
+            leases: leases.finish(),
             compacted,
         })
     }

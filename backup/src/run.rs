@@ -624,6 +624,10 @@ impl Open {
                 let p = self.pending.get_or_insert_with(Look::default);
                 p.census |= look.census;
                 p.compacted_to = p.compacted_to.max(look.compacted_to);
+                // a lease asked about again replaces what was asked before (an idle server
+                // keeps a look waiting for its next change)
+                p.granted
+                    .retain(|g| !look.granted.iter().any(|n| n.id == g.id));
                 p.granted.extend(look.granted);
                 p.revoked.extend(look.revoked);
                 Ok(())
@@ -663,6 +667,11 @@ impl Open {
 /// and compactions do not move the revision, so no watch tells of them.
 const LOOK_EVERY: Duration = Duration::from_secs(1);
 
+/// A lease's time left is asked again when its last answer is this old...
+const LEASE_REFRESH: Duration = Duration::from_secs(5);
+/// ...for at most this many leases per look (the oldest answers first).
+const LEASE_REFRESH_MAX: usize = 200;
+
 /// What a look at the server found since the previous one.
 #[derive(Debug, Default)]
 struct Look {
@@ -682,7 +691,8 @@ struct Look {
 /// changed.
 #[derive(Default)]
 struct Leases {
-    described: std::collections::HashMap<i64, LeaseSeen>,
+    /// Each lease's last description, and when it was asked.
+    described: std::collections::HashMap<i64, (LeaseSeen, Instant)>,
     recorded: std::collections::HashSet<i64>,
     /// The lease IDs at the last look (`None` before the first).
     alive: Option<std::collections::HashSet<i64>>,
@@ -717,6 +727,22 @@ impl Leases {
                 look.granted.push(seen);
             }
         }
+        // the time left of the others, asked again now and then: a keep-alive moves it and
+        // no watch or list tells of one, and a restore starts each lease's clock from it
+        let mut stale: Vec<(Instant, i64)> = now
+            .iter()
+            .filter(|id| !look.granted.iter().any(|g| g.id == **id))
+            .filter_map(|id| self.described.get(id).map(|(_, at)| (*at, *id)))
+            .filter(|(at, _)| at.elapsed() >= LEASE_REFRESH)
+            .collect();
+        stale.sort_unstable();
+        for (_, id) in stale.into_iter().take(LEASE_REFRESH_MAX) {
+            self.described.remove(&id);
+            let seen = self.describe(client, id).await?;
+            if seen.ttl >= 0 {
+                look.granted.push(seen);
+            }
+        }
         look.revoked = before.difference(&now).copied().collect();
         look.revoked.sort_unstable();
         self.alive = Some(now);
@@ -725,7 +751,7 @@ impl Leases {
 
     /// A lease's granted TTL and TTL left, asked once per pass.
     async fn describe(&mut self, client: &Client, id: i64) -> Result<LeaseSeen, Failure> {
-        if let Some(seen) = self.described.get(&id) {
+        if let Some((seen, _)) = self.described.get(&id) {
             return Ok(seen.clone());
         }
         let r = client
@@ -738,8 +764,9 @@ impl Leases {
             id,
             granted_ttl: r.granted_ttl,
             ttl: r.ttl,
+            seen_unix_ms: now_ms(),
         };
-        self.described.insert(id, seen.clone());
+        self.described.insert(id, (seen.clone(), Instant::now()));
         Ok(seen)
     }
 
@@ -763,7 +790,7 @@ impl Leases {
         {
             if id != 0
                 && self.recorded.insert(id)
-                && let Some(seen) = self.described.get(&id)
+                && let Some((seen, _)) = self.described.get(&id)
             {
                 out.push(seen.clone());
             }

@@ -70,6 +70,10 @@ pub struct LeaseSeen {
     /// Seconds left then (-1: already gone).
     #[prost(int64, tag = "3")]
     pub ttl: i64,
+    /// When the server said so (Unix milliseconds; 0: at the change's `unix_ms`): a restore
+    /// counts the time left at its target from here.
+    #[prost(int64, tag = "4")]
+    pub seen_unix_ms: i64,
 }
 
 /// What a sealed segment holds, written after its body.

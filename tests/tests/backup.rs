@@ -1063,3 +1063,86 @@ fn an_encrypted_backup_is_read_with_its_identity_only() {
         "{said}"
     );
 }
+
+/// `lease timetolive ID` on `ep`: (TTL left, granted TTL).
+fn time_to_live(ep: &str, id: &str) -> (i64, i64) {
+    let v = etcdctl_json(ep, &["lease", "timetolive", id]);
+    (
+        v["ttl"].as_i64().unwrap(),
+        v["granted-ttl"].as_i64().unwrap(),
+    )
+}
+
+/// A restore gives each lease the time it had left at the target, as far as the backup saw:
+/// a lease left to run down restores with its clock run down (not a full TTL), one kept
+/// alive restores with about its full TTL; a restart after that gives full TTLs again.
+fn leases_restore_with_the_time_they_had_left(kind: Kind) {
+    let server = TestServer::start(kind);
+    let ep = server.endpoint();
+    let dir = tempfile::tempdir().unwrap();
+    let backup = dir.path().join("backup");
+    let mut run = start_backup(&ep, &backup);
+    wait_full(&mut run);
+    let grant = |ttl: &str| {
+        let out = etcdctl_ok(&ep, &["lease", "grant", ttl]);
+        out.split_whitespace().nth(1).unwrap().to_string()
+    };
+    let (fading, kept) = (grant("60"), grant("60"));
+    let mut history = BTreeMap::new();
+    etcdctl_ok(&ep, &["put", "--lease", &fading, "fading", "v"]);
+    etcdctl_ok(&ep, &["put", "--lease", &kept, "kept", "v"]);
+    let mut keepalive = Background::etcdctl(&ep, &["lease", "keep-alive", &kept]);
+    // the fading lease runs down (the backup asks again every 5 s); the other is renewed
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while time_to_live(&ep, &fading).0 > 48 {
+        assert!(
+            Instant::now() < deadline,
+            "{kind:?}: the lease does not run down"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let at = put(&ep, "target", "v", &mut history);
+    let (source_left, _) = time_to_live(&ep, &fading);
+    assert!(
+        source_left > 0,
+        "{kind:?}: the lease expired before the target"
+    );
+    wait_covered(&backup, at);
+    run.terminate();
+    assert!(run.wait_exit(WAIT).success());
+    keepalive.kill();
+
+    let spec = backup.display().to_string();
+    let restored = restore_to((&spec, &[]), at);
+    let rep = restored.endpoint();
+    let (left, granted) = time_to_live(&rep, &fading);
+    assert_eq!(granted, 60, "{kind:?}");
+    // seen at most 5 s before the target: at most what it had, and within the refresh of it
+    assert!(
+        left <= source_left + 1 && left >= source_left - 8,
+        "{kind:?}: restored with {left} s left, the source had {source_left}"
+    );
+    let (left, _) = time_to_live(&rep, &kept);
+    assert!(
+        left >= 30,
+        "{kind:?}: the renewed lease restored with {left} s left"
+    );
+    // the time left is the restore's first start only
+    let mut restored = restored;
+    restored.restart();
+    let (left, _) = time_to_live(&restored.endpoint(), &fading);
+    assert!(left >= 58, "{kind:?}: after a restart, {left} s left");
+}
+
+#[test]
+fn leases_of_cairn_restore_with_the_time_they_had_left() {
+    leases_restore_with_the_time_they_had_left(Kind::Cairn);
+}
+
+#[test]
+fn leases_of_etcd_restore_with_the_time_they_had_left() {
+    if !cairn_tests::require_etcd() {
+        return;
+    }
+    leases_restore_with_the_time_they_had_left(Kind::Etcd);
+}

@@ -312,7 +312,11 @@ fn lease_grant(w: &mut WriteTxn<'_, '_, '_>, g: &LeaseGrantRequest) -> Result<Le
         return Err(StoreError::LeaseTtlTooLarge);
     }
     let ttl = w.lessor.effective_ttl(g.ttl);
-    let rec = LeaseRecord { id: g.id, ttl };
+    let rec = LeaseRecord {
+        id: g.id,
+        ttl,
+        remaining_ttl: 0,
+    };
     w.sink.tables()?.lease.insert(g.id, &rec.encode_to_vec())?;
     w.lessor.insert(g.id, ttl, w.now);
     Ok(LeaseGrantResponse {

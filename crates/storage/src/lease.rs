@@ -14,6 +14,9 @@ pub struct Lease {
     pub ttl: i64,
     pub expiry: Instant,
     pub keys: BTreeSet<Vec<u8>>,
+    /// Restored with the time it had left (a point-in-time restore): this deadline, not a
+    /// full TTL, is what this member's first promotion keeps, if it comes before it.
+    pub restored_until: Option<Instant>,
 }
 
 impl Lease {
@@ -56,8 +59,23 @@ impl Lessor {
             ttl,
             expiry: now + secs(ttl),
             keys: BTreeSet::new(),
+            restored_until: None,
         };
         self.leases.entry(id).or_insert(lease)
+    }
+
+    /// A lease restored with `remaining` seconds left (of `ttl`): its clock starts there.
+    pub fn insert_restored(&mut self, id: i64, ttl: i64, remaining: i64, now: Instant) {
+        let until = now + secs(remaining.min(ttl));
+        let l = self.leases.entry(id).or_insert(Lease {
+            id,
+            ttl,
+            expiry: until,
+            keys: BTreeSet::new(),
+            restored_until: None,
+        });
+        l.expiry = until;
+        l.restored_until = Some(until);
     }
 
     pub fn get(&self, id: i64) -> Option<&Lease> {
@@ -96,6 +114,7 @@ impl Lessor {
     pub fn renew(&mut self, id: i64, now: Instant) -> Option<i64> {
         let l = self.leases.get_mut(&id)?;
         l.expiry = now + secs(l.ttl);
+        l.restored_until = None;
         Some(l.ttl)
     }
 
@@ -112,10 +131,15 @@ impl Lessor {
     }
 
     /// A new leader restarts every clock (etcd's `Promote`): leases never expire early because
-    /// leadership moved.
+    /// leadership moved. A lease restored with the time it had left keeps that deadline
+    /// (plus `extend`) at this member's first promotion before it passes, as etcd keeps a
+    /// checkpointed remaining TTL; every later promotion restarts it in full.
     pub fn promote(&mut self, now: Instant, extend: Duration) {
         for l in self.leases.values_mut() {
-            l.expiry = now + secs(l.ttl) + extend;
+            l.expiry = match l.restored_until.take() {
+                Some(until) if until > now => until + extend,
+                _ => now + secs(l.ttl) + extend,
+            };
         }
     }
 
@@ -133,6 +157,34 @@ fn secs(ttl: i64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_restored_lease_keeps_the_time_it_had_left_through_its_first_promotion_only() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut l = Lessor::new(1);
+        l.insert_restored(7, 60, 20, t0);
+        l.insert_restored(8, 60, 20, t0);
+        l.insert(9, 60, t0);
+        assert_eq!(l.get(7).unwrap().remaining_secs(t0), 20);
+        // the first leader keeps the restored deadline, plus the grace
+        l.renew(8, t0 + s(1));
+        l.promote(t0 + s(2), s(1));
+        assert_eq!(l.get(7).unwrap().remaining_secs(t0), 21);
+        assert_eq!(
+            l.get(8).unwrap().remaining_secs(t0 + s(2)),
+            61,
+            "renewed: in full"
+        );
+        assert_eq!(l.get(9).unwrap().remaining_secs(t0 + s(2)), 61);
+        // a later promotion restarts every clock in full
+        l.promote(t0 + s(10), s(1));
+        assert_eq!(l.get(7).unwrap().remaining_secs(t0 + s(10)), 61);
+        // a first promotion after the deadline passed: in full too
+        l.insert_restored(10, 60, 5, t0);
+        l.promote(t0 + s(30), s(1));
+        assert_eq!(l.get(10).unwrap().remaining_secs(t0 + s(30)), 61);
+    }
 
     #[test]
     fn grant_renew_expire() {

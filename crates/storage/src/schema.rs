@@ -21,6 +21,11 @@ pub struct LeaseRecord {
     pub id: i64,
     #[prost(int64, tag = "2")]
     pub ttl: i64,
+    /// Seconds left when written by a point-in-time restore (etcd's `RemainingTTL`, which
+    /// its checkpoints write): the member's first clock for the lease starts from it
+    /// instead of the TTL, once, and the store clears it when it opens (0: none).
+    #[prost(int64, tag = "3")]
+    pub remaining_ttl: i64,
 }
 
 /// The fields of a stored `mvccpb.KeyValue` the index needs: the same tags without the

@@ -381,6 +381,7 @@ impl Store {
 /// say, every clock starting now).
 pub(crate) fn load(db: &Backend, min_lease_ttl: i64) -> Result<(State, Lessor)> {
     let mut lessor = Lessor::new(min_lease_ttl);
+    let mut restored = Vec::new();
     let (mut state, leased) = rebuild(db)?;
     let now = Instant::now();
     {
@@ -390,9 +391,30 @@ pub(crate) fn load(db: &Backend, min_lease_ttl: i64) -> Result<(State, Lessor)> 
         txn.leases()?.each(|_, v| {
             let rec = LeaseRecord::decode(v)
                 .map_err(|e| StoreError::Corrupt(format!("lease record: {e}")))?;
-            lessor.insert(rec.id, rec.ttl, now);
+            if rec.remaining_ttl > 0 {
+                lessor.insert_restored(rec.id, rec.ttl, rec.remaining_ttl, now);
+                restored.push(rec);
+            } else {
+                lessor.insert(rec.id, rec.ttl, now);
+            }
             Ok(())
         })?;
+    }
+    if !restored.is_empty() {
+        // the time left is this start's only: a later restart gives the full TTL, as etcd
+        // does without a checkpoint (every member clears it alike at its first start)
+        let txn = db.write(true)?;
+        {
+            let mut t = txn.tables()?;
+            for rec in restored {
+                let cleared = LeaseRecord {
+                    remaining_ttl: 0,
+                    ..rec
+                };
+                t.lease.insert(cleared.id, &cleared.encode_to_vec())?;
+            }
+        }
+        txn.commit("clear the restored leases' time left")?;
     }
     for (key, id) in leased {
         lessor.move_key(&key, id);

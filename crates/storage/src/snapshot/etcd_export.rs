@@ -78,7 +78,12 @@ impl Rows for Schema<'_> {
         self.big.keys(&mut |k, v| f(Row::Entry(k, v)))?;
         f(Row::Bucket(b"lease"))?;
         for &(id, ttl) in &s.leases {
-            let rec = LeaseRecord { id, ttl }.encode_to_vec();
+            let rec = LeaseRecord {
+                id,
+                ttl,
+                remaining_ttl: 0,
+            }
+            .encode_to_vec();
             f(Row::Entry(&(id as u64).to_be_bytes(), &rec))?;
         }
         f(Row::Bucket(b"members"))?;

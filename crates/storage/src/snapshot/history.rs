@@ -42,6 +42,19 @@ pub enum LeaseDrops {
     AllBut(Vec<i64>),
 }
 
+/// The leases of the target revision, relative to the restored snapshot's.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RestoredLeases {
+    /// Granted after the snapshot, or put keys on: (ID, granted TTL); added when the file
+    /// does not hold them yet.
+    pub added: Vec<(i64, i64)>,
+    /// The snapshot's leases gone by the target.
+    pub drops: LeaseDrops,
+    /// Seconds each lease had left at the target, as far as the backup saw (ID, seconds):
+    /// written as the record's remaining TTL, so the restored member's clock starts there.
+    pub left: Vec<(i64, i64)>,
+}
+
 /// Writes recorded history into a restored `kv.redb`, in revision order, all after the
 /// restored snapshot's revision: rows batch by batch as they come ([`HistoryWriter::write`]),
 /// then the leases and the compaction mark ([`HistoryWriter::finish`], durable when it
@@ -82,30 +95,29 @@ impl HistoryWriter {
         Ok(())
     }
 
-    /// Removes the leases `drops` names, adds the leases in `leases` (ID, TTL) the file does
-    /// not hold yet, schedules the recorded compaction `compacted` (the member finishes it
-    /// when it starts, as after a crash during a compaction: HashKV tells its rows apart
-    /// meanwhile), and with `compact_to` marks everything up to it compacted
-    /// (`--bump-revision --mark-compacted`); durable when it returns.
+    /// Settles the leases (drops, additions, the time each had left), schedules the recorded
+    /// compaction `compacted` (the member finishes it when it starts, as after a crash during
+    /// a compaction: HashKV tells its rows apart meanwhile), and with `compact_to` marks
+    /// everything up to it compacted (`--bump-revision --mark-compacted`); durable when it
+    /// returns.
     pub fn finish(
         self,
-        leases: &[(i64, i64)],
-        drops: &LeaseDrops,
+        leases: &RestoredLeases,
         compacted: Option<i64>,
         compact_to: Option<i64>,
     ) -> Result<(), SnapshotError> {
+        let drops = &leases.drops;
         let db = self.db;
         let txn = db.write(true)?;
         {
             let mut t = txn.tables()?;
-            let mut held = std::collections::HashSet::new();
-            db_leases(&db, &mut held)?;
+            let mut held = db_leases(&db)?;
             let gone: Vec<i64> = match drops {
                 LeaseDrops::None => Vec::new(),
                 LeaseDrops::Listed(ids) => ids.clone(),
                 LeaseDrops::AllBut(keep) => {
                     let keep: std::collections::HashSet<i64> = keep.iter().copied().collect();
-                    held.iter()
+                    held.keys()
                         .copied()
                         .filter(|id| !keep.contains(id))
                         .collect()
@@ -115,10 +127,25 @@ impl HistoryWriter {
                 t.lease.remove(id)?;
                 held.remove(&id);
             }
-            for &(id, ttl) in leases {
-                if held.insert(id) {
-                    t.lease
-                        .insert(id, &LeaseRecord { id, ttl }.encode_to_vec())?;
+            for &(id, ttl) in &leases.added {
+                if let std::collections::hash_map::Entry::Vacant(e) = held.entry(id) {
+                    e.insert(ttl);
+                    let rec = LeaseRecord {
+                        id,
+                        ttl,
+                        remaining_ttl: 0,
+                    };
+                    t.lease.insert(id, &rec.encode_to_vec())?;
+                }
+            }
+            for &(id, left) in &leases.left {
+                if let Some(&ttl) = held.get(&id) {
+                    let rec = LeaseRecord {
+                        id,
+                        ttl,
+                        remaining_ttl: left.clamp(1, ttl.max(1)),
+                    };
+                    t.lease.insert(id, &rec.encode_to_vec())?;
                 }
             }
             let scheduled = meta_revision(t.meta.get(SCHEDULED_COMPACT_REV)?).unwrap_or(-1);
@@ -137,10 +164,14 @@ impl HistoryWriter {
     }
 }
 
-fn db_leases(db: &Backend, held: &mut std::collections::HashSet<i64>) -> Result<(), SnapshotError> {
-    db.read()?.leases()?.each(|id, _| {
-        held.insert(id);
+/// The leases the file holds: ID -> TTL.
+fn db_leases(db: &Backend) -> Result<std::collections::HashMap<i64, i64>, SnapshotError> {
+    let mut held = std::collections::HashMap::new();
+    db.read()?.leases()?.each(|id, v| {
+        let rec = LeaseRecord::decode(v)
+            .map_err(|e| crate::error::StoreError::Corrupt(format!("lease record {id}: {e}")))?;
+        held.insert(id, rec.ttl);
         Ok(())
     })?;
-    Ok(())
+    Ok(held)
 }

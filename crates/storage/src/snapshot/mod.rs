@@ -19,7 +19,7 @@ pub use etcd_file::{
     EtcdExtras, EtcdPlan, EtcdSnapshot, EtcdStatus, EtcdVerified, looks_like_etcd,
 };
 pub use format::{SnapshotHeader, SnapshotMember};
-pub use history::{HistoryRow, HistoryWriter, LeaseDrops};
+pub use history::{HistoryRow, HistoryWriter, LeaseDrops, RestoredLeases};
 pub use install::{InstallSummary, installing_path};
 pub use reader::{BodySummary, SnapshotInfo, read_body, read_header};
 pub use restore::{RestoreOptions, restore_etcd_kv, restore_kv};

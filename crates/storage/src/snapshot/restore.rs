@@ -208,6 +208,7 @@ fn write_batch(db: &Backend, batch: Batch, compact: i64) -> Result<(), SnapshotE
                     let rec = LeaseRecord {
                         id: l.id,
                         ttl: l.ttl,
+                        remaining_ttl: 0,
                     }
                     .encode_to_vec();
                     t.lease.insert(l.id, &rec)?;

@@ -250,7 +250,7 @@ fn build(
             .then_some(plan.to_revision + opts.bump_revision);
         let mut writer = HistoryWriter::open(&kv)?;
         let done = plan.replay(&mut |rows| writer.write(rows).map_err(|e| e.to_string()))?;
-        writer.finish(&done.leases, &done.drops, done.compacted, compact_to)?;
+        writer.finish(&done.leases, done.compacted, compact_to)?;
         replayed = done.rows;
     }
     write_restored(&member, boot)

@@ -379,10 +379,48 @@ fn backup_follows_every_revision(kind: Kind) {
         "{kind:?}: verify passed a damaged segment"
     );
     let said = output_text(&out);
+    let seg_name = seg.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(said.contains(&seg_name), "{kind:?}: {said}");
+    // a restore past it is refused, naming it, and writes nothing; one that stops before
+    // it (at the snapshot) goes ahead
+    let never = dir.path().join("never");
+    let restore_past = || {
+        cairnutl(&[
+            "snapshot",
+            "restore",
+            "--from-backup",
+            &spec,
+            "--to-revision",
+            &now.to_string(),
+            "--data-dir",
+            never.to_str().unwrap(),
+        ])
+    };
+    let out = restore_past();
     assert!(
-        said.contains(&seg.file_name().unwrap().to_string_lossy().into_owned()),
+        !out.status.success(),
+        "{kind:?}: restored past a damaged segment"
+    );
+    let said = output_text(&out);
+    assert!(
+        said.contains(&seg_name) && said.contains("damaged"),
         "{kind:?}: {said}"
     );
+    assert!(!never.exists());
+    let before = restore_to((&spec, &[]), full);
+    let got = etcdctl_json(&before.endpoint(), &["get", "", "--prefix"]);
+    assert_eq!(got["header"]["revision"].as_i64(), Some(full), "{kind:?}");
+    drop(before);
+    // a missing segment: a gap verify names, and a restore past it is refused
+    std::fs::remove_file(seg).unwrap();
+    let said = output_text(&cairnutl(&["backup", "verify", &spec]));
+    assert!(said.contains("gap: revisions"), "{kind:?}: {said}");
+    let said = output_text(&restore_past());
+    assert!(
+        said.contains(&format!("revision {now} is not in the backup")),
+        "{kind:?}: {said}"
+    );
+    assert!(!never.exists());
 }
 
 #[test]

@@ -37,6 +37,7 @@ pub mod mirror;
 pub mod pki;
 pub mod ports;
 pub mod prng;
+pub mod robustness;
 pub mod s3;
 pub mod server;
 pub mod wait;

@@ -1,0 +1,113 @@
+//! The record of every client operation: call and return times on one strictly increasing
+//! clock, and what each returned; then made ready for the checker as etcd's robustness tests
+//! do (an operation whose answer was lost is pending until the end of the history, or until
+//! the first read that saw its value, and dropped if nothing ever saw it).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Instant;
+
+use porcupine_rs::Operation;
+
+use super::model::{EtcdKey, KvOp};
+
+/// Nanoseconds since the run began, never the same twice.
+pub struct Clock {
+    start: Instant,
+    last: AtomicI64,
+}
+
+impl Clock {
+    pub fn new() -> Clock {
+        Clock {
+            start: Instant::now(),
+            last: AtomicI64::new(0),
+        }
+    }
+
+    pub fn now(&self) -> i64 {
+        let t = self.start.elapsed().as_nanos() as i64;
+        let mut last = self.last.load(Ordering::SeqCst);
+        loop {
+            let next = t.max(last + 1);
+            match self
+                .last
+                .compare_exchange(last, next, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => return next,
+                Err(seen) => last = seen,
+            }
+        }
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// One operation as the client saw it: `returned` is `None` when its answer was lost.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub client: u32,
+    pub call: i64,
+    pub returned: Option<i64>,
+    pub op: KvOp,
+}
+
+#[derive(Default)]
+pub struct History {
+    ops: Mutex<Vec<Recorded>>,
+}
+
+impl History {
+    pub fn record(&self, r: Recorded) {
+        self.ops.lock().expect("history lock").push(r);
+    }
+
+    pub fn all(&self) -> Vec<Recorded> {
+        self.ops.lock().expect("history lock").clone()
+    }
+}
+
+/// The operations to check: a failed read is dropped (it observed nothing); a put whose
+/// answer was lost is kept only if some read saw its value, and then ends by that read's
+/// return; any other lost write stays pending to the end.
+pub fn prepare(ops: &[Recorded]) -> Vec<Operation<EtcdKey>> {
+    let mut first_seen: HashMap<u64, i64> = HashMap::new();
+    for r in ops {
+        if let (
+            KvOp::Get {
+                found: Some((v, _)),
+                ..
+            },
+            Some(ret),
+        ) = (&r.op, r.returned)
+        {
+            let e = first_seen.entry(*v).or_insert(ret);
+            *e = (*e).min(ret);
+        }
+    }
+    let mut out = Vec::new();
+    for r in ops {
+        let return_time = match (&r.op, r.returned) {
+            (_, Some(ret)) => ret,
+            (KvOp::Get { .. }, None) => continue,
+            (KvOp::Put { value, .. }, None) => match first_seen.get(value) {
+                Some(&seen) => seen,
+                None => continue,
+            },
+            (KvOp::Delete { .. }, None) => i64::MAX,
+        };
+        out.push(Operation {
+            client_id: Some(r.client),
+            call_time: r.call,
+            return_time,
+            op: r.op.clone(),
+            metadata: None,
+        });
+    }
+    out
+}

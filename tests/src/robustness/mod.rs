@@ -1,0 +1,340 @@
+//! The robustness harness (issue 20): a real cluster (Cairn, or etcd 3.4 as the oracle) under
+//! concurrent clients while faults hit its members at seeded random moments; then every
+//! client operation is checked for linearizability with `porcupine-rs` (a port of the
+//! checker etcd's own robustness tests use), every watch stream against the history, and
+//! the members' HashKV against each other. A run is replayed from its seed (the traffic and
+//! the fault schedule follow from it; the timing does not).
+//!
+//! # Layout
+//! - [`model`]: etcd's key-value semantics for the checker, and a deliberately wrong one.
+//! - [`history`]: the record of operations, and its preparation for the checker.
+//! - [`traffic`]: the clients.
+//! - [`faults`]: SIGKILL and restart, SIGSTOP and SIGCONT.
+//! - [`watches`]: the watchers and what their streams must hold.
+
+pub mod faults;
+pub mod history;
+pub mod model;
+pub mod traffic;
+pub mod watches;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use porcupine_rs::{
+    CheckResult, Model, Operation, check_operations_info, check_operations_timeout,
+};
+
+use crate::cluster::TestCluster;
+use crate::server::Kind;
+use faults::Faults;
+use history::{Clock, History};
+use model::{EtcdKey, KvOp};
+
+/// One run's shape.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    pub kind: Kind,
+    pub members: usize,
+    pub faults: Faults,
+    pub seconds: u64,
+    pub clients: u32,
+    pub keys: u8,
+    pub seed: u64,
+}
+
+/// What a run did and found.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub operations: usize,
+    pub schedule: Vec<String>,
+    pub violations: Vec<String>,
+    /// The checked history, kept for [`check_with`] (the self-check).
+    pub history: Vec<Operation<EtcdKey>>,
+}
+
+impl Report {
+    /// The seed, the schedule and the violations, for a failure message.
+    pub fn describe(&self, s: &Scenario) -> String {
+        format!(
+            "{s:?}: {} operations, {} violations\nfault schedule:\n  {}\nviolations:\n  {}\nreplay: the same scenario with seed {}",
+            self.operations,
+            self.violations.len(),
+            self.schedule.join("\n  "),
+            self.violations.join("\n  "),
+            s.seed
+        )
+    }
+}
+
+/// Runs `s` and checks everything.
+pub fn run(s: &Scenario) -> Report {
+    let mut cluster = TestCluster::start_prepared_kind(s.kind, s.members, &[], |_, _| {});
+    let endpoints: Arc<Vec<String>> =
+        Arc::new(cluster.members.iter().map(|m| m.endpoint()).collect());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let clock = Arc::new(Clock::new());
+    let history = Arc::new(History::default());
+    let start = Instant::now();
+    let until = start + Duration::from_secs(s.seconds);
+    let done = Arc::new(Mutex::new(None));
+    let seen: Vec<Arc<Mutex<Vec<watches::Seen>>>> = endpoints
+        .iter()
+        .map(|_| Arc::new(Mutex::new(Vec::new())))
+        .collect();
+    for (ep, got) in endpoints.iter().zip(&seen) {
+        rt.spawn(watches::watch(ep.clone(), got.clone(), done.clone()));
+    }
+    let clients: Vec<_> = (0..s.clients)
+        .map(|id| {
+            rt.spawn(traffic::client(
+                id,
+                s.seed,
+                s.keys,
+                endpoints.clone(),
+                until,
+                clock.clone(),
+                history.clone(),
+            ))
+        })
+        .collect();
+    let schedule = faults::inject(&mut cluster, s.faults, s.seed, start, until);
+    rt.block_on(async {
+        for c in clients {
+            let _ = c.await;
+        }
+    });
+    let mut report = Report {
+        schedule,
+        ..Report::default()
+    };
+    cluster.wait_leader(crate::cluster::LEADER_TIMEOUT);
+    // the end state, read after the faults: what every acknowledged write must have led to
+    let last = rt.block_on(final_reads(s, &endpoints, &clock, &history));
+    let Some(last) = last else {
+        report
+            .violations
+            .push("the cluster did not answer after the faults ended".into());
+        return report;
+    };
+    *done.lock().expect("lock") = Some(last);
+    watches::wait_all(&seen, last, Duration::from_secs(30));
+    let reference = Arc::new(Mutex::new(Vec::new()));
+    let ref_done = Arc::new(Mutex::new(Some(last)));
+    let ep = endpoints[0].clone();
+    let got = reference.clone();
+    rt.block_on(async move {
+        tokio::time::timeout(Duration::from_secs(30), watches::watch(ep, got, ref_done)).await
+    })
+    .ok();
+    let reference = reference.lock().expect("lock").clone();
+
+    let recorded = history.all();
+    report.operations = recorded.len();
+    report.history = history::prepare(&recorded);
+    report
+        .violations
+        .extend(check_with::<EtcdKey>(&report.history));
+    for (i, got) in seen.iter().enumerate() {
+        let got = got.lock().expect("lock");
+        report.violations.extend(watches::check(
+            &format!("the watch on m{}", i + 1),
+            &got,
+            &reference,
+        ));
+    }
+    report.violations.extend(watches::check_prev_kv(&reference));
+    report
+        .violations
+        .extend(acknowledged_in(&recorded, &reference));
+    report.violations.extend(hashes_agree(&endpoints, last));
+    report
+}
+
+/// A get of every key on the first member that answers: recorded, and the revision then.
+async fn final_reads(
+    s: &Scenario,
+    endpoints: &[String],
+    clock: &Clock,
+    history: &History,
+) -> Option<i64> {
+    use cairn_proto::etcdserverpb::RangeRequest;
+    use cairn_proto::etcdserverpb::kv_client::KvClient;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        for ep in endpoints {
+            let Ok(ch) = crate::grpc::channel(ep, Duration::from_secs(2)).await else {
+                continue;
+            };
+            let mut kv = KvClient::new(ch);
+            let mut last = None;
+            for key in 0..s.keys {
+                let call = clock.now();
+                let req = RangeRequest {
+                    key: traffic::key_name(key),
+                    ..Default::default()
+                };
+                let Ok(r) = kv.range(req).await else {
+                    last = None;
+                    break;
+                };
+                let r = r.into_inner();
+                let found = r.kvs.first().map(|kv| {
+                    let v = String::from_utf8_lossy(&kv.value).parse().unwrap_or(0);
+                    (v, kv.mod_revision)
+                });
+                history.record(history::Recorded {
+                    client: u32::MAX,
+                    call,
+                    returned: Some(clock.now()),
+                    op: KvOp::Get { key, found },
+                });
+                last = r.header.map(|h| h.revision);
+            }
+            if last.is_some() {
+                return last;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    None
+}
+
+/// Checks `ops` against `M`, key by key; each key found not linearizable is named with the
+/// longest prefix the checker could order and the operations it could not place next.
+pub fn check_with<M: Model<Op = KvOp>>(ops: &[Operation<EtcdKey>]) -> Vec<String> {
+    let ops: Vec<Operation<M>> = ops
+        .iter()
+        .map(|o| Operation {
+            client_id: o.client_id,
+            call_time: o.call_time,
+            return_time: o.return_time,
+            op: o.op.clone(),
+            metadata: None,
+        })
+        .collect();
+    let mut out = Vec::new();
+    let mut keys: Vec<u8> = ops.iter().map(|o| o.op.key()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    for key in keys {
+        let part: Vec<Operation<M>> = ops.iter().filter(|o| o.op.key() == key).cloned().collect();
+        match check_operations_timeout(&part, Duration::from_secs(60)) {
+            CheckResult::Ok => {}
+            CheckResult::Unknown => out.push(format!(
+                "key {key}: the checker could not decide within 60 s ({} operations)",
+                part.len()
+            )),
+            CheckResult::Illegal => {
+                let (_, info) = check_operations_info(&part);
+                out.push(format!(
+                    "key {key}: not linearizable\n{}",
+                    minimal(&part, &info)
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The longest order the checker found (its last operations) and the next ones by call
+/// time that none of its orders could place: the heart of a failing history.
+fn minimal<M: Model<Op = KvOp>>(
+    part: &[Operation<M>],
+    info: &porcupine_rs::LinearizationInfo<M>,
+) -> String {
+    let longest = info
+        .partial_linearizations
+        .iter()
+        .flatten()
+        .max_by_key(|l| l.len())
+        .cloned()
+        .unwrap_or_default();
+    let placed: std::collections::HashSet<usize> = longest.iter().copied().collect();
+    let show = |i: usize| {
+        let o = &part[i];
+        let ret = if o.return_time == i64::MAX {
+            "never (unknown)".to_string()
+        } else {
+            format!("{:.6}s", o.return_time as f64 / 1e9)
+        };
+        format!(
+            "    client {:?} called {:.6}s returned {ret}: {:?}",
+            o.client_id,
+            o.call_time as f64 / 1e9,
+            o.op
+        )
+    };
+    let mut lines = vec![format!(
+        "  ordered ({} of {}), the last:",
+        longest.len(),
+        part.len()
+    )];
+    lines.extend(longest.iter().rev().take(6).rev().map(|&i| show(i)));
+    let mut rest: Vec<usize> = (0..part.len()).filter(|i| !placed.contains(i)).collect();
+    rest.sort_by_key(|&i| part[i].call_time);
+    lines.push("  could not be placed next:".into());
+    lines.extend(rest.into_iter().take(6).map(show));
+    lines.join("\n")
+}
+
+/// Acknowledged puts missing from the reference watch (a lost write).
+fn acknowledged_in(ops: &[history::Recorded], reference: &[watches::Seen]) -> Vec<String> {
+    let events: std::collections::HashSet<(i64, Vec<u8>, Vec<u8>)> = reference
+        .iter()
+        .filter(|e| e.2)
+        .map(|e| (e.0, e.1.clone(), e.3.clone()))
+        .collect();
+    ops.iter()
+        .filter_map(|r| match &r.op {
+            KvOp::Put {
+                key,
+                value,
+                revision: Some(rev),
+            } if r.returned.is_some() => {
+                let e = (
+                    *rev,
+                    traffic::key_name(*key),
+                    value.to_string().into_bytes(),
+                );
+                (!events.contains(&e)).then(|| {
+                    format!(
+                        "an acknowledged put of key {key} at revision {rev} is not in the history"
+                    )
+                })
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Every member's HashKV at `revision`, once they all reached it: equal.
+fn hashes_agree(endpoints: &[String], revision: i64) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let hashes: Vec<_> = endpoints
+            .iter()
+            .map(|ep| crate::grpc::hash_kv_blocking(ep, revision).ok())
+            .collect();
+        if hashes.iter().all(Option::is_some) {
+            let first = hashes[0];
+            return if hashes.iter().all(|h| *h == first) {
+                Vec::new()
+            } else {
+                vec![format!(
+                    "HashKV at revision {revision} differs between members: {hashes:?}"
+                )]
+            };
+        }
+        if Instant::now() >= deadline {
+            return vec![format!(
+                "not every member reached revision {revision}: {hashes:?}"
+            )];
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

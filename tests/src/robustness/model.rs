@@ -37,17 +37,26 @@ pub struct KeyState {
     pub revision: Option<i64>,
 }
 
-/// etcd's semantics for one key.
-#[derive(Clone, Debug)]
-pub struct EtcdKey;
+/// How one key answers operations: the step a [`PerKey`] model takes.
+pub trait Semantics: Clone + Send + Sync + std::fmt::Debug {
+    fn step(s: &KeyState, op: &KvOp) -> (bool, KeyState);
+}
 
-impl Model for EtcdKey {
+/// A model of keys that are independent of each other: the history is checked key by key.
+#[derive(Clone, Debug)]
+pub struct PerKey<S>(std::marker::PhantomData<S>);
+
+impl<S: Semantics> Model for PerKey<S> {
     type State = KeyState;
     type Op = KvOp;
     type Metadata = ();
 
     fn partition_operations(history: &[Operation<Self>]) -> Vec<Vec<Operation<Self>>> {
-        by_key(history)
+        let mut parts: std::collections::BTreeMap<u8, Vec<Operation<Self>>> = Default::default();
+        for op in history {
+            parts.entry(op.op.key()).or_default().push(op.clone());
+        }
+        parts.into_values().collect()
     }
 
     fn init() -> KeyState {
@@ -57,6 +66,22 @@ impl Model for EtcdKey {
         }
     }
 
+    fn step(s: &KeyState, op: &KvOp) -> (bool, KeyState) {
+        S::step(s, op)
+    }
+}
+
+/// etcd's semantics for one key.
+pub type EtcdKey = PerKey<Etcd>;
+
+/// A deliberately wrong model (a delete changes nothing): checking a real history that
+/// deletes and then reads against it must fail, or the checker proves nothing.
+pub type DeletesIgnored = PerKey<IgnoreDeletes>;
+
+#[derive(Clone, Debug)]
+pub struct Etcd;
+
+impl Semantics for Etcd {
     fn step(s: &KeyState, op: &KvOp) -> (bool, KeyState) {
         match op {
             // revisions of one key only go up
@@ -97,38 +122,16 @@ impl Model for EtcdKey {
     }
 }
 
-/// A deliberately wrong model (a delete changes nothing): checking a real history that
-/// deletes and then reads against it must fail, or the checker proves nothing.
 #[derive(Clone, Debug)]
-pub struct DeletesIgnored;
+pub struct IgnoreDeletes;
 
-impl Model for DeletesIgnored {
-    type State = KeyState;
-    type Op = KvOp;
-    type Metadata = ();
-
-    fn partition_operations(history: &[Operation<Self>]) -> Vec<Vec<Operation<Self>>> {
-        by_key(history)
-    }
-
-    fn init() -> KeyState {
-        EtcdKey::init()
-    }
-
+impl Semantics for IgnoreDeletes {
     fn step(s: &KeyState, op: &KvOp) -> (bool, KeyState) {
         match op {
             KvOp::Delete { .. } => (true, s.clone()),
-            other => EtcdKey::step(s, other),
+            other => Etcd::step(s, other),
         }
     }
-}
-
-fn by_key<M: Model<Op = KvOp>>(history: &[Operation<M>]) -> Vec<Vec<Operation<M>>> {
-    let mut parts: std::collections::BTreeMap<u8, Vec<Operation<M>>> = Default::default();
-    for op in history {
-        parts.entry(op.op.key()).or_default().push(op.clone());
-    }
-    parts.into_values().collect()
 }
 
 #[cfg(test)]

@@ -171,10 +171,14 @@ async fn follow(
         // what it held is after the last sealed segment: the watch delivers it again
         std::fs::remove_file(part).map_err(io_at(part))?;
     }
-    if let Some(to) = &cfg.encrypt {
-        encrypt_plain_files(&cfg.spool, to)?;
-    }
-    let spooled = Timeline::load(&cfg.spool)?;
+    // encrypting renames files: read the spool again after
+    let spooled = match &cfg.encrypt {
+        Some(to) => {
+            encrypt_plain_files(&cfg.spool, to)?;
+            Timeline::load(&cfg.spool)?
+        }
+        None => spooled,
+    };
     let mut entries = Vec::new();
     let stored = Timeline::from_entries(cfg.target.entries().await?);
     if let Some(chain) = stored.newest() {
@@ -285,9 +289,13 @@ impl Sink {
         let Some(to) = self.encrypt.clone() else {
             return Ok(path);
         };
+        let at = path.clone();
         tokio::task::spawn_blocking(move || encrypt_file(&path, &to))
             .await
-            .map_err(|e| BackupError::Cancelled(format!("the encryption stopped: {e}")))?
+            .map_err(|e| BackupError::Io {
+                path: at,
+                source: std::io::Error::other(format!("the encryption stopped: {e}")),
+            })?
             .map_err(BackupError::from)
     }
 

@@ -183,15 +183,14 @@ async fn final_reads(
                     break;
                 };
                 let r = r.into_inner();
-                let found = r.kvs.first().map(|kv| {
-                    let v = String::from_utf8_lossy(&kv.value).parse().unwrap_or(0);
-                    (v, kv.mod_revision)
-                });
                 history.record(history::Recorded {
                     client: u32::MAX,
                     call,
                     returned: Some(clock.now()),
-                    op: KvOp::Get { key, found },
+                    op: KvOp::Get {
+                        key,
+                        found: traffic::found(&r),
+                    },
                 });
                 last = r.header.map(|h| h.revision);
             }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cairn_proto::etcdserverpb::kv_client::KvClient;
-use cairn_proto::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest};
+use cairn_proto::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest, RangeResponse};
 use tonic::transport::Channel;
 
 use super::history::{Clock, History, Recorded};
@@ -78,13 +78,13 @@ pub async fn client(
                 ..Default::default()
             };
             match timed(client.range(req)).await {
-                Ok(r) => {
-                    let found = r.kvs.first().map(|kv| {
-                        let v = String::from_utf8_lossy(&kv.value).parse().unwrap_or(0);
-                        (v, kv.mod_revision)
-                    });
-                    (KvOp::Get { key, found }, true)
-                }
+                Ok(r) => (
+                    KvOp::Get {
+                        key,
+                        found: found(&r),
+                    },
+                    true,
+                ),
                 Err(()) => (KvOp::Get { key, found: None }, false),
             }
         } else {
@@ -112,6 +112,14 @@ pub async fn client(
             at = (at + 1) % endpoints.len();
         }
     }
+}
+
+/// What a get of one key found: the value the harness wrote and its mod_revision.
+pub fn found(r: &RangeResponse) -> Option<(u64, i64)> {
+    r.kvs.first().map(|kv| {
+        let v = String::from_utf8_lossy(&kv.value).parse().unwrap_or(0);
+        (v, kv.mod_revision)
+    })
 }
 
 async fn timed<T>(

@@ -314,6 +314,27 @@ impl TestServer {
         }
     }
 
+    /// Freezes the process (SIGSTOP) until [`TestServer::resume`]: a member that stops
+    /// answering without losing anything, as a stalled machine does.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused process run again (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(child) = &self.child {
+            let ok = Command::new("kill")
+                .args([sig, &child.id().to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "kill {sig} {}", child.id());
+        }
+    }
+
     /// Sends SIGTERM and waits for the exit; panics (after SIGKILL) if it takes too long.
     pub fn stop(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("server is not running");

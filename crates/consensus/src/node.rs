@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use cairn_storage::{Command, CommandResponse, Store, StoreOptions};
 use openraft::error::{CheckIsLeaderError, RaftError};
+use openraft::storage::RaftLogStorage;
 use openraft::{Config, ServerState, SnapshotPolicy};
 use prost::Message;
 use tokio::sync::watch;
@@ -76,6 +77,9 @@ pub struct Node {
     removal: Removal,
     snap_dir: PathBuf,
     transferring: watch::Sender<bool>,
+    /// The last log index when this member started: no read index is below it (see
+    /// [`Node::read_index_here`]).
+    read_floor: u64,
     proposer: Proposer,
     /// Tells this member's own tasks to end (they hold the raft log open).
     closing: watch::Sender<bool>,
@@ -203,6 +207,13 @@ impl Node {
             peers: peers.clone(),
             store: store.clone(),
         };
+        let read_floor = log
+            .clone()
+            .get_log_state()
+            .await
+            .map_err(|e| ConsensusError::Storage(e.to_string()))?
+            .last_log_id
+            .map_or(0, |l| l.index);
         let raft = Raft::new(member_id, Arc::new(config), network, log.clone(), sm)
             .await
             .map_err(stopped)?;
@@ -251,6 +262,7 @@ impl Node {
             removal,
             snap_dir,
             transferring: watch::Sender::new(false),
+            read_floor,
             closing,
             remember_removal,
         };
@@ -393,9 +405,16 @@ impl Node {
     }
 
     /// The leader's read index (this member must lead).
+    ///
+    /// openraft's is the larger of the leader's first entry in its term and what it knows to
+    /// be committed. A leader killed and restarted before anyone campaigned comes back leading
+    /// its old term (openraft allows that), so its first entry is old, and what it knows to be
+    /// committed is its state machine's last durable apply, up to a second behind the writes
+    /// it acknowledged. Nothing it acknowledged is past its log's end at the start, so the read
+    /// index is at least that (found by the robustness soak; `tests/tests/leader_restart.rs`).
     pub(crate) async fn read_index_here(&self) -> Result<u64, ConsensusError> {
         match self.raft.get_read_log_id().await {
-            Ok((read, _)) => Ok(read.map(|l| l.index).unwrap_or(0)),
+            Ok((read, _)) => Ok(read.map_or(0, |l| l.index).max(self.read_floor)),
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => {
                 Err(ConsensusError::NotLeader)
             }
@@ -410,13 +429,10 @@ impl Node {
     /// asked of the leader when this member does not lead).
     pub async fn linearizable(&self) -> Result<(), ConsensusError> {
         if self.is_leader() {
-            match self.raft.ensure_linearizable().await {
-                Ok(_) => return Ok(()),
-                Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => {}
-                Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => {
-                    return Err(ConsensusError::NoLeader);
-                }
-                Err(e) => return Err(stopped(e)),
+            match self.read_index_here().await {
+                Ok(index) => return self.wait_applied(index).await,
+                Err(ConsensusError::NotLeader) => {}
+                Err(e) => return Err(e),
             }
         }
         match self.on_leader(Forward::ReadIndex).await? {

@@ -48,9 +48,9 @@ pub fn inject(
         let member = &mut cluster.members[victim];
         if pause {
             log.push(format!("{} SIGSTOP {name} for {down:?}", at(start)));
-            signal(member.pid(), "-STOP");
+            member.pause();
             std::thread::sleep(down);
-            signal(member.pid(), "-CONT");
+            member.resume();
         } else {
             log.push(format!(
                 "{} SIGKILL {name}, restarted after {down:?}",
@@ -62,12 +62,6 @@ pub fn inject(
         }
     }
     log
-}
-
-fn signal(pid: u32, sig: &str) {
-    let _ = std::process::Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status();
 }
 
 /// The member that says it leads, if one answers.

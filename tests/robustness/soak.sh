@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Robustness soak (issue 20): random seeds, one- and three-member Cairn clusters under
-# SIGKILL/SIGSTOP faults and concurrent clients, each run checked (linearizability with
+# faults (SIGKILL/SIGSTOP, and partitions when root) and concurrent clients, each run checked (linearizability with
 # porcupine-rs, watch streams, HashKV), until SECONDS (default: an hour) have passed. Ends with
 # one line: `soak: N runs, M operations, V violations`; exit 0 only when V is 0. Each failing
 # run's seed, fault schedule and violations are printed (replay: cairn-robustness --seed S).
@@ -28,8 +28,8 @@ while [ "$(date +%s)" -lt "$end" ]; do
     [ "$runs" -eq 0 ] && break
   else
     echo "$line"
-    n=$(printf '%s\n' "$line" | sed -E 's/.*: ([0-9]+) operations, ([0-9]+) violations/\1/')
-    v=$(printf '%s\n' "$line" | sed -E 's/.*: ([0-9]+) operations, ([0-9]+) violations/\2/')
+    n=$(printf '%s\n' "$line" | sed -E 's/.*: ([0-9]+) operations, ([0-9]+) violations.*/\1/')
+    v=$(printf '%s\n' "$line" | sed -E 's/.*: ([0-9]+) operations, ([0-9]+) violations.*/\2/')
     ops=$((ops + n)); violations=$((violations + v))
     [ "$v" -gt 0 ] && printf '%s\n' "$out" | tail -n +2
   fi

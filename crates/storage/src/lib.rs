@@ -66,4 +66,4 @@ pub use defrag::{DefragStage, DefragSummary};
 pub use error::{AuthError, Result, StoreError};
 pub use index::KeyRange;
 pub use store::{KvHash, Store, StoreOptions, file_bytes};
-pub use watch::{WatchBatch, WatchFilters, WatchHub, WatcherId};
+pub use watch::{Progress, WatchBatch, WatchFilters, WatchHub, WatcherId};

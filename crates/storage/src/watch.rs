@@ -36,6 +36,16 @@ pub struct WatchBatch {
     pub compact_revision: i64,
 }
 
+/// What [`WatchHub::progress`] found.
+#[derive(Debug)]
+pub struct Progress {
+    pub revision: i64,
+    /// The watchers asked about that are synced (or gone from the hub: nothing to wait for).
+    pub synced: Vec<WatcherId>,
+    /// Batches that were waiting in the channel: to be sent before any notification.
+    pub queued: Vec<WatchBatch>,
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WatchFilters {
     pub no_put: bool,
@@ -165,6 +175,33 @@ impl WatchHub {
 
     pub fn is_synced(&self, id: WatcherId) -> bool {
         self.lock().watchers.get(&id).is_some_and(|w| w.synced)
+    }
+
+    /// Where the watchers `ids`, which all send to the channel `rx` reads, stand, for a
+    /// progress notification: the current revision, which of them are synced, and the batches
+    /// already queued for them. Everything up to that revision is in those batches for a
+    /// synced watcher, so a notification queued after them is never ahead of its events
+    /// (etcd's bug 15220 was a notification that overtook them). Taken under the hub's lock,
+    /// which every send to a watcher's channel holds.
+    pub fn progress(
+        &self,
+        ids: impl IntoIterator<Item = WatcherId>,
+        rx: &mut mpsc::Receiver<WatchBatch>,
+    ) -> Progress {
+        let s = self.lock();
+        let mut queued = Vec::new();
+        while let Ok(b) = rx.try_recv() {
+            queued.push(b);
+        }
+        let synced = ids
+            .into_iter()
+            .filter(|id| s.watchers.get(id).is_none_or(|w| w.synced))
+            .collect();
+        Progress {
+            revision: s.current_rev,
+            synced,
+            queued,
+        }
     }
 
     pub fn current_revision(&self) -> i64 {

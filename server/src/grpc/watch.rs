@@ -99,6 +99,8 @@ enum Next {
     Request(WatchRequest),
     Batch(WatchBatch),
     Tick,
+    /// A requested progress notification waits for the stream's watchers to catch up.
+    RetryProgress,
     /// The client closed its side, or the server is shutting down.
     Done,
 }
@@ -114,8 +116,14 @@ struct Session {
     ticker: tokio::time::Interval,
     shutdown: tokio::sync::watch::Receiver<bool>,
     out: Out,
+    /// A progress notification was asked for while a watcher was still catching up: it goes
+    /// out once all are synced (as etcd's deferred progress).
+    progress_due: bool,
     done: bool,
 }
+
+/// How often a deferred progress notification is tried again on a quiet stream.
+const PROGRESS_RETRY: Duration = Duration::from_millis(20);
 
 /// Serves one client stream until the client goes away or the server shuts down: the
 /// responses, produced as the connection asks for them.
@@ -147,6 +155,7 @@ fn responses(
         batches: batches_rx,
         ticker,
         out: VecDeque::new(),
+        progress_due: false,
         done: false,
     };
     futures::stream::unfold(session, |mut s| async move {
@@ -172,14 +181,76 @@ impl Session {
             },
             Some(b) = self.batches.recv() => Next::Batch(b),
             _ = self.ticker.tick() => Next::Tick,
+            _ = tokio::time::sleep(PROGRESS_RETRY), if self.progress_due => Next::RetryProgress,
             _ = self.shutdown.wait_for(|s| *s) => Next::Done,
         };
         let (ctx, out, watchers) = (&self.ctx, &mut self.out, &mut self.watchers);
         match next {
+            Next::Request(WatchRequest {
+                request_union: Some(RequestUnion::ProgressRequest(_)),
+            }) => {
+                self.progress_due = true;
+                self.requested_progress().await;
+            }
             Next::Request(req) => handle(ctx, self.token, req, out, watchers),
-            Next::Batch(b) => forward(ctx, b, out, watchers).await,
-            Next::Tick => notify_progress(ctx, out, watchers),
+            Next::Batch(b) => {
+                forward(ctx, b, out, watchers).await;
+                if self.progress_due {
+                    self.requested_progress().await;
+                }
+            }
+            Next::Tick => self.notify_progress().await,
+            Next::RetryProgress => self.requested_progress().await,
             Next::Done => self.done = true,
+        }
+    }
+
+    /// Where the stream's watchers stand: the batches already queued for them are forwarded
+    /// first, so a notification queued after is never ahead of the events.
+    async fn progress(&mut self) -> cairn_storage::Progress {
+        let hub = self.ctx.store.watch_hub();
+        let mut p = hub.progress(
+            self.watchers.by_hub.keys().copied().collect::<Vec<_>>(),
+            &mut self.batches,
+        );
+        for b in std::mem::take(&mut p.queued) {
+            forward(&self.ctx, b, &mut self.out, &mut self.watchers).await;
+        }
+        p
+    }
+
+    /// etcd's answer to a progress request: once every watcher of the stream is synced, one
+    /// response (watch id -1) at the current revision; until then it stays due.
+    async fn requested_progress(&mut self) {
+        let p = self.progress().await;
+        let all = self.watchers.by_hub.keys().all(|id| p.synced.contains(id));
+        if all {
+            self.progress_due = false;
+            self.out.push_back(WatchResponse {
+                header: self.ctx.header(p.revision),
+                watch_id: -1,
+                ..Default::default()
+            });
+        }
+    }
+
+    /// etcd's progress notification: each synced watcher that asked for them and was sent
+    /// nothing since the last tick gets an empty response at the current revision.
+    async fn notify_progress(&mut self) {
+        let p = self.progress().await;
+        let mut due = Vec::new();
+        for (hub_id, w) in &mut self.watchers.by_hub {
+            if w.progress_notify && !w.sent_since_tick && p.synced.contains(hub_id) {
+                due.push(w.id);
+            }
+            w.sent_since_tick = false;
+        }
+        for id in due {
+            self.out.push_back(WatchResponse {
+                header: self.ctx.header(p.revision),
+                watch_id: id,
+                ..Default::default()
+            });
         }
     }
 }
@@ -212,15 +283,8 @@ fn handle(
             };
             out.push_back(resp);
         }
-        Some(RequestUnion::ProgressRequest(_)) => {
-            let resp = WatchResponse {
-                header: ctx.header(ctx.store.current_revision()),
-                watch_id: -1,
-                ..Default::default()
-            };
-            out.push_back(resp);
-        }
-        None => {}
+        // answered by the session, which knows where its watchers stand
+        Some(RequestUnion::ProgressRequest(_)) | None => {}
     }
 }
 
@@ -358,26 +422,6 @@ async fn forward(ctx: &Context, batch: WatchBatch, out: &mut Out, watchers: &mut
         ));
     } else {
         out.push_back(resp);
-    }
-}
-
-/// etcd's progress notification: each synced watcher that asked for them and was sent
-/// nothing since the last tick gets an empty response at the current revision.
-fn notify_progress(ctx: &Context, out: &mut Out, watchers: &mut Watchers) {
-    let hub = ctx.store.watch_hub();
-    let mut due = Vec::new();
-    for (hub_id, w) in &mut watchers.by_hub {
-        if w.progress_notify && !w.sent_since_tick && hub.is_synced(*hub_id) {
-            due.push(w.id);
-        }
-        w.sent_since_tick = false;
-    }
-    for id in due {
-        out.push_back(WatchResponse {
-            header: ctx.header(ctx.store.current_revision()),
-            watch_id: id,
-            ..Default::default()
-        });
     }
 }
 

@@ -42,11 +42,12 @@ fn main() {
     };
     let report = run(&s);
     println!(
-        "run seed={} members={}: {} operations, {} violations",
+        "run seed={} members={}: {} operations, {} violations ({})",
         s.seed,
         s.members,
         report.operations,
-        report.violations.len()
+        report.violations.len(),
+        report.mix
     );
     if !report.violations.is_empty() {
         println!("{}", report.describe(&s));

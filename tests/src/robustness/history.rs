@@ -57,9 +57,22 @@ pub struct Recorded {
     pub op: KvOp,
 }
 
+/// A range over the harness's whole prefix that returned: checked against the history as
+/// it stood at its header's revision (see `ranges`).
+#[derive(Clone, Debug)]
+pub struct RangeSeen {
+    pub serializable: bool,
+    pub returned: i64,
+    pub revision: i64,
+    /// (key, value, mod_revision) in key order.
+    pub kvs: Vec<(Vec<u8>, Vec<u8>, i64)>,
+}
+
 #[derive(Default)]
 pub struct History {
     ops: Mutex<Vec<Recorded>>,
+    ranges: Mutex<Vec<RangeSeen>>,
+    leases: Mutex<Vec<super::leases::LeaseRecord>>,
 }
 
 impl History {
@@ -67,13 +80,70 @@ impl History {
         self.ops.lock().expect("history lock").push(r);
     }
 
+    pub fn record_range(&self, r: RangeSeen) {
+        self.ranges.lock().expect("history lock").push(r);
+    }
+
+    pub fn record_lease(&self, l: super::leases::LeaseRecord) {
+        self.leases.lock().expect("history lock").push(l);
+    }
+
     pub fn all(&self) -> Vec<Recorded> {
         self.ops.lock().expect("history lock").clone()
     }
+
+    pub fn ranges(&self) -> Vec<RangeSeen> {
+        self.ranges.lock().expect("history lock").clone()
+    }
+
+    pub fn leases(&self) -> Vec<super::leases::LeaseRecord> {
+        self.leases.lock().expect("history lock").clone()
+    }
+
+    /// The earliest time each revision is known to have existed by: the return of an
+    /// operation that wrote it or of a range whose header carried it or a later one.
+    /// Sorted by revision; the times only go down as the revisions go down.
+    pub fn existed_by(&self) -> Vec<(i64, i64)> {
+        let mut known: Vec<(i64, i64)> = Vec::new();
+        for r in self.ops.lock().expect("history lock").iter() {
+            let rev = match &r.op {
+                KvOp::Put {
+                    revision: Some(rev),
+                    ..
+                }
+                | KvOp::Txn {
+                    outcome: Some(super::model::TxnOutcome::Put(rev)),
+                    ..
+                } => *rev,
+                _ => continue,
+            };
+            if let Some(ret) = r.returned {
+                known.push((rev, ret));
+            }
+        }
+        for r in self.ranges.lock().expect("history lock").iter() {
+            known.push((r.revision, r.returned));
+        }
+        known.sort_unstable();
+        // a revision existed by the time any later one did
+        let mut min = i64::MAX;
+        for k in known.iter_mut().rev() {
+            min = min.min(k.1);
+            k.1 = min;
+        }
+        known
+    }
 }
 
-/// The operations to check: a failed read is dropped (it observed nothing); a put whose
-/// answer was lost ends by the return of the first read that saw its value, if one did;
+/// When revision `rev` existed by, from [`History::existed_by`]: the time of the first
+/// known revision at or after it.
+pub fn existed_at(known: &[(i64, i64)], rev: i64) -> Option<i64> {
+    let i = known.partition_point(|k| k.0 < rev);
+    known.get(i).map(|k| k.1)
+}
+
+/// The operations to check: a failed read is dropped (it observed nothing); a put (or txn)
+/// whose answer was lost ends by the return of the first read that saw its value, if one did;
 /// else it is dropped when nothing could have observed it (no later delete of its key that
 /// deleted something: found by the soak, a lost put a delete then removed), and otherwise
 /// stays pending to the end, as any other lost write.
@@ -90,15 +160,8 @@ pub fn prepare(ops: &[Recorded]) -> Vec<Operation<EtcdKey>> {
             let e = deleted_after.entry(*key).or_insert(r.call);
             *e = (*e).max(r.call);
         }
-        if let (
-            KvOp::Get {
-                found: Some((v, _)),
-                ..
-            },
-            Some(ret),
-        ) = (&r.op, r.returned)
-        {
-            let e = first_seen.entry(*v).or_insert(ret);
+        if let (Some(v), Some(ret)) = (r.op.observed(), r.returned) {
+            let e = first_seen.entry(v).or_insert(ret);
             *e = (*e).min(ret);
         }
     }
@@ -107,11 +170,13 @@ pub fn prepare(ops: &[Recorded]) -> Vec<Operation<EtcdKey>> {
         let return_time = match (&r.op, r.returned) {
             (_, Some(ret)) => ret,
             (KvOp::Get { .. }, None) => continue,
-            (KvOp::Put { key, value, .. }, None) => match first_seen.get(value) {
-                Some(&seen) => seen,
-                None if deleted_after.get(key).is_some_and(|&at| at > r.call) => i64::MAX,
-                None => continue,
-            },
+            (KvOp::Put { key, value, .. } | KvOp::Txn { key, value, .. }, None) => {
+                match first_seen.get(value) {
+                    Some(&seen) => seen,
+                    None if deleted_after.get(key).is_some_and(|&at| at > r.call) => i64::MAX,
+                    None => continue,
+                }
+            }
             (KvOp::Delete { .. }, None) => i64::MAX,
         };
         out.push(Operation {

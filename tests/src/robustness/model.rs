@@ -18,12 +18,46 @@ pub enum KvOp {
     Get { key: u8, found: Option<(u64, i64)> },
     /// A delete: whether it deleted the key.
     Delete { key: u8, deleted: Option<bool> },
+    /// A txn on one key: if its mod_revision is the one `expect` was read at (`None`: the key
+    /// is absent, mod_revision 0) put `value`, else get the key. Values are unique to a run,
+    /// so the revision compare holds exactly when the key still holds `expect`'s value.
+    Txn {
+        key: u8,
+        expect: Option<(u64, i64)>,
+        value: u64,
+        outcome: Option<TxnOutcome>,
+    },
+}
+
+/// What a txn did: its put's revision, or what its else-branch get found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TxnOutcome {
+    Put(i64),
+    Got(Option<(u64, i64)>),
 }
 
 impl KvOp {
     pub fn key(&self) -> u8 {
         match self {
-            KvOp::Put { key, .. } | KvOp::Get { key, .. } | KvOp::Delete { key, .. } => *key,
+            KvOp::Put { key, .. }
+            | KvOp::Get { key, .. }
+            | KvOp::Delete { key, .. }
+            | KvOp::Txn { key, .. } => *key,
+        }
+    }
+
+    /// The value this operation saw the key hold, if it read one.
+    pub fn observed(&self) -> Option<u64> {
+        match self {
+            KvOp::Get {
+                found: Some((v, _)),
+                ..
+            }
+            | KvOp::Txn {
+                outcome: Some(TxnOutcome::Got(Some((v, _)))),
+                ..
+            } => Some(*v),
+            _ => None,
         }
     }
 }
@@ -84,31 +118,33 @@ pub struct Etcd;
 impl Semantics for Etcd {
     fn step(s: &KeyState, op: &KvOp) -> (bool, KeyState) {
         match op {
-            // revisions of one key only go up
             KvOp::Put {
                 value, revision, ..
-            } => {
-                let ok = match (revision, s.revision) {
-                    (Some(r), Some(m)) => *r > m,
-                    _ => true,
-                };
-                let next = KeyState {
-                    value: Some(*value),
-                    revision: *revision,
-                };
-                (ok, next)
-            }
-            KvOp::Get { found: None, .. } => (s.value.is_none(), s.clone()),
-            KvOp::Get {
-                found: Some((v, r)),
+            } => put(s, *value, *revision),
+            KvOp::Get { found, .. } => get(s, found),
+            KvOp::Txn {
+                expect,
+                value,
+                outcome,
                 ..
             } => {
-                let ok = s.value == Some(*v) && s.revision.is_none_or(|m| m == *r);
-                let next = KeyState {
-                    value: Some(*v),
-                    revision: Some(*r),
+                let holds = match expect {
+                    None => s.value.is_none(),
+                    Some((v, _)) => s.value == Some(*v),
                 };
-                (ok, next)
+                match outcome {
+                    // lost: it did what its compare says, whenever it happened
+                    None if holds => put(s, *value, None),
+                    None => (true, s.clone()),
+                    Some(TxnOutcome::Put(r)) => {
+                        let (ok, next) = put(s, *value, Some(*r));
+                        (ok && holds, next)
+                    }
+                    Some(TxnOutcome::Got(found)) => {
+                        let (ok, next) = get(s, found);
+                        (ok && !holds, next)
+                    }
+                }
             }
             KvOp::Delete { deleted, .. } => {
                 let ok = deleted.is_none_or(|d| d == s.value.is_some());
@@ -118,6 +154,35 @@ impl Semantics for Etcd {
                 };
                 (ok, next)
             }
+        }
+    }
+}
+
+/// A put of `value` at `revision` (unknown when its answer was lost): revisions of one key
+/// only go up.
+fn put(s: &KeyState, value: u64, revision: Option<i64>) -> (bool, KeyState) {
+    let ok = match (revision, s.revision) {
+        (Some(r), Some(m)) => r > m,
+        _ => true,
+    };
+    let next = KeyState {
+        value: Some(value),
+        revision,
+    };
+    (ok, next)
+}
+
+/// A linearizable read that found `found`: the key's value and mod_revision now.
+fn get(s: &KeyState, found: &Option<(u64, i64)>) -> (bool, KeyState) {
+    match found {
+        None => (s.value.is_none(), s.clone()),
+        Some((v, r)) => {
+            let ok = s.value == Some(*v) && s.revision.is_none_or(|m| m == *r);
+            let next = KeyState {
+                value: Some(*v),
+                revision: Some(*r),
+            };
+            (ok, next)
         }
     }
 }
@@ -204,5 +269,51 @@ mod tests {
             op(20, 30, get(Some((7, 5)))),
         ];
         assert_eq!(check_operations_timeout(&lost, t), CheckResult::Ok);
+    }
+
+    fn txn(expect: Option<(u64, i64)>, value: u64, outcome: Option<TxnOutcome>) -> KvOp {
+        KvOp::Txn {
+            key: 0,
+            expect,
+            value,
+            outcome,
+        }
+    }
+
+    #[test]
+    fn a_txn_must_follow_its_compare() {
+        let t = Duration::from_secs(5);
+        let check = |ops: Vec<KvOp>| {
+            let ops: Vec<Operation<EtcdKey>> = ops
+                .into_iter()
+                .enumerate()
+                .map(|(i, o)| op(i as i64 * 10, i as i64 * 10 + 5, o))
+                .collect();
+            check_operations_timeout(&ops, t)
+        };
+        // create-if-absent, then a CAS on what was read, then a CAS that lost its race
+        assert_eq!(
+            check(vec![
+                txn(None, 1, Some(TxnOutcome::Put(2))),
+                get(Some((1, 2))),
+                txn(Some((1, 2)), 2, Some(TxnOutcome::Put(3))),
+                txn(Some((1, 2)), 3, Some(TxnOutcome::Got(Some((2, 3))))),
+            ]),
+            CheckResult::Ok
+        );
+        // a CAS that succeeded although the value had changed
+        assert_eq!(
+            check(vec![
+                put(1, 2),
+                put(2, 3),
+                txn(Some((1, 2)), 3, Some(TxnOutcome::Put(4))),
+            ]),
+            CheckResult::Illegal
+        );
+        // a create-if-absent that failed on an absent key
+        assert_eq!(
+            check(vec![txn(None, 1, Some(TxnOutcome::Got(None)))]),
+            CheckResult::Illegal
+        );
     }
 }

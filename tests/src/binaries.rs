@@ -31,6 +31,14 @@ pub fn require_age() -> bool {
     require(&[AGE, AGE_KEYGEN], "age")
 }
 
+/// Debian's `iptables`: the robustness harness's partitions (`robustness::partitions`).
+pub const IPTABLES: &str = "/usr/sbin/iptables";
+
+/// True when iptables is installed (as [`require_etcd`]).
+pub fn require_iptables() -> bool {
+    require(&[IPTABLES], "iptables")
+}
+
 /// True when every one of `tools` exists; in CI their absence panics, elsewhere the test is
 /// skipped with a note naming Debian's `packages`.
 fn require(tools: &[&str], packages: &str) -> bool {

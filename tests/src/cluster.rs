@@ -33,7 +33,7 @@ impl TestCluster {
     pub fn start_prepared(
         n: usize,
         extra_args: &[&str],
-        prepare: impl FnMut(&TestServer, &str),
+        prepare: impl FnMut(&mut TestServer, &str),
     ) -> Self {
         Self::start_inner(Kind::Cairn, n, extra_args, None, prepare)
     }
@@ -44,7 +44,7 @@ impl TestCluster {
         kind: Kind,
         n: usize,
         extra_args: &[&str],
-        prepare: impl FnMut(&TestServer, &str),
+        prepare: impl FnMut(&mut TestServer, &str),
     ) -> Self {
         Self::start_inner(kind, n, extra_args, None, prepare)
     }
@@ -60,7 +60,7 @@ impl TestCluster {
         n: usize,
         extra_args: &[&str],
         tls: Option<&ServerTls>,
-        mut prepare: impl FnMut(&TestServer, &str),
+        mut prepare: impl FnMut(&mut TestServer, &str),
     ) -> Self {
         let ports = ports::free_ports(2 * n);
         let peer_tls = tls.is_some_and(|t| t.peer);

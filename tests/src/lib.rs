@@ -42,7 +42,9 @@ pub mod s3;
 pub mod server;
 pub mod wait;
 
-pub use binaries::{cairn_bin, cairnutl, cairnutl_bin, output_text, require_etcd};
+pub use binaries::{
+    cairn_bin, cairnutl, cairnutl_bin, output_text, require_etcd, require_iptables,
+};
 pub use cluster::TestCluster;
 pub use etcdctl::{Background, etcdctl, etcdctl_err, etcdctl_json, etcdctl_ok, etcdctl_stdin};
 pub use grpc::Clients;

@@ -54,6 +54,9 @@ pub struct TestServer {
     /// TLS on the client (and maybe peer) listener; the harness dials with its client cert.
     tls: Option<ServerTls>,
     child: Option<Child>,
+    /// The group the process runs as (root only): lets a test's firewall rules pick out
+    /// this member's packets (see `robustness::partitions`).
+    group: Option<u32>,
     /// Set once a panic message already carried the log tail.
     log_reported: bool,
 }
@@ -180,6 +183,7 @@ impl TestServer {
             extra_args: extra_args.to_vec(),
             tls: None,
             child: None,
+            group: None,
             log_reported: false,
         }
     }
@@ -314,6 +318,16 @@ impl TestServer {
         }
     }
 
+    /// Runs the process as group `gid` from its next start (the caller must be root).
+    pub fn set_group(&mut self, gid: u32) {
+        self.group = Some(gid);
+    }
+
+    /// The port its peer listener is on.
+    pub fn peer_port(&self) -> u16 {
+        self.peer_port
+    }
+
     /// Freezes the process (SIGSTOP) until [`TestServer::resume`]: a member that stops
     /// answering without losing anything, as a stalled machine does.
     pub fn pause(&self) {
@@ -429,7 +443,12 @@ impl TestServer {
         let args = self.args();
         writeln!(log, "=== {:?} {}", self.kind, args.join(" ")).expect("write server log");
         let stderr: File = log.try_clone().expect("clone log handle");
-        let child = Command::new(self.kind.binary())
+        let mut cmd = Command::new(self.kind.binary());
+        if let Some(gid) = self.group {
+            use std::os::unix::process::CommandExt;
+            cmd.gid(gid);
+        }
+        let child = cmd
             .args(&args)
             .stdin(Stdio::null())
             .stdout(log)

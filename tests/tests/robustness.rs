@@ -8,7 +8,7 @@
 use cairn_tests::Kind;
 use cairn_tests::robustness::faults::Faults;
 use cairn_tests::robustness::model::DeletesIgnored;
-use cairn_tests::robustness::{Scenario, check_with, run};
+use cairn_tests::robustness::{Scenario, check_with, partitions, run};
 
 fn scenario(kind: Kind, members: usize, faults: Faults, seed: u64) -> Scenario {
     Scenario {
@@ -33,17 +33,39 @@ fn cairn_three_members_killed_and_paused() {
     passes(scenario(Kind::Cairn, 3, Faults::KillAndPause, 1));
 }
 
+/// Partitions need root and iptables: skipped when not root; as root (as `.ci/run` runs
+/// here, and it installs iptables) a missing iptables fails in CI.
+fn partitions_here() -> bool {
+    if !partitions::is_root() {
+        eprintln!("skipped: partitions need root (firewall rules)");
+        return false;
+    }
+    cairn_tests::require_iptables() && partitions::available()
+}
+
+#[test]
+fn cairn_three_members_partitioned_killed_and_paused() {
+    if partitions_here() {
+        passes(scenario(Kind::Cairn, 3, Faults::All, 5));
+    }
+}
+
 #[test]
 fn cairn_one_member_killed() {
     passes(scenario(Kind::Cairn, 1, Faults::Kill, 2));
 }
 
 #[test]
-fn etcd_three_members_killed_and_paused() {
+fn etcd_three_members_under_faults() {
     if !cairn_tests::require_etcd() {
         return;
     }
-    passes(scenario(Kind::Etcd, 3, Faults::KillAndPause, 3));
+    let faults = if partitions::available() {
+        Faults::All
+    } else {
+        Faults::KillAndPause
+    };
+    passes(scenario(Kind::Etcd, 3, faults, 3));
 }
 
 /// The checker proves something: a real history that deletes and then reads is not
@@ -62,4 +84,60 @@ fn a_wrong_model_fails_on_a_real_history() {
         "the wrong model passed {} operations",
         report.operations
     );
+}
+
+/// The partitions are real: a leader cut off from its followers loses the cluster, which
+/// elects another, and it no longer answers linearizable reads; healed, it rejoins. Run on
+/// both etcd and cairn (the same body).
+fn a_partitioned_leader_is_replaced(kind: Kind) {
+    use cairn_proto::etcdserverpb::RangeRequest;
+    use cairn_tests::grpc::{Clients, block_on};
+    use std::time::Duration;
+
+    let groups = partitions::Net::groups(3);
+    let mut i = 0;
+    let mut c = cairn_tests::TestCluster::start_prepared_kind(kind, 3, &[], |m, _| {
+        m.set_group(groups[i]);
+        i += 1;
+    });
+    let ports = c.members.iter().map(|m| m.peer_port()).collect();
+    let net = partitions::Net::new(groups, ports).expect("firewall rules");
+    let old = c.wait_leader(Duration::from_secs(30));
+    net.isolate(old).expect("isolate the leader");
+    let others: Vec<usize> = (0..3).filter(|&m| m != old).collect();
+    let new = cairn_tests::wait::until(Duration::from_secs(30), "a new leader", || {
+        let s = c.members[others[0]].status(Duration::from_secs(1)).ok()?;
+        let leader = s.leader;
+        others.iter().find(|&&m| c.member_id(m) == leader).copied()
+    });
+    assert_ne!(new, old);
+    let endpoint = c.members[old].endpoint();
+    let read = block_on(async move {
+        let mut cl = Clients::connect(&endpoint).await.expect("connect");
+        let get = cl.kv.range(RangeRequest {
+            key: b"k".to_vec(),
+            ..Default::default()
+        });
+        tokio::time::timeout(Duration::from_secs(5), get).await
+    });
+    assert!(
+        !matches!(read, Ok(Ok(_))),
+        "the cut-off ex-leader answered a linearizable read: {read:?}"
+    );
+    net.heal().expect("heal");
+    c.wait_converged(Duration::from_secs(60));
+}
+
+#[test]
+fn a_partitioned_leader_is_replaced_cairn() {
+    if partitions_here() {
+        a_partitioned_leader_is_replaced(Kind::Cairn);
+    }
+}
+
+#[test]
+fn a_partitioned_leader_is_replaced_etcd() {
+    if partitions_here() && cairn_tests::require_etcd() {
+        a_partitioned_leader_is_replaced(Kind::Etcd);
+    }
 }

@@ -7,7 +7,7 @@ use clap::Parser;
 
 use cairn_tests::Kind;
 use cairn_tests::robustness::faults::Faults;
-use cairn_tests::robustness::{Scenario, run};
+use cairn_tests::robustness::{Scenario, partitions, run};
 
 #[derive(Parser)]
 struct Args {
@@ -27,6 +27,9 @@ struct Args {
     /// Run against real etcd 3.4 instead (the harness checking itself).
     #[arg(long)]
     etcd: bool,
+    /// Print the fault and maintenance schedule of a run that passed too.
+    #[arg(long)]
+    schedule: bool,
 }
 
 fn main() {
@@ -34,7 +37,12 @@ fn main() {
     let s = Scenario {
         kind: if a.etcd { Kind::Etcd } else { Kind::Cairn },
         members: a.members,
-        faults: Faults::KillAndPause,
+        // partitions too where they can be made (root and iptables)
+        faults: if partitions::available() {
+            Faults::All
+        } else {
+            Faults::KillAndPause
+        },
         seconds: a.seconds,
         clients: a.clients,
         keys: a.keys,
@@ -49,6 +57,9 @@ fn main() {
         report.violations.len(),
         report.mix
     );
+    if a.schedule && report.violations.is_empty() {
+        println!("  {}", report.schedule.join("\n  "));
+    }
     if !report.violations.is_empty() {
         println!("{}", report.describe(&s));
         std::process::exit(1);

@@ -1,9 +1,11 @@
 //! Faults at seeded random moments: a member (the leader as likely as any) killed with
-//! SIGKILL and restarted, or paused with SIGSTOP and resumed. Each is written down, so a
-//! failure shows the schedule and a seed replays it.
+//! SIGKILL and restarted, paused with SIGSTOP and resumed, or cut off from the other members
+//! by a network partition and healed (`partitions`). Each is written down, so a failure shows
+//! the schedule and a seed replays it.
 
 use std::time::{Duration, Instant};
 
+use super::partitions::Net;
 use crate::cluster::TestCluster;
 use crate::prng::Rng;
 
@@ -14,6 +16,10 @@ pub enum Faults {
     Kill,
     /// SIGKILL and restart, or SIGSTOP and SIGCONT.
     KillAndPause,
+    /// Those, partitions of one member from the others (needs root: see
+    /// [`super::partitions::available`]), and a member killed for 3–5 s, long enough for
+    /// the others to purge the log it needs (it catches up from a snapshot).
+    All,
 }
 
 /// Injects faults into `cluster` until `until`, one every 1–2.5 s; returns what was done,
@@ -21,6 +27,7 @@ pub enum Faults {
 pub fn inject(
     cluster: &mut TestCluster,
     faults: Faults,
+    net: Option<&Net>,
     seed: u64,
     start: Instant,
     until: Instant,
@@ -44,17 +51,41 @@ pub fn inject(
         };
         let name = format!("m{}{role}", victim + 1);
         let down = Duration::from_millis(rng.between(200, 1200) as u64);
-        let pause = faults == Faults::KillAndPause && rng.chance(50);
+        let roll = rng.below(100);
+        let partition = faults == Faults::All && n > 1 && roll < 35;
+        // down long enough for the others to snapshot and purge the log it needs
+        let behind = faults == Faults::All && n > 1 && (35..45).contains(&roll);
+        let down = if behind {
+            Duration::from_millis(rng.between(3000, 5000) as u64)
+        } else {
+            down
+        };
+        let pause = !partition && !behind && faults != Faults::Kill && rng.chance(50);
         let member = &mut cluster.members[victim];
-        if pause {
+        if let (true, Some(net)) = (partition, net) {
+            let off = Duration::from_millis(rng.between(500, 2500) as u64);
+            log.push(format!("{} partition {name} off for {off:?}", at(start)));
+            if let Err(e) = net.isolate(victim) {
+                log.push(format!("{} the partition failed: {e}", at(start)));
+            }
+            std::thread::sleep(off);
+            if let Err(e) = net.heal() {
+                log.push(format!("{} healing failed: {e}", at(start)));
+            }
+        } else if pause {
             log.push(format!("{} SIGSTOP {name} for {down:?}", at(start)));
             member.pause();
             std::thread::sleep(down);
             member.resume();
         } else {
             log.push(format!(
-                "{} SIGKILL {name}, restarted after {down:?}",
-                at(start)
+                "{} SIGKILL {name}, restarted after {down:?}{}",
+                at(start),
+                if behind {
+                    " (behind the purged log)"
+                } else {
+                    ""
+                }
             ));
             member.kill9();
             std::thread::sleep(down);

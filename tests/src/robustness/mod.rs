@@ -11,7 +11,8 @@
 //! - [`traffic`]: the key-value clients.
 //! - [`leases`]: the lease clients and what leases must do.
 //! - [`maintenance`]: compactions and defrags, and what must hold after them.
-//! - [`faults`]: SIGKILL and restart, SIGSTOP and SIGCONT.
+//! - [`faults`]: SIGKILL and restart, SIGSTOP and SIGCONT, partitions.
+//! - [`partitions`]: a member cut off from the others by firewall rules.
 //! - [`watches`]: the watchers and what their streams must hold.
 //! - [`ranges`]: ranges checked as snapshots of the history.
 
@@ -20,6 +21,7 @@ pub mod history;
 pub mod leases;
 pub mod maintenance;
 pub mod model;
+pub mod partitions;
 pub mod ranges;
 pub mod traffic;
 pub mod watches;
@@ -78,7 +80,20 @@ impl Report {
 
 /// Runs `s` and checks everything.
 pub fn run(s: &Scenario) -> Report {
-    let mut cluster = TestCluster::start_prepared_kind(s.kind, s.members, &[], |_, _| {});
+    // partitions pick a member's packets out by its group
+    let groups = (s.faults == Faults::All).then(|| partitions::Net::groups(s.members));
+    let mut next = 0;
+    let mut cluster =
+        TestCluster::start_prepared_kind(s.kind, s.members, snapshot_args(s.kind), |m, _| {
+            if let Some(g) = &groups {
+                m.set_group(g[next]);
+            }
+            next += 1;
+        });
+    let net = groups.map(|g| {
+        let ports = cluster.members.iter().map(|m| m.peer_port()).collect();
+        partitions::Net::new(g, ports).unwrap_or_else(|e| panic!("cannot make partitions: {e}"))
+    });
     let endpoints: Arc<Vec<String>> =
         Arc::new(cluster.members.iter().map(|m| m.endpoint()).collect());
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -141,7 +156,7 @@ pub fn run(s: &Scenario) -> Report {
         maintenance_log.clone(),
         start,
     )));
-    let mut schedule = faults::inject(&mut cluster, s.faults, s.seed, start, until);
+    let mut schedule = faults::inject(&mut cluster, s.faults, net.as_ref(), s.seed, start, until);
     rt.block_on(async {
         for c in clients {
             let _ = c.await;
@@ -246,7 +261,7 @@ fn mix(
     format!(
         "puts {}, txns {}, gets {}, deletes {}, ranges {} ({serializable} serializable), \
          leases {} ({revoked} revoked, {renewed} kept alive), compactions {}, defrags {}, \
-         kills {}, pauses {}, progress notifications {progress}",
+         kills {}, pauses {}, partitions {}, progress notifications {progress}",
         count(&|o| matches!(o, KvOp::Put { .. })),
         count(&|o| matches!(o, KvOp::Txn { .. })),
         count(&|o| matches!(o, KvOp::Get { .. })),
@@ -257,7 +272,23 @@ fn mix(
         lines(" defrag "),
         lines(" SIGKILL "),
         lines(" SIGSTOP "),
+        lines(" partition "),
     )
+}
+
+/// Raft snapshots (and log purges behind them) every few hundred entries, so a member down
+/// for seconds comes back behind the purged log. etcd 3.4 keeps a fixed 5,000 entries
+/// behind a snapshot.
+fn snapshot_args(kind: Kind) -> &'static [&'static str] {
+    match kind {
+        Kind::Cairn => &[
+            "--snapshot-count",
+            "300",
+            "--experimental-snapshot-catchup-entries",
+            "50",
+        ],
+        Kind::Etcd => &["--snapshot-count", "300"],
+    }
 }
 
 /// Lease clients per run.

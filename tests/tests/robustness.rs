@@ -94,14 +94,8 @@ fn a_partitioned_leader_is_replaced(kind: Kind) {
     use cairn_tests::grpc::{Clients, block_on};
     use std::time::Duration;
 
-    let groups = partitions::Net::groups(3);
-    let mut i = 0;
-    let mut c = cairn_tests::TestCluster::start_prepared_kind(kind, 3, &[], |m, _| {
-        m.set_group(groups[i]);
-        i += 1;
-    });
-    let ports = c.members.iter().map(|m| m.peer_port()).collect();
-    let net = partitions::Net::new(groups, ports).expect("firewall rules");
+    let (mut c, net) = partitions::start_cluster(kind, 3, &[], true);
+    let net = net.expect("a partitionable cluster");
     let old = c.wait_leader(Duration::from_secs(30));
     net.isolate(old).expect("isolate the leader");
     let others: Vec<usize> = (0..3).filter(|&m| m != old).collect();

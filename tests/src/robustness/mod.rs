@@ -33,7 +33,6 @@ use porcupine_rs::{
     CheckResult, Model, Operation, check_operations_info, check_operations_timeout,
 };
 
-use crate::cluster::TestCluster;
 use crate::server::Kind;
 use faults::Faults;
 use history::{Clock, History};
@@ -80,20 +79,12 @@ impl Report {
 
 /// Runs `s` and checks everything.
 pub fn run(s: &Scenario) -> Report {
-    // partitions pick a member's packets out by its group
-    let groups = (s.faults == Faults::All).then(|| partitions::Net::groups(s.members));
-    let mut next = 0;
-    let mut cluster =
-        TestCluster::start_prepared_kind(s.kind, s.members, snapshot_args(s.kind), |m, _| {
-            if let Some(g) = &groups {
-                m.set_group(g[next]);
-            }
-            next += 1;
-        });
-    let net = groups.map(|g| {
-        let ports = cluster.members.iter().map(|m| m.peer_port()).collect();
-        partitions::Net::new(g, ports).unwrap_or_else(|e| panic!("cannot make partitions: {e}"))
-    });
+    let (mut cluster, net) = partitions::start_cluster(
+        s.kind,
+        s.members,
+        snapshot_args(s.kind),
+        s.faults == Faults::All,
+    );
     let endpoints: Arc<Vec<String>> =
         Arc::new(cluster.members.iter().map(|m| m.endpoint()).collect());
     let rt = tokio::runtime::Builder::new_multi_thread()

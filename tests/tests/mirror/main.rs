@@ -9,6 +9,7 @@
 //! - [`cluster`]: a three-member source whose leader is killed under a write load.
 //! - [`leases`]: `--with-leases`, a leased key expiring.
 //! - [`etcd`]: real etcd as the source and as the destination.
+//! - [`under_faults`]: two three-member clusters under the robustness harness's faults.
 
 mod auth;
 mod basic;
@@ -16,6 +17,7 @@ mod cluster;
 mod etcd;
 mod faults;
 mod leases;
+mod under_faults;
 
 use std::time::Duration;
 
@@ -56,6 +58,11 @@ pub fn try_put_lease(endpoint: &str, key: &str, value: &str, lease: i64) -> anyh
 }
 
 pub fn del(endpoint: &str, key: &str) {
+    try_del(endpoint, key).expect("delete");
+}
+
+/// A delete that may fail (a member being killed, say).
+pub fn try_del(endpoint: &str, key: &str) -> anyhow::Result<()> {
     let (ep, key) = (endpoint.to_string(), key.to_string());
     grpc::block_on(async move {
         let mut c = Clients::connect(&ep).await?;
@@ -66,7 +73,6 @@ pub fn del(endpoint: &str, key: &str) {
         .await?;
         anyhow::Ok(())
     })
-    .expect("delete");
 }
 
 /// One txn putting every `(key, value)`; returns its revision.

@@ -27,6 +27,7 @@
 pub mod base64;
 pub mod binaries;
 pub mod cluster;
+pub mod disk;
 pub mod etcd_ids;
 pub mod etcdctl;
 pub mod grpc;

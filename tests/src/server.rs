@@ -512,5 +512,11 @@ impl Drop for TestServer {
             );
         }
         self.kill9();
+        // CAIRN_KEEP_LOGS=DIR keeps every server's log (a robustness run to study)
+        if let Ok(dir) = std::env::var("CAIRN_KEEP_LOGS") {
+            let to = Path::new(&dir).join(format!("{}-{}.log", self.name, self.client_port));
+            let _ = std::fs::create_dir_all(&dir);
+            let _ = std::fs::copy(self.log_path(), to);
+        }
     }
 }

@@ -11,59 +11,9 @@ use std::time::Duration;
 
 use cairn_proto::etcdserverpb::request_op::Request;
 use cairn_proto::etcdserverpb::{PutRequest, RangeRequest, RequestOp, TxnRequest};
+use cairn_tests::disk::SmallDisk;
 use cairn_tests::grpc::block_on;
 use cairn_tests::{Clients, Kind, TestServer, cairnutl_bin};
-
-/// A tmpfs of `bytes` mounted on a fresh temp dir, unmounted on drop.
-struct SmallDisk {
-    dir: tempfile::TempDir,
-}
-
-impl SmallDisk {
-    fn mount(bytes: u64) -> Option<SmallDisk> {
-        let dir = tempfile::tempdir().unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            eprintln!("full_disk: cannot mount a tmpfs here (not root?); nothing tested");
-            return None;
-        }
-        Some(SmallDisk { dir })
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Gives the disk `bytes` in all (an operator freeing space).
-    fn grow(&self, bytes: u64) {
-        let ok = Command::new("mount")
-            .args(["-o", &format!("remount,size={bytes}")])
-            .arg(self.path())
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "remount {} with {bytes} bytes", self.path().display());
-    }
-
-    fn entries(&self) -> Vec<PathBuf> {
-        std::fs::read_dir(self.path())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect()
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(self.dir.path())
-            .status();
-    }
-}
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/snapshots/v1-small.snap")
@@ -165,12 +115,8 @@ fn a_member_whose_disk_fills_up_exits_and_loses_no_acknowledged_write() {
     let Some(disk) = SmallDisk::mount(150 << 20) else {
         return;
     };
-    let on_disk = disk.path().join("data");
     let mut server = TestServer::start_prepared(Kind::Cairn, "s1", &[], |data_dir, _| {
-        // the member's data dir is on the small disk (a start attempt may be repeated)
-        let _ = std::fs::remove_dir_all(&on_disk);
-        std::fs::create_dir_all(&on_disk).unwrap();
-        std::os::unix::fs::symlink(&on_disk, data_dir).unwrap();
+        disk.hold_data_dir(data_dir)
     });
     let value = vec![b'v'; 100_000];
     let key = |i: usize| format!("k{i:05}");

@@ -8,7 +8,7 @@
 use cairn_tests::Kind;
 use cairn_tests::robustness::faults::Faults;
 use cairn_tests::robustness::model::DeletesIgnored;
-use cairn_tests::robustness::{Scenario, check_with, partitions, run};
+use cairn_tests::robustness::{Scenario, check_with, partitions, rig, run};
 
 fn scenario(kind: Kind, members: usize, faults: Faults, seed: u64) -> Scenario {
     Scenario {
@@ -94,9 +94,23 @@ fn a_partitioned_leader_is_replaced(kind: Kind) {
     use cairn_tests::grpc::{Clients, block_on};
     use std::time::Duration;
 
-    let (mut c, net) = partitions::start_cluster(kind, 3, &[], true);
-    let net = net.expect("a partitionable cluster");
+    let rig = rig::start(kind, 3, &[], true);
+    let (mut c, net) = (rig.cluster, rig.net.expect("a partitionable cluster"));
     let old = c.wait_leader(Duration::from_secs(30));
+    // a lease every member knows of
+    let granted = {
+        let ep = c.members[old].endpoint();
+        block_on(async move {
+            let mut cl = Clients::connect(&ep).await.expect("connect");
+            cl.lease
+                .lease_grant(cairn_proto::etcdserverpb::LeaseGrantRequest { ttl: 30, id: 0 })
+                .await
+                .expect("grant")
+                .into_inner()
+                .id
+        })
+    };
+    c.wait_converged(Duration::from_secs(30));
     net.isolate(old).expect("isolate the leader");
     let others: Vec<usize> = (0..3).filter(|&m| m != old).collect();
     let new = cairn_tests::wait::until(Duration::from_secs(30), "a new leader", || {
@@ -117,6 +131,31 @@ fn a_partitioned_leader_is_replaced(kind: Kind) {
     assert!(
         !matches!(read, Ok(Ok(_))),
         "the cut-off ex-leader answered a linearizable read: {read:?}"
+    );
+    // nor renews a lease: the new leader runs the lease clocks now, and a renewal it never
+    // saw would let the lease expire before its TTL after the renewal
+    let endpoint = c.members[old].endpoint();
+    let renewed = block_on(async move {
+        let mut cl = Clients::connect(&endpoint).await.expect("connect");
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tx.send(cairn_proto::etcdserverpb::LeaseKeepAliveRequest { id: granted })
+            .await
+            .expect("queue");
+        let call = async {
+            let mut s = cl
+                .lease
+                .lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await?
+                .into_inner();
+            tokio_stream::StreamExt::next(&mut s)
+                .await
+                .unwrap_or_else(|| Err(tonic::Status::unavailable("ended")))
+        };
+        tokio::time::timeout(Duration::from_secs(5), call).await
+    });
+    assert!(
+        !matches!(&renewed, Ok(Ok(r)) if r.ttl > 0),
+        "the cut-off ex-leader renewed a lease: {renewed:?}"
     );
     net.heal().expect("heal");
     c.wait_converged(Duration::from_secs(60));

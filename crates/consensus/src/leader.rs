@@ -34,14 +34,19 @@ pub(crate) async fn serve(node: &Node, req: Forward) -> Result<Answer, Consensus
         Forward::LeaseKeepAlive(id) => {
             node.require_leader()?;
             // an unknown lease answers TTL 0, not an error (etcd's behaviour)
+            let ttl = node.store.lease_renew(id).unwrap_or(0);
+            // the renewal counts only if a quorum still follows this leader after it: any
+            // later leader then restarts the lease's clock after the renewal
+            node.confirm_leader().await?;
             Ok(Answer::Lease {
-                ttl: node.store.lease_renew(id).unwrap_or(0),
+                ttl,
                 granted_ttl: 0,
                 keys: Vec::new(),
             })
         }
         Forward::LeaseTimeToLive(id) => {
             node.require_leader()?;
+            node.confirm_leader().await?;
             Ok(match node.store.lease(id) {
                 Some(l) => Answer::Lease {
                     ttl: l.remaining_secs(Instant::now()),

@@ -56,6 +56,14 @@ pub struct NodeConfig {
     pub force_new_cluster: bool,
 }
 
+/// What a leadership confirmation found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Confirmed {
+    Leading,
+    NotLeader,
+    NoQuorum,
+}
+
 /// What `Status` reports about raft.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RaftStatus {
@@ -80,6 +88,9 @@ pub struct Node {
     /// The last log index when this member started: no read index is below it (see
     /// [`Node::read_index_here`]).
     read_floor: u64,
+    /// The last leadership confirmation: when its round started and what it found (see
+    /// [`Node::confirm_leader`]).
+    confirmed: tokio::sync::Mutex<Option<(std::time::Instant, Confirmed)>>,
     proposer: Proposer,
     /// Tells this member's own tasks to end (they hold the raft log open).
     closing: watch::Sender<bool>,
@@ -263,6 +274,7 @@ impl Node {
             snap_dir,
             transferring: watch::Sender::new(false),
             read_floor,
+            confirmed: tokio::sync::Mutex::new(None),
             closing,
             remember_removal,
         };
@@ -422,6 +434,36 @@ impl Node {
                 Err(ConsensusError::NoLeader)
             }
             Err(e) => Err(stopped(e)),
+        }
+    }
+
+    /// Confirms, with a round of heartbeats a quorum answers, that this member still leads
+    /// after the call. openraft's leader does not step down when it loses its followers, so a
+    /// leader cut off by a partition still says it leads; what it alone decides (a lease
+    /// renewal) must be confirmed so. Concurrent callers share a round that started after they
+    /// called (found by the robustness harness: a partitioned ex-leader renewed leases that
+    /// the new leader then let expire early).
+    pub(crate) async fn confirm_leader(&self) -> Result<(), ConsensusError> {
+        let asked = std::time::Instant::now();
+        let mut last = self.confirmed.lock().await;
+        let outcome = match *last {
+            Some((started, outcome)) if started >= asked => outcome,
+            _ => {
+                let started = std::time::Instant::now();
+                let outcome = match self.read_index_here().await {
+                    Ok(_) => Confirmed::Leading,
+                    Err(ConsensusError::NotLeader) => Confirmed::NotLeader,
+                    Err(ConsensusError::NoLeader) => Confirmed::NoQuorum,
+                    Err(e) => return Err(e),
+                };
+                *last = Some((started, outcome));
+                outcome
+            }
+        };
+        match outcome {
+            Confirmed::Leading => Ok(()),
+            Confirmed::NotLeader => Err(ConsensusError::NotLeader),
+            Confirmed::NoQuorum => Err(ConsensusError::NoLeader),
         }
     }
 

@@ -1,11 +1,12 @@
 //! Faults at seeded random moments: a member (the leader as likely as any) killed with
 //! SIGKILL and restarted, paused with SIGSTOP and resumed, or cut off from the other members
-//! by a network partition and healed (`partitions`). Each is written down, so a failure shows
-//! the schedule and a seed replays it.
+//! by a network partition and healed (`partitions`), or left without disk space for a while
+//! (restarted with room if it exited). Each is written down, so a failure shows the schedule
+//! and a seed replays it.
 
 use std::time::{Duration, Instant};
 
-use super::partitions::Net;
+use super::rig::{DISK_BYTES, Rig};
 use crate::cluster::TestCluster;
 use crate::prng::Rng;
 
@@ -16,7 +17,7 @@ pub enum Faults {
     Kill,
     /// SIGKILL and restart, or SIGSTOP and SIGCONT.
     KillAndPause,
-    /// Those, partitions of one member from the others (needs root: see
+    /// Those, partitions of one member from the others and full disks (both need root: see
     /// [`super::partitions::available`]), and a member killed for 3–5 s, long enough for
     /// the others to purge the log it needs (it catches up from a snapshot).
     All,
@@ -25,9 +26,8 @@ pub enum Faults {
 /// Injects faults into `cluster` until `until`, one every 1–2.5 s; returns what was done,
 /// one line each, with the time since `start`.
 pub fn inject(
-    cluster: &mut TestCluster,
+    rig: &mut Rig,
     faults: Faults,
-    net: Option<&Net>,
     seed: u64,
     start: Instant,
     until: Instant,
@@ -35,6 +35,11 @@ pub fn inject(
     let mut rng = Rng::new(seed.wrapping_mul(0x9E37_79B9));
     let mut log = Vec::new();
     let at = |start: Instant| format!("{:>6.2}s", start.elapsed().as_secs_f64());
+    let Rig {
+        cluster,
+        net,
+        disks,
+    } = rig;
     loop {
         let wait = Duration::from_millis(rng.between(1000, 2500) as u64);
         if Instant::now() + wait >= until {
@@ -60,9 +65,34 @@ pub fn inject(
         } else {
             down
         };
-        let pause = !partition && !behind && faults != Faults::Kill && rng.chance(50);
+        let full = faults == Faults::All && (45..55).contains(&roll);
+        let pause = !partition && !behind && !full && faults != Faults::Kill && rng.chance(50);
         let member = &mut cluster.members[victim];
-        if let (true, Some(net)) = (partition, net) {
+        if let (true, Some(disk)) = (full, disks.get(victim)) {
+            let left = 16 << 10;
+            let full_for = Duration::from_millis(rng.between(1000, 2000) as u64);
+            log.push(format!(
+                "{} disk of {name} full (16 KiB left) for {full_for:?}",
+                at(start)
+            ));
+            disk.grow(disk.used() + left);
+            std::thread::sleep(full_for);
+            disk.grow(DISK_BYTES);
+            // a member stops on a write that found no room (as etcd does): its exit may
+            // take a moment, and an operator would start it again
+            let settle = Instant::now() + Duration::from_secs(2);
+            while member.is_running() && Instant::now() < settle {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if !member.is_running() {
+                log.push(format!(
+                    "{} m{} exited on the full disk: restarted",
+                    at(start),
+                    victim + 1
+                ));
+                member.restart();
+            }
+        } else if let (true, Some(net)) = (partition, net.as_ref()) {
             let off = Duration::from_millis(rng.between(500, 2500) as u64);
             log.push(format!("{} partition {name} off for {off:?}", at(start)));
             if let Err(e) = net.isolate(victim) {
@@ -90,6 +120,12 @@ pub fn inject(
             member.kill9();
             std::thread::sleep(down);
             member.restart();
+        }
+    }
+    for (i, m) in cluster.members.iter_mut().enumerate() {
+        if !m.is_running() {
+            log.push(format!("{} m{} had exited: restarted", at(start), i + 1));
+            m.restart();
         }
     }
     log

@@ -13,6 +13,7 @@
 //! - [`maintenance`]: compactions and defrags, and what must hold after them.
 //! - [`faults`]: SIGKILL and restart, SIGSTOP and SIGCONT, partitions.
 //! - [`partitions`]: a member cut off from the others by firewall rules.
+//! - [`rig`]: a cluster set up for every fault (groups, small disks).
 //! - [`watches`]: the watchers and what their streams must hold.
 //! - [`ranges`]: ranges checked as snapshots of the history.
 
@@ -23,6 +24,7 @@ pub mod maintenance;
 pub mod model;
 pub mod partitions;
 pub mod ranges;
+pub mod rig;
 pub mod traffic;
 pub mod watches;
 
@@ -79,14 +81,14 @@ impl Report {
 
 /// Runs `s` and checks everything.
 pub fn run(s: &Scenario) -> Report {
-    let (mut cluster, net) = partitions::start_cluster(
+    let mut rig = rig::start(
         s.kind,
         s.members,
         snapshot_args(s.kind),
         s.faults == Faults::All,
     );
     let endpoints: Arc<Vec<String>> =
-        Arc::new(cluster.members.iter().map(|m| m.endpoint()).collect());
+        Arc::new(rig.cluster.members.iter().map(|m| m.endpoint()).collect());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -95,6 +97,9 @@ pub fn run(s: &Scenario) -> Report {
     let clock = Arc::new(Clock::new());
     let history = Arc::new(History::default());
     let start = Instant::now();
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     let until = start + Duration::from_secs(s.seconds);
     let done = Arc::new(Mutex::new(None));
     let seen: Vec<Arc<Mutex<watches::Stream>>> = endpoints
@@ -147,13 +152,18 @@ pub fn run(s: &Scenario) -> Report {
         maintenance_log.clone(),
         start,
     )));
-    let mut schedule = faults::inject(&mut cluster, s.faults, net.as_ref(), s.seed, start, until);
+    let mut schedule = faults::inject(&mut rig, s.faults, s.seed, start, until);
     rt.block_on(async {
         for c in clients {
             let _ = c.await;
         }
     });
     schedule.extend(maintenance_log.lock().expect("lock").drain(..));
+    schedule.push(format!(
+        "  0.00s the run began at unix time {}.{:03}",
+        wall.as_secs(),
+        wall.subsec_millis()
+    ));
     // the schedule in time order (each line starts with its time)
     schedule.sort_by(|a, b| {
         let t = |l: &str| {
@@ -167,7 +177,7 @@ pub fn run(s: &Scenario) -> Report {
         schedule,
         ..Report::default()
     };
-    cluster.wait_leader(crate::cluster::LEADER_TIMEOUT);
+    rig.cluster.wait_leader(crate::cluster::LEADER_TIMEOUT);
     rt.block_on(leases_run_out(&endpoints, Duration::from_secs(20)));
     // the end state, read after the faults: what every acknowledged write must have led to
     let last = rt.block_on(final_reads(s, &endpoints, &clock, &history));
@@ -252,7 +262,7 @@ fn mix(
     format!(
         "puts {}, txns {}, gets {}, deletes {}, ranges {} ({serializable} serializable), \
          leases {} ({revoked} revoked, {renewed} kept alive), compactions {}, defrags {}, \
-         kills {}, pauses {}, partitions {}, progress notifications {progress}",
+         kills {}, pauses {}, partitions {}, full disks {}, progress notifications {progress}",
         count(&|o| matches!(o, KvOp::Put { .. })),
         count(&|o| matches!(o, KvOp::Txn { .. })),
         count(&|o| matches!(o, KvOp::Get { .. })),
@@ -264,6 +274,7 @@ fn mix(
         lines(" SIGKILL "),
         lines(" SIGSTOP "),
         lines(" partition "),
+        lines(" full (16 KiB left)"),
     )
 }
 

@@ -12,32 +12,6 @@
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::cluster::TestCluster;
-use crate::server::Kind;
-
-/// Starts `n` members of `kind` with `extra_args`; with `partitionable`, each in a group of
-/// its own, with the firewall chain that partitions them.
-pub fn start_cluster(
-    kind: Kind,
-    n: usize,
-    extra_args: &[&str],
-    partitionable: bool,
-) -> (TestCluster, Option<Net>) {
-    let groups = partitionable.then(|| Net::groups(n));
-    let mut next = 0;
-    let cluster = TestCluster::start_prepared_kind(kind, n, extra_args, |m, _| {
-        if let Some(g) = &groups {
-            m.set_group(g[next]);
-        }
-        next += 1;
-    });
-    let net = groups.map(|g| {
-        let ports = cluster.members.iter().map(|m| m.peer_port()).collect();
-        Net::new(g, ports).unwrap_or_else(|e| panic!("cannot make partitions: {e}"))
-    });
-    (cluster, net)
-}
-
 /// Whether this process runs as root (a firewall rule, and a member in a group of its own,
 /// need it).
 pub fn is_root() -> bool {

@@ -1,5 +1,5 @@
 //! The mirror between two three-member clusters while both suffer the robustness harness's
-//! faults (kills, pauses and, as root, partitions and members behind the purged log) under
+//! faults (kills, pauses and, as root, partitions, full disks and members behind the purged log) under
 //! a write load: the destination ends equal to the source (`--check`), and every key has the
 //! same version on both sides. The mirror started on an empty prefix and never re-copied, so
 //! a key's version counts the puts applied to it: equal versions prove that no source
@@ -12,7 +12,7 @@ use cairn_proto::etcdserverpb::RangeRequest;
 use cairn_tests::mirror::Mirror;
 use cairn_tests::prng::Rng;
 use cairn_tests::robustness::faults::{self, Faults};
-use cairn_tests::robustness::partitions;
+use cairn_tests::robustness::{partitions, rig};
 use cairn_tests::{Clients, Kind, grpc, require_etcd, wait};
 
 use crate::{FENCE, assert_mirrored, count, try_del, try_put_lease};
@@ -67,10 +67,10 @@ fn both_clusters_under_faults_end_equal_with_every_revision_applied_once() {
     } else {
         Faults::KillAndPause
     };
-    let (mut src, src_net) = partitions::start_cluster(Kind::Cairn, 3, &[], all);
-    let (mut dst, dst_net) = partitions::start_cluster(Kind::Cairn, 3, &[], all);
-    let sources: Vec<String> = src.members.iter().map(|m| m.endpoint()).collect();
-    let dests: Vec<String> = dst.members.iter().map(|m| m.endpoint()).collect();
+    let mut src = rig::start(Kind::Cairn, 3, &[], all);
+    let mut dst = rig::start(Kind::Cairn, 3, &[], all);
+    let sources: Vec<String> = src.cluster.members.iter().map(|m| m.endpoint()).collect();
+    let dests: Vec<String> = dst.cluster.members.iter().map(|m| m.endpoint()).collect();
     let mut m = Mirror::start(
         &sources.join(","),
         &dests.join(","),
@@ -105,9 +105,8 @@ fn both_clusters_under_faults_end_equal_with_every_revision_applied_once() {
             });
         }
         let (src, dst) = (&mut src, &mut dst);
-        let (src_net, dst_net) = (src_net.as_ref(), dst_net.as_ref());
-        let a = scope.spawn(move || faults::inject(src, kinds, src_net, 21, start, until));
-        let b = scope.spawn(move || faults::inject(dst, kinds, dst_net, 22, start, until));
+        let a = scope.spawn(move || faults::inject(src, kinds, 21, start, until));
+        let b = scope.spawn(move || faults::inject(dst, kinds, 22, start, until));
         let logs = (
             a.join().expect("source faults"),
             b.join().expect("destination faults"),
@@ -124,8 +123,8 @@ fn both_clusters_under_faults_end_equal_with_every_revision_applied_once() {
         written.load(Ordering::Relaxed) > 100,
         "too few writes got through\n{schedule}"
     );
-    src.wait_leader(Duration::from_secs(60));
-    dst.wait_leader(Duration::from_secs(60));
+    src.cluster.wait_leader(Duration::from_secs(60));
+    dst.cluster.wait_leader(Duration::from_secs(60));
 
     let deadline = Instant::now() + Duration::from_secs(90);
     let caught_up = loop {

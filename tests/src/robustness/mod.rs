@@ -260,13 +260,14 @@ fn mix(
     let lines = |word: &str| schedule.iter().filter(|l| l.contains(word)).count();
     let progress: usize = streams.iter().map(|s| s.progress.len()).sum();
     format!(
-        "puts {}, txns {}, gets {}, deletes {}, ranges {} ({serializable} serializable), \
+        "puts {}, txns {}, gets {}, deletes {}, lost answers {}, ranges {} ({serializable} serializable), \
          leases {} ({revoked} revoked, {renewed} kept alive), compactions {}, defrags {}, \
          kills {}, pauses {}, partitions {}, full disks {}, progress notifications {progress}",
         count(&|o| matches!(o, KvOp::Put { .. })),
         count(&|o| matches!(o, KvOp::Txn { .. })),
         count(&|o| matches!(o, KvOp::Get { .. })),
         count(&|o| matches!(o, KvOp::Delete { .. })),
+        ops.iter().filter(|r| r.returned.is_none()).count(),
         ranges.len(),
         leases.len(),
         lines(" compact to "),

@@ -25,6 +25,12 @@ use crate::prng::Rng;
 /// How long one call may take before its answer counts as lost.
 pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long a client waits after a failed call, as a real client backs off. Without it, a
+/// member refusing everything at once (its disk full) made thousands of lost writes in a
+/// second, each pending to the end of the history, and the checker could not decide (found by
+/// the soak).
+const RETRY_AFTER: Duration = Duration::from_millis(100);
+
 /// Everything the harness writes is under this prefix.
 pub const PREFIX: &[u8] = b"robustness/";
 
@@ -87,6 +93,7 @@ pub async fn client(
             if !ok {
                 kv = None;
                 at = (at + 1) % endpoints.len();
+                tokio::time::sleep(RETRY_AFTER).await;
             }
             continue;
         }
@@ -170,9 +177,10 @@ pub async fn client(
             op,
         });
         if !ok {
-            // this member may be down: the next one, on a fresh connection
+            // this member may be down: the next one, on a fresh connection, after a pause
             kv = None;
             at = (at + 1) % endpoints.len();
+            tokio::time::sleep(RETRY_AFTER).await;
         }
     }
 }

@@ -3,7 +3,8 @@
 # faults (SIGKILL/SIGSTOP, and partitions when root) and concurrent clients, each run checked (linearizability with
 # porcupine-rs, watch streams, HashKV), until SECONDS (default: an hour) have passed. Ends with
 # one line: `soak: N runs, M operations, V violations`; exit 0 only when V is 0. Each failing
-# run's seed, fault schedule and violations are printed (replay: cairn-robustness --seed S).
+# run's seed, fault schedule and violations are printed (replay: cairn-robustness --seed S),
+# with where its members' logs were kept (SOAK_LOGS, default /tmp/cairn-soak-logs/SEED).
 #
 # Usage: tests/robustness/soak.sh [SECONDS]   (RUN_SECONDS=20 per run)
 set -uo pipefail
@@ -19,7 +20,9 @@ runs=0; ops=0; violations=0
 while [ "$(date +%s)" -lt "$end" ]; do
   seed=$(od -An -N8 -tu8 /dev/urandom | tr -d ' ')
   members=$(( runs % 3 == 0 ? 1 : 3 ))
-  out=$("$BIN" --seed "$seed" --members "$members" --seconds "$RUN_SECONDS" 2>&1)
+  # every member's log, kept only for a run that failed (SOAK_LOGS, default under /tmp)
+  logs="${SOAK_LOGS:-/tmp/cairn-soak-logs}/$seed"
+  out=$(CAIRN_KEEP_LOGS="$logs" "$BIN" --seed "$seed" --members "$members" --seconds "$RUN_SECONDS" 2>&1)
   line=$(printf '%s\n' "$out" | grep -m1 '^run seed=')
   if [ -z "$line" ]; then
     echo "run seed=$seed members=$members: the harness failed"; printf '%s\n' "$out" | grep -m1 -A2 panicked
@@ -31,7 +34,12 @@ while [ "$(date +%s)" -lt "$end" ]; do
     n=$(printf '%s\n' "$line" | sed -E 's/.*: ([0-9]+) operations, ([0-9]+) violations.*/\1/')
     v=$(printf '%s\n' "$line" | sed -E 's/.*: ([0-9]+) operations, ([0-9]+) violations.*/\2/')
     ops=$((ops + n)); violations=$((violations + v))
-    [ "$v" -gt 0 ] && printf '%s\n' "$out" | tail -n +2
+    if [ "$v" -gt 0 ]; then
+      printf '%s\n' "$out" | tail -n +2
+      echo "member logs: $logs"
+    else
+      rm -rf "$logs"
+    fi
   fi
   runs=$((runs + 1))
 done

@@ -173,7 +173,10 @@ impl WatchHub {
         self.lock().watchers.remove(&id).is_some()
     }
 
-    pub fn is_synced(&self, id: WatcherId) -> bool {
+    /// Whether one watcher is synced (the tests' view; the watch stream asks through
+    /// [`WatchHub::progress`], which also takes the queued batches).
+    #[cfg(test)]
+    pub(crate) fn is_synced(&self, id: WatcherId) -> bool {
         self.lock().watchers.get(&id).is_some_and(|w| w.synced)
     }
 

@@ -11,7 +11,9 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 TOTAL=${1:-3600}
 RUN_SECONDS=${RUN_SECONDS:-20}
-cargo build -q -p cairn-tests --bin cairn-robustness -p cairn-server -p cairn-util
+# two builds: a `--bin` filter would apply to every -p and leave cairn and cairnutl unbuilt
+cargo build -q -p cairn-tests --bin cairn-robustness
+cargo build -q -p cairn-server -p cairn-util
 BIN=target/debug/cairn-robustness
 # the servers the harness starts (a test executable finds them itself; this binary is told)
 export CAIRN_BIN=$PWD/target/debug/cairn CAIRNUTL_BIN=$PWD/target/debug/cairnutl

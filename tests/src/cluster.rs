@@ -35,7 +35,7 @@ impl TestCluster {
         extra_args: &[&str],
         prepare: impl FnMut(&mut TestServer, &str),
     ) -> Self {
-        Self::start_inner(Kind::Cairn, n, extra_args, None, prepare)
+        Self::start_inner(Kind::Cairn, n, extra_args, None, |p| p, prepare)
     }
 
     /// [`TestCluster::start_prepared`] with members of `kind` (real etcd, say, restored with
@@ -46,13 +46,26 @@ impl TestCluster {
         extra_args: &[&str],
         prepare: impl FnMut(&mut TestServer, &str),
     ) -> Self {
-        Self::start_inner(kind, n, extra_args, None, prepare)
+        Self::start_inner(kind, n, extra_args, None, |p| p, prepare)
+    }
+
+    /// [`TestCluster::start_prepared_kind`] with something in front of each member's peer
+    /// port: `front(peer_port)` gives the port the member advertises (a proxy forwarding to
+    /// it, say), which the other members dial.
+    pub fn start_fronted(
+        kind: Kind,
+        n: usize,
+        extra_args: &[&str],
+        front: impl FnMut(u16) -> u16,
+        prepare: impl FnMut(&mut TestServer, &str),
+    ) -> Self {
+        Self::start_inner(kind, n, extra_args, None, front, prepare)
     }
 
     /// Like [`TestCluster::start`], every member with `tls` (client TLS, and peer TLS when
     /// `tls.peer`).
     pub fn start_tls(n: usize, extra_args: &[&str], tls: &ServerTls) -> Self {
-        Self::start_inner(Kind::Cairn, n, extra_args, Some(tls), |_, _| {})
+        Self::start_inner(Kind::Cairn, n, extra_args, Some(tls), |p| p, |_, _| {})
     }
 
     fn start_inner(
@@ -60,25 +73,31 @@ impl TestCluster {
         n: usize,
         extra_args: &[&str],
         tls: Option<&ServerTls>,
+        mut front: impl FnMut(u16) -> u16,
         mut prepare: impl FnMut(&mut TestServer, &str),
     ) -> Self {
         let ports = ports::free_ports(2 * n);
+        let advertised: Vec<u16> = (0..n).map(|i| front(ports[2 * i + 1])).collect();
         let peer_tls = tls.is_some_and(|t| t.peer);
         let initial_cluster = (0..n)
-            .map(|i| format!("m{}={}", i + 1, url(ports[2 * i + 1], peer_tls)))
+            .map(|i| format!("m{}={}", i + 1, url(advertised[i], peer_tls)))
             .collect::<Vec<_>>()
             .join(",");
         let extra_args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
         let mut members: Vec<TestServer> = (0..n)
             .map(|i| {
-                TestServer::cluster_member(
+                let mut m = TestServer::cluster_member(
                     kind,
                     &format!("m{}", i + 1),
                     (ports[2 * i], ports[2 * i + 1]),
                     &initial_cluster,
                     &extra_args,
                     tls,
-                )
+                );
+                if advertised[i] != ports[2 * i + 1] {
+                    m.advertise_peer_port(advertised[i]);
+                }
+                m
             })
             .collect();
         for m in &mut members {

@@ -46,6 +46,8 @@ pub struct TestServer {
     dir: TempDir,
     client_port: u16,
     peer_port: u16,
+    /// The peer port advertised instead of `peer_port` (a proxy's), if any.
+    advertised_peer_port: Option<u16>,
     /// `--name`: `s1` unless started with [`TestServer::start_prepared`].
     name: String,
     /// `--initial-cluster` for a member of a multi-member cluster (`None`: just this one).
@@ -178,6 +180,7 @@ impl TestServer {
                 .expect("tempdir"),
             client_port,
             peer_port,
+            advertised_peer_port: None,
             name: name.to_string(),
             initial_cluster: initial_cluster.map(String::from),
             extra_args: extra_args.to_vec(),
@@ -246,14 +249,31 @@ impl TestServer {
         format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
-    /// The peer URL: `http://127.0.0.1:<peer port>` (`https://` with peer TLS).
+    /// The peer URL the member advertises (the one in the membership):
+    /// `http://127.0.0.1:<peer port>` (`https://` with peer TLS), or the port of a proxy in
+    /// front of it (see [`TestServer::advertise_peer_port`]).
     pub fn peer_url(&self) -> String {
+        self.peer_url_on(self.advertised_peer_port.unwrap_or(self.peer_port))
+    }
+
+    /// The peer URL the member listens on.
+    fn listen_peer_url(&self) -> String {
+        self.peer_url_on(self.peer_port)
+    }
+
+    fn peer_url_on(&self, port: u16) -> String {
         let scheme = if self.tls.as_ref().is_some_and(|t| t.peer) {
             "https"
         } else {
             "http"
         };
-        format!("{scheme}://127.0.0.1:{}", self.peer_port)
+        format!("{scheme}://127.0.0.1:{port}")
+    }
+
+    /// Makes the member advertise `port` (a proxy's, forwarding to its peer port) instead
+    /// of its own peer port, from its next start.
+    pub fn advertise_peer_port(&mut self, port: u16) {
+        self.advertised_peer_port = Some(port);
     }
 
     /// Changes the TLS setup for the next start.
@@ -414,7 +434,7 @@ impl TestServer {
             "--advertise-client-urls".into(),
             client,
             "--listen-peer-urls".into(),
-            peer.clone(),
+            self.listen_peer_url(),
             "--initial-advertise-peer-urls".into(),
             peer.clone(),
             "--initial-cluster".into(),

@@ -1,7 +1,8 @@
 //! Faults at seeded random moments: a member (the leader as likely as any) killed with
-//! SIGKILL and restarted, paused with SIGSTOP and resumed, or cut off from the other members
-//! by a network partition and healed (`partitions`), or left without disk space for a while
-//! (restarted with room if it exited). Each is written down, so a failure shows the schedule
+//! SIGKILL and restarted, paused with SIGSTOP and resumed, cut off from the other members
+//! by a network partition and healed (`partitions`), its peer links slowed down for a while
+//! (`peer_proxy`), or left without disk space for a while (restarted with room if it
+//! exited). Each is written down, so a failure shows the schedule
 //! and a seed replays it.
 
 use std::time::{Duration, Instant};
@@ -18,7 +19,8 @@ pub enum Faults {
     /// SIGKILL and restart, or SIGSTOP and SIGCONT.
     KillAndPause,
     /// Those, partitions of one member from the others and full disks (both need root: see
-    /// [`super::partitions::available`]), and a member killed for 3–5 s, long enough for
+    /// [`super::partitions::available`]), delays of 50–150 ms (and up to 50 ms more) on
+    /// one member's peer links for 1–3 s, and a member killed for 3–5 s, long enough for
     /// the others to purge the log it needs (it catches up from a snapshot).
     All,
 }
@@ -39,6 +41,7 @@ pub fn inject(
         cluster,
         net,
         disks,
+        proxies,
     } = rig;
     loop {
         let wait = Duration::from_millis(rng.between(1000, 2500) as u64);
@@ -57,16 +60,18 @@ pub fn inject(
         let name = format!("m{}{role}", victim + 1);
         let down = Duration::from_millis(rng.between(200, 1200) as u64);
         let roll = rng.below(100);
-        let partition = faults == Faults::All && n > 1 && roll < 35;
+        let partition = faults == Faults::All && n > 1 && roll < 30;
+        let slow = faults == Faults::All && n > 1 && (30..45).contains(&roll);
         // down long enough for the others to snapshot and purge the log it needs
-        let behind = faults == Faults::All && n > 1 && (35..45).contains(&roll);
+        let behind = faults == Faults::All && n > 1 && (45..55).contains(&roll);
         let down = if behind {
             Duration::from_millis(rng.between(3000, 5000) as u64)
         } else {
             down
         };
-        let full = faults == Faults::All && (45..55).contains(&roll);
-        let pause = !partition && !behind && !full && faults != Faults::Kill && rng.chance(50);
+        let full = faults == Faults::All && (55..65).contains(&roll);
+        let pause =
+            !partition && !slow && !behind && !full && faults != Faults::Kill && rng.chance(50);
         let member = &mut cluster.members[victim];
         if let (true, Some(disk)) = (full, disks.get(victim)) {
             let left = 16 << 10;
@@ -102,6 +107,17 @@ pub fn inject(
             if let Err(e) = net.heal() {
                 log.push(format!("{} healing failed: {e}", at(start)));
             }
+        } else if let (true, Some(proxy)) = (slow, proxies.get(victim)) {
+            let base = Duration::from_millis(rng.between(50, 150) as u64);
+            let spread = Duration::from_millis(50);
+            let slow_for = Duration::from_millis(rng.between(1000, 3000) as u64);
+            log.push(format!(
+                "{} peer links of {name} delayed {base:?} (+ up to {spread:?}) for {slow_for:?}",
+                at(start)
+            ));
+            proxy.delay(base, spread);
+            std::thread::sleep(slow_for);
+            proxy.undelay();
         } else if pause {
             log.push(format!("{} SIGSTOP {name} for {down:?}", at(start)));
             member.pause();

@@ -11,9 +11,10 @@
 //! - [`traffic`]: the key-value clients.
 //! - [`leases`]: the lease clients and what leases must do.
 //! - [`maintenance`]: compactions and defrags, and what must hold after them.
-//! - [`faults`]: SIGKILL and restart, SIGSTOP and SIGCONT, partitions.
+//! - [`faults`]: SIGKILL and restart, SIGSTOP and SIGCONT, partitions, delays, full disks.
 //! - [`partitions`]: a member cut off from the others by firewall rules.
-//! - [`rig`]: a cluster set up for every fault (groups, small disks).
+//! - [`peer_proxy`]: delays on a member's peer links, by a TCP proxy in front of it.
+//! - [`rig`]: a cluster set up for every fault (proxies, groups, small disks).
 //! - [`watches`]: the watchers and what their streams must hold.
 //! - [`ranges`]: ranges checked as snapshots of the history.
 
@@ -23,6 +24,7 @@ pub mod leases;
 pub mod maintenance;
 pub mod model;
 pub mod partitions;
+pub mod peer_proxy;
 pub mod ranges;
 pub mod rig;
 pub mod traffic;
@@ -262,7 +264,7 @@ fn mix(
     format!(
         "puts {}, txns {}, gets {}, deletes {}, lost answers {}, ranges {} ({serializable} serializable), \
          leases {} ({revoked} revoked, {renewed} kept alive), compactions {}, defrags {}, \
-         kills {}, pauses {}, partitions {}, full disks {}, progress notifications {progress}",
+         kills {}, pauses {}, partitions {}, delays {}, full disks {}, progress notifications {progress}",
         count(&|o| matches!(o, KvOp::Put { .. })),
         count(&|o| matches!(o, KvOp::Txn { .. })),
         count(&|o| matches!(o, KvOp::Get { .. })),
@@ -275,6 +277,7 @@ fn mix(
         lines(" SIGKILL "),
         lines(" SIGSTOP "),
         lines(" partition "),
+        lines(" delayed "),
         lines(" full (16 KiB left)"),
     )
 }

@@ -5,6 +5,10 @@
 //! network only). Dropped, not refused: the connections stall as on a real partition, and
 //! resume when it heals.
 //!
+//! With a proxy in front of each member's peer port (`peer_proxy`), the members dial the
+//! proxies' ports: the rules drop what a member sends to those, and its answers from its own
+//! peer port.
+//!
 //! Needs root and a working `iptables` (Debian's package; `.ci/run` installs it). Each run
 //! has a chain of its own, named after the process and the run, jumped to from `OUTPUT` and
 //! removed when the run ends, so runs in parallel do not meet.
@@ -49,7 +53,10 @@ static RUNS: AtomicU32 = AtomicU32::new(0);
 pub struct Net {
     chain: String,
     groups: Vec<u32>,
+    /// The port each member listens on for peers.
     peer_ports: Vec<u16>,
+    /// The port the others dial to reach each member (its own, or its proxy's).
+    dialed_ports: Vec<u16>,
 }
 
 impl Net {
@@ -61,8 +68,13 @@ impl Net {
         (0..n as u32).map(|i| base + i).collect()
     }
 
-    /// Sets up an empty chain for members running as `groups` with `peer_ports`.
-    pub fn new(groups: Vec<u32>, peer_ports: Vec<u16>) -> Result<Net, String> {
+    /// Sets up an empty chain for members running as `groups`, listening on `peer_ports` and
+    /// reached on `dialed_ports`.
+    pub fn new(
+        groups: Vec<u32>,
+        peer_ports: Vec<u16>,
+        dialed_ports: Vec<u16>,
+    ) -> Result<Net, String> {
         let chain = format!("CAIRN-R{}", groups[0]);
         // a chain left by a run that died is emptied and reused
         let _ = iptables(&["-N", &chain]);
@@ -74,6 +86,7 @@ impl Net {
             chain,
             groups,
             peer_ports,
+            dialed_ports,
         })
     }
 
@@ -81,10 +94,11 @@ impl Net {
     /// send to its peer port (requests and its answers) are dropped.
     pub fn isolate(&self, x: usize) -> Result<(), String> {
         let own = self.peer_ports[x].to_string();
+        let dialed = self.dialed_ports[x].to_string();
         let gid = self.groups[x].to_string();
         let others: Vec<String> = (0..self.peer_ports.len())
             .filter(|&i| i != x)
-            .map(|i| self.peer_ports[i].to_string())
+            .map(|i| self.dialed_ports[i].to_string())
             .collect();
         let base = ["-A", &self.chain, "-o", "lo", "-p", "tcp", "-m", "owner"];
         let rule = |extra: &[&str]| {
@@ -104,7 +118,7 @@ impl Net {
         rule(&["--gid-owner", &gid, "--sport", &own, "-j", "DROP"])?;
         for (i, g) in self.groups.iter().enumerate() {
             if i != x {
-                rule(&["--gid-owner", &g.to_string(), "--dport", &own, "-j", "DROP"])?;
+                rule(&["--gid-owner", &g.to_string(), "--dport", &dialed, "-j", "DROP"])?;
             }
         }
         Ok(())

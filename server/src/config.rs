@@ -120,6 +120,16 @@ pub struct Flags {
         default_missing_value = "true"
     )]
     pub experimental_initial_corrupt_check: bool,
+    /// Serve the JSON gateway (`/v3/...`, `/v3beta/...`) on the client URLs, as etcd.
+    #[arg(
+        long,
+        env = "ETCD_ENABLE_GRPC_GATEWAY",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub enable_grpc_gateway: bool,
     /// How often the leader compares every member's HashKV at a common revision and raises a
     /// CORRUPT alarm on a mismatch (0 disables).
     #[arg(long, env = "ETCD_EXPERIMENTAL_CORRUPT_CHECK_TIME", default_value = "0s", value_parser = parse_duration)]
@@ -192,6 +202,7 @@ pub struct Config {
     pub etcd_version: String,
     pub progress_notify_interval: Duration,
     pub initial_corrupt_check: bool,
+    pub enable_grpc_gateway: bool,
     /// `None`: no periodic corruption check.
     pub corrupt_check_every: Option<Duration>,
     pub log_level: String,
@@ -362,6 +373,7 @@ impl Flags {
             etcd_version: self.etcd_version,
             progress_notify_interval: self.experimental_watch_progress_notify_interval,
             initial_corrupt_check: self.experimental_initial_corrupt_check,
+            enable_grpc_gateway: self.enable_grpc_gateway,
             corrupt_check_every: (!self.experimental_corrupt_check_time.is_zero())
                 .then_some(self.experimental_corrupt_check_time),
             log_level: self.log_level,

@@ -6,6 +6,7 @@
 //! - [`server`]: `run(config, shutdown)`: bind, start the member, serve, drain.
 //! - `context`: what every service shares; response headers, proposals, linearizable reads.
 //! - `grpc/`: one file per gRPC service.
+//! - `gateway/`: etcd's JSON gateway (`/v3/...`), calling the gRPC services' methods.
 //! - `http`: `/health`, `/metrics`, `/version`.
 //! - `listen`: binding listen URLs, plain or TLS (`cairn_tls`), served by axum.
 //! - [`tls_flags`]: etcd's TLS flags, validated; `tls`: the files read and the acceptors
@@ -22,6 +23,7 @@ pub mod config;
 mod context;
 mod corruption;
 pub mod errors;
+mod gateway;
 mod grpc;
 mod http;
 mod listen;

@@ -118,7 +118,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         tokio::spawn(crate::corruption::periodic(ctx.clone(), every));
     }
 
-    let client_router = crate::grpc::router(&ctx).merge(crate::http::router(ctx.clone()));
+    let mut client_router = crate::grpc::router(&ctx).merge(crate::http::router(ctx.clone()));
+    if ctx.config.enable_grpc_gateway {
+        client_router = client_router.merge(crate::gateway::router(&ctx));
+    }
     let metrics_router = crate::http::router(ctx.clone());
     let client = client_tcp.into_iter().map(|l| (l, true));
     let metrics = metrics_tcp.into_iter().map(|l| (l, false));

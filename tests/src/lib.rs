@@ -16,6 +16,7 @@
 //!   tests that hold on to an auth token.
 //! - [`pki`]: certificates made by the tests (CA, server, client, expired, revoked) and a
 //!   server's TLS setup ([`pki::ServerTls`]) as flags for the servers, etcdctl and curl.
+//! - [`gateway`]: etcd's JSON gateway with real curl, answers normalized to compare.
 //! - [`json`], [`base64`]: reading etcdctl's `-w json` output (base64 keys and values).
 //! - [`hashkv`], [`etcd_ids`]: models of etcd's HashKV and member/cluster ID derivation, so
 //!   tests can check values a server reports against values computed from what the test did.
@@ -30,6 +31,7 @@ pub mod cluster;
 pub mod disk;
 pub mod etcd_ids;
 pub mod etcdctl;
+pub mod gateway;
 pub mod grpc;
 pub mod hashkv;
 pub mod http;

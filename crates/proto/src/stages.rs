@@ -88,7 +88,8 @@ impl Timings {
             self.sum[i].fetch_add(t.saturating_sub(before), Relaxed);
         }
         self.last[i].store(t, Relaxed);
-        let done = stage == Stage::Written && (self.puts.fetch_add(1, Relaxed) + 1) % every == 0;
+        let done =
+            stage == Stage::Written && (self.puts.fetch_add(1, Relaxed) + 1).is_multiple_of(every);
         done.then(|| self.report(every))
     }
 

@@ -94,7 +94,8 @@ impl Cluster for ClusterService {
         _req: Request<MemberListRequest>,
     ) -> Result<Response<MemberListResponse>, Status> {
         Ok(Response::new(MemberListResponse {
-            header: self.0.header(self.0.store.current_revision()),
+            // etcd's MemberList header carries no revision
+            header: self.0.header(0),
             members: members(self.0.node.members()),
         }))
     }

@@ -59,13 +59,18 @@ impl Maintenance for MaintenanceService {
                 .into_iter()
                 .filter(|a| r.alarm == 0 || a.alarm == r.alarm)
                 .collect();
+            // etcd's alarm answers carry no header
             return Ok(Response::new(AlarmResponse {
-                header: self.0.header(self.0.store.current_revision()),
+                header: None,
                 alarms,
             }));
         }
         // activate and deactivate are for root: checked when applied
-        Ok(Response::new(ctx.propose(Op::Alarm(r)).await?))
+        let resp: AlarmResponse = ctx.propose(Op::Alarm(r)).await?;
+        Ok(Response::new(AlarmResponse {
+            header: None,
+            ..resp
+        }))
     }
 
     async fn status(
@@ -117,9 +122,8 @@ impl Maintenance for MaintenanceService {
             took_ms = started.elapsed().as_millis() as u64,
             "defragmented backend"
         );
-        Ok(Response::new(DefragmentResponse {
-            header: self.0.header(self.0.store.current_revision()),
-        }))
+        // etcd's DefragmentResponse carries no header
+        Ok(Response::new(DefragmentResponse { header: None }))
     }
 
     async fn hash(&self, req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
@@ -169,9 +173,8 @@ impl Maintenance for MaintenanceService {
             .await
             .map_err(ApiError::from)?;
         tracing::info!(target = %format!("{target:x}"), "moved leadership");
-        Ok(Response::new(MoveLeaderResponse {
-            header: self.0.header(self.0.store.current_revision()),
-        }))
+        // etcd's MoveLeaderResponse carries no header
+        Ok(Response::new(MoveLeaderResponse { header: None }))
     }
 
     async fn downgrade(

@@ -101,7 +101,9 @@ enum Next {
     Tick,
     /// A requested progress notification waits for the stream's watchers to catch up.
     RetryProgress,
-    /// The client closed its side, or the server is shutting down.
+    /// The client closed its side of the stream (it still reads).
+    InputClosed,
+    /// The client went away, or the server is shutting down.
     Done,
 }
 
@@ -111,6 +113,8 @@ struct Session {
     /// The stream's token resolved (a bad one refuses every watch created on it).
     token: Result<(), AuthError>,
     input: Streaming<WatchRequest>,
+    /// The client sends no more requests.
+    input_closed: bool,
     watchers: Watchers,
     batches: mpsc::Receiver<WatchBatch>,
     ticker: tokio::time::Interval,
@@ -152,6 +156,7 @@ fn responses(
         ctx,
         token,
         input,
+        input_closed: false,
         batches: batches_rx,
         ticker,
         out: VecDeque::new(),
@@ -175,9 +180,12 @@ impl Session {
     /// Waits for the next request, batch or tick and queues what it answers.
     async fn step(&mut self) {
         let next = tokio::select! {
-            m = self.input.next() => match m {
+            m = self.input.next(), if !self.input_closed => match m {
                 Some(Ok(req)) => Next::Request(req),
-                _ => Next::Done,
+                // as etcd: a client that closed its side still gets its watches' events
+                // (the gateway's `curl -d` does); the stream ends when it goes away
+                None => Next::InputClosed,
+                Some(Err(_)) => Next::Done,
             },
             Some(b) = self.batches.recv() => Next::Batch(b),
             _ = self.ticker.tick() => Next::Tick,
@@ -201,6 +209,7 @@ impl Session {
             }
             Next::Tick => self.notify_progress().await,
             Next::RetryProgress => self.requested_progress().await,
+            Next::InputClosed => self.input_closed = true,
             Next::Done => self.done = true,
         }
     }
@@ -395,7 +404,8 @@ async fn forward(ctx: &Context, batch: WatchBatch, out: &mut Out, watchers: &mut
         watchers.by_hub.remove(&batch.watcher);
         watchers.ids.remove(&id);
         let resp = WatchResponse {
-            header: ctx.header(batch.revision),
+            // etcd's compaction cancel carries no revision in its header
+            header: ctx.header(0),
             watch_id: id,
             canceled: true,
             compact_revision: batch.compact_revision,

@@ -118,7 +118,14 @@ impl Net {
         rule(&["--gid-owner", &gid, "--sport", &own, "-j", "DROP"])?;
         for (i, g) in self.groups.iter().enumerate() {
             if i != x {
-                rule(&["--gid-owner", &g.to_string(), "--dport", &dialed, "-j", "DROP"])?;
+                rule(&[
+                    "--gid-owner",
+                    &g.to_string(),
+                    "--dport",
+                    &dialed,
+                    "-j",
+                    "DROP",
+                ])?;
             }
         }
         Ok(())

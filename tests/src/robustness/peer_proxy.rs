@@ -77,7 +77,12 @@ impl Drop for PeerProxy {
     }
 }
 
-fn accept(listener: TcpListener, upstream: SocketAddr, latency: Arc<Latency>, stop: Arc<AtomicBool>) {
+fn accept(
+    listener: TcpListener,
+    upstream: SocketAddr,
+    latency: Arc<Latency>,
+    stop: Arc<AtomicBool>,
+) {
     let mut seed = u64::from(upstream.port());
     for conn in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
@@ -164,7 +169,8 @@ mod tests {
         });
         let proxy = PeerProxy::start(port).unwrap();
         let conn = TcpStream::connect(("127.0.0.1", proxy.port())).unwrap();
-        conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         (proxy, conn)
     }
 
@@ -208,7 +214,8 @@ mod tests {
         drop(free);
         let proxy = PeerProxy::start(port).unwrap();
         let mut conn = TcpStream::connect(("127.0.0.1", proxy.port())).unwrap();
-        conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         let mut buf = [0u8; 1];
         assert!(
             matches!(conn.read(&mut buf), Ok(0) | Err(_)),

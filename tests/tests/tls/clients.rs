@@ -100,6 +100,23 @@ fn curl_with_client_certificate(kind: Kind) {
         let version = get("/version", http1);
         assert!(version.contains("\"etcdserver\""), "{version}");
     }
+    // the JSON gateway on the same TLS port, over h2 and HTTP/1.1
+    for http1 in [false, true] {
+        let mut args = tls.curl_args();
+        if http1 {
+            args.push("--http1.1".into());
+        }
+        let put = cairn_tests::gateway::post(
+            &s.url(),
+            "/v3/kv/put",
+            r#"{"key":"Zm9v","value":"YmFy"}"#,
+            &args,
+        );
+        assert_eq!(put.status, 200, "{}", put.body);
+        let range =
+            cairn_tests::gateway::post(&s.url(), "/v3/kv/range", r#"{"key":"Zm9v"}"#, &args);
+        assert_eq!(range.json()["kvs"][0]["value"], "YmFy", "{}", range.body);
+    }
     let metrics = get("/metrics", false);
     assert!(metrics.contains("etcd_server_has_leader"), "{metrics:.300}");
 }

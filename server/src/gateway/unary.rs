@@ -1,0 +1,71 @@
+//! One unary call through the gateway: the body's JSON decoded into the request message
+//! (an empty body is the default message, as grpc-gateway takes it), the headers passed on
+//! as gRPC metadata (the `Authorization` token among them) with the connection's extensions
+//! (the client certificate), the service's own method called, and its answer written back
+//! as JSON.
+
+use std::future::Future;
+
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::Response;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tonic::Status;
+use tonic::metadata::MetadataMap;
+
+use super::status::{bad_body, json_response, unary_error};
+
+/// Decodes `req`'s body (at most `limit` bytes), calls `call` with it and answers.
+pub async fn unary<Req, Resp, F, Fut>(req: Request, limit: usize, call: F) -> Response
+where
+    Req: DeserializeOwned + Default,
+    Resp: Serialize,
+    F: FnOnce(tonic::Request<Req>) -> Fut,
+    Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
+{
+    let (parts, body) = req.into_parts();
+    let msg = match read_message(body, limit).await {
+        Ok(m) => m,
+        Err(resp) => return resp,
+    };
+    match call(grpc_request(parts, msg)).await {
+        Ok(r) => match serde_json::to_string(r.get_ref()) {
+            Ok(body) => json_response(StatusCode::OK, body),
+            Err(e) => unary_error(&Status::internal(e.to_string())),
+        },
+        Err(s) => unary_error(&s),
+    }
+}
+
+/// The request message in `body`: the default one when the body is empty.
+pub async fn read_message<Req: DeserializeOwned + Default>(
+    body: axum::body::Body,
+    limit: usize,
+) -> Result<Req, Response> {
+    let bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| unary_error(&too_large(limit)))?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Req::default());
+    }
+    serde_json::from_slice(&bytes).map_err(|e| bad_body(&e))
+}
+
+/// A body over the size a gRPC request may have (etcd's --max-request-bytes and framing).
+pub fn too_large(limit: usize) -> Status {
+    Status::resource_exhausted(format!(
+        "grpc: received message larger than max (more than {limit} bytes)"
+    ))
+}
+
+/// The gRPC request the service sees: the message with the HTTP request's headers as
+/// metadata and its extensions.
+pub fn grpc_request<T>(parts: Parts, msg: T) -> tonic::Request<T> {
+    tonic::Request::from_parts(
+        MetadataMap::from_headers(parts.headers),
+        parts.extensions,
+        msg,
+    )
+}

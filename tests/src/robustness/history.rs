@@ -142,12 +142,29 @@ pub fn existed_at(known: &[(i64, i64)], rev: i64) -> Option<i64> {
     known.get(i).map(|k| k.1)
 }
 
-/// The operations to check: a failed read is dropped (it observed nothing); a put (or txn)
-/// whose answer was lost ends by the return of the first read that saw its value, if one did;
-/// else it is dropped when nothing could have observed it (no later delete of its key that
-/// deleted something: found by the soak, a lost put a delete then removed), and otherwise
-/// stays pending to the end, as any other lost write.
-pub fn prepare(ops: &[Recorded]) -> Vec<Operation<EtcdKey>> {
+/// What the watch streams tell of the writes: every revision's puts, when a stream got all
+/// of them (checked for order and holes by `watches`).
+pub struct Persisted {
+    /// The revision each value was put at (values are unique to the run).
+    pub revision_of: HashMap<u64, i64>,
+    /// [`History::existed_by`].
+    pub existed: Vec<(i64, i64)>,
+}
+
+/// The operations to check: a failed read is dropped (it observed nothing). A put (or txn)
+/// whose answer was lost is settled by the complete watch history when there is one, as
+/// etcd's robustness tests do: if its value was never put, it never took effect and is
+/// dropped (a txn that failed its compare only read); if it was, it ends by the time its
+/// revision is known to have existed, or by the return of the first read that saw its value.
+/// Without a complete watch history it ends by that read, if one did; else it is dropped when
+/// nothing could have observed it (no later delete of its key that deleted something: found
+/// by the soak, a lost put a delete then removed), and otherwise stays pending to the end, as
+/// any other lost write (a lost delete always does).
+///
+/// Settling them matters: pending writes multiply the orders the checker must try, and a run
+/// with a member out of disk for a while (a hundred lost answers) could not be decided in a
+/// minute (found by the hour-long soak).
+pub fn prepare(ops: &[Recorded], persisted: Option<&Persisted>) -> Vec<Operation<EtcdKey>> {
     let mut first_seen: HashMap<u64, i64> = HashMap::new();
     // the latest call of a delete that deleted something, per key
     let mut deleted_after: HashMap<u8, i64> = HashMap::new();
@@ -171,10 +188,22 @@ pub fn prepare(ops: &[Recorded]) -> Vec<Operation<EtcdKey>> {
             (_, Some(ret)) => ret,
             (KvOp::Get { .. }, None) => continue,
             (KvOp::Put { key, value, .. } | KvOp::Txn { key, value, .. }, None) => {
-                match first_seen.get(value) {
-                    Some(&seen) => seen,
-                    None if deleted_after.get(key).is_some_and(|&at| at > r.call) => i64::MAX,
-                    None => continue,
+                let seen = first_seen.get(value).copied();
+                match persisted {
+                    Some(p) => match p.revision_of.get(value) {
+                        None => continue,
+                        Some(&rev) => {
+                            let by = existed_at(&p.existed, rev).unwrap_or(i64::MAX);
+                            by.min(seen.unwrap_or(i64::MAX))
+                        }
+                    },
+                    None => match seen {
+                        Some(seen) => seen,
+                        None if deleted_after.get(key).is_some_and(|&at| at > r.call) => {
+                            i64::MAX
+                        }
+                        None => continue,
+                    },
                 }
             }
             (KvOp::Delete { .. }, None) => i64::MAX,
@@ -236,13 +265,54 @@ mod tests {
                 },
             ),
         ];
-        let prepared = prepare(&ops);
+        let prepared = prepare(&ops, None);
         assert_eq!(prepared.len(), 3);
         assert_eq!(
             check_operations_timeout(&prepared, std::time::Duration::from_secs(5)),
             CheckResult::Ok
         );
         // with nothing that could have seen it, it is dropped
-        assert_eq!(prepare(&ops[..1]).len(), 0);
+        assert_eq!(prepare(&ops[..1], None).len(), 0);
+    }
+
+    /// With the complete watch history, a lost put is settled: dropped if its value was never
+    /// put, else ended by the time its revision is known to have existed.
+    #[test]
+    fn the_watch_history_settles_lost_puts() {
+        let put = |call, value| {
+            rec(
+                call,
+                None,
+                KvOp::Put {
+                    key: 1,
+                    value,
+                    revision: None,
+                },
+            )
+        };
+        let ops = [
+            put(0, 7),
+            put(1, 8),
+            rec(
+                10,
+                Some(20),
+                KvOp::Get {
+                    key: 1,
+                    found: Some((7, 5)),
+                },
+            ),
+        ];
+        let persisted = Persisted {
+            revision_of: HashMap::from([(7, 5)]),
+            existed: vec![(5, 15)],
+        };
+        let prepared = prepare(&ops, Some(&persisted));
+        // the put of 8 never happened; the put of 7 ended by 15, when revision 5 existed
+        assert_eq!(prepared.len(), 2);
+        assert_eq!(prepared[0].return_time, 15);
+        assert_eq!(
+            check_operations_timeout(&prepared, std::time::Duration::from_secs(5)),
+            CheckResult::Ok
+        );
     }
 }

@@ -207,7 +207,18 @@ pub fn run(s: &Scenario) -> Report {
     let recorded = history.all();
     report.operations = recorded.len();
     report.mix = mix(&recorded, &history, &streams, &report.schedule);
-    report.history = history::prepare(&recorded);
+    // the writes the watch history settles, when a stream got every revision without a hole
+    let complete = streams.iter().any(|g| g.last().is_some_and(|l| l >= last))
+        && watches::check_contiguous(&reference).is_empty();
+    let persisted = complete.then(|| history::Persisted {
+        revision_of: reference
+            .iter()
+            .filter(|e| e.2)
+            .filter_map(|e| Some((std::str::from_utf8(&e.3).ok()?.parse().ok()?, e.0)))
+            .collect(),
+        existed: history.existed_by(),
+    });
+    report.history = history::prepare(&recorded, persisted.as_ref());
     report
         .violations
         .extend(check_with::<EtcdKey>(&report.history));

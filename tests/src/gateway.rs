@@ -2,7 +2,7 @@
 //! Cairn: the member-level header fields and the IDs a server draws are replaced by
 //! placeholders, everything else is compared as it is.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -24,9 +24,10 @@ impl Reply {
     }
 }
 
-/// `curl -X POST <base><path> -d <body>` with `extra` arguments (headers, TLS files).
+/// `curl -X POST <base><path> --data-binary @-` with `body` on its stdin (a body of megabytes
+/// does not fit in an argument) and `extra` arguments (headers, TLS files).
 pub fn post(base: &str, path: &str, body: &str, extra: &[String]) -> Reply {
-    let out = Command::new("curl")
+    let mut child = Command::new("curl")
         .args([
             "-sS",
             "--max-time",
@@ -37,11 +38,18 @@ pub fn post(base: &str, path: &str, body: &str, extra: &[String]) -> Reply {
             "\n%{http_code}",
         ])
         .args(extra)
-        .arg("--data-binary")
-        .arg(body)
+        .args(["--data-binary", "@-"])
         .arg(format!("{base}{path}"))
-        .output()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("run curl (Debian's curl package)");
+    let mut stdin = child.stdin.take().expect("curl's stdin");
+    let body = body.to_string();
+    let writer = std::thread::spawn(move || stdin.write_all(body.as_bytes()));
+    let out = child.wait_with_output().expect("curl's output");
+    let _ = writer.join();
     assert!(
         out.status.success(),
         "curl {path}: {}",

@@ -375,6 +375,66 @@ fn bad_requests_get_etcds_statuses() {
     assert_eq!(answers(Kind::Cairn), etcd);
 }
 
+/// Oversized requests, refused as over gRPC: a value past --max-request-bytes (1.5 MiB) is
+/// etcd's "request is too large", a message past the gRPC limit (2 MiB) grpc's
+/// ResourceExhausted; nothing is written.
+#[test]
+fn oversized_requests_are_refused_as_etcd_refuses_them() {
+    if !require_etcd() {
+        return;
+    }
+    let answers = |kind| {
+        let s = TestServer::start(kind);
+        let mut out = Vec::new();
+        for size in [1_600_000, 2_200_000] {
+            let body =
+                json!({"key": base64::encode(b"big"), "value": base64::encode(vec![b'x'; size])});
+            let r = post(&s.url(), "/v3/kv/put", &body.to_string(), &[]);
+            out.push((r.status, r.json()));
+        }
+        let range = post(&s.url(), "/v3/kv/range", r#"{"key":"Ymln"}"#, &[]).json();
+        assert_eq!(
+            range.get("kvs"),
+            None,
+            "{kind:?}: an oversized put was written"
+        );
+        out
+    };
+    let etcd = answers(Kind::Etcd);
+    assert_eq!((etcd[0].0, etcd[1].0), (400, 429), "{etcd:?}");
+    assert_eq!(answers(Kind::Cairn), etcd);
+}
+
+/// Watch streams their clients drop leave the server serving, and their watchers go.
+#[test]
+fn dropped_watch_streams_leave_the_server_unaffected() {
+    let s = TestServer::start(Kind::Cairn);
+    let base = s.url();
+    for _ in 0..3 {
+        let streams: Vec<Stream> = (0..20)
+            .map(|_| {
+                Stream::open(
+                    &base,
+                    "/v3/watch",
+                    r#"{"create_request":{"key":"AA==","range_end":"AA=="}}"#,
+                    &[],
+                )
+            })
+            .collect();
+        for w in &streams {
+            assert!(
+                w.next(Duration::from_secs(10)).is_some(),
+                "a watch was not created"
+            );
+        }
+        drop(streams); // curl killed: the connections close under the streams
+        let put = post(&base, "/v3/kv/put", r#"{"key":"YQ==","value":"Yg=="}"#, &[]);
+        assert_eq!(put.status, 200, "{}", put.body);
+    }
+    let (code, health) = cairn_tests::http::get(&s.endpoint(), "/health").expect("health");
+    assert_eq!(code, 200, "{health}");
+}
+
 /// A watch over the gateway: created, the events of puts and deletes (a txn's two events in
 /// one chunk), a progress notification asked for in the same body, and a watch from a
 /// compacted revision cancelled with it.

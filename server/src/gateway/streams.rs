@@ -27,7 +27,7 @@ use super::unary::{grpc_request, read_message};
 /// A server-streaming call: one request message in the body, the responses as chunks.
 pub async fn server_stream<Req, Resp, S, F, Fut>(req: Request, limit: usize, call: F) -> Response
 where
-    Req: DeserializeOwned + Default,
+    Req: DeserializeOwned + Message + Default,
     Resp: Serialize + Send + 'static,
     S: Stream<Item = Result<Resp, Status>> + Send + 'static,
     F: FnOnce(tonic::Request<Req>) -> Fut,
@@ -110,7 +110,8 @@ struct Chunk<'a, T> {
 }
 
 /// The JSON messages of `body`, one by one as they arrive; ends at the body's end, at the
-/// first one that is not a `T`, or past `limit` bytes of a single message.
+/// first one that is not a `T`, or past `2 * limit` bytes of JSON for a single message (its
+/// bytes in base64: `limit` bytes of message, as over gRPC).
 fn json_messages<T: DeserializeOwned + Send + 'static>(
     body: Body,
     limit: usize,
@@ -121,7 +122,7 @@ fn json_messages<T: DeserializeOwned + Send + 'static>(
             match next_message::<T>(&mut buf) {
                 Parsed::Message(m) => return Some((m, (data, buf))),
                 Parsed::Bad => return None,
-                Parsed::NeedMore if buf.len() > limit => return None,
+                Parsed::NeedMore if buf.len() > 2 * limit => return None,
                 Parsed::NeedMore => match data.next().await {
                     Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
                     _ => return None,

@@ -10,6 +10,7 @@ use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::Response;
+use prost::Message;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::Status;
@@ -17,10 +18,11 @@ use tonic::metadata::MetadataMap;
 
 use super::status::{bad_body, json_response, unary_error};
 
-/// Decodes `req`'s body (at most `limit` bytes), calls `call` with it and answers.
+/// Decodes `req`'s body (its message at most `limit` bytes, as over gRPC), calls `call` with
+/// it and answers.
 pub async fn unary<Req, Resp, F, Fut>(req: Request, limit: usize, call: F) -> Response
 where
-    Req: DeserializeOwned + Default,
+    Req: DeserializeOwned + Message + Default,
     Resp: Serialize,
     F: FnOnce(tonic::Request<Req>) -> Fut,
     Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
@@ -39,25 +41,29 @@ where
     }
 }
 
-/// The request message in `body`: the default one when the body is empty.
-pub async fn read_message<Req: DeserializeOwned + Default>(
+/// The request message in `body`: the default one when the body is empty. The message may
+/// be `limit` bytes, as over gRPC (etcd's --max-request-bytes and framing), refused as gRPC
+/// refuses it; its JSON, with bytes in base64, may take twice that.
+pub async fn read_message<Req: DeserializeOwned + Message + Default>(
     body: axum::body::Body,
     limit: usize,
 ) -> Result<Req, Response> {
-    let bytes = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| unary_error(&too_large(limit)))?;
+    let bytes = axum::body::to_bytes(body, 2 * limit).await.map_err(|_| {
+        unary_error(&Status::resource_exhausted(format!(
+            "grpc: received message larger than max (more than {limit} bytes of JSON)"
+        )))
+    })?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Req::default());
     }
-    serde_json::from_slice(&bytes).map_err(|e| bad_body(&e))
-}
-
-/// A body over the size a gRPC request may have (etcd's --max-request-bytes and framing).
-pub fn too_large(limit: usize) -> Status {
-    Status::resource_exhausted(format!(
-        "grpc: received message larger than max (more than {limit} bytes)"
-    ))
+    let msg: Req = serde_json::from_slice(&bytes).map_err(|e| bad_body(&e))?;
+    let size = msg.encoded_len();
+    if size > limit {
+        return Err(unary_error(&Status::resource_exhausted(format!(
+            "grpc: received message larger than max ({size} vs. {limit})"
+        ))));
+    }
+    Ok(msg)
 }
 
 /// The gRPC request the service sees: the message with the HTTP request's headers as

@@ -199,9 +199,7 @@ pub fn prepare(ops: &[Recorded], persisted: Option<&Persisted>) -> Vec<Operation
                     },
                     None => match seen {
                         Some(seen) => seen,
-                        None if deleted_after.get(key).is_some_and(|&at| at > r.call) => {
-                            i64::MAX
-                        }
+                        None if deleted_after.get(key).is_some_and(|&at| at > r.call) => i64::MAX,
                         None => continue,
                     },
                 }

@@ -1,7 +1,8 @@
 //! etcd's JSON gateway (`/v3/...`) with real curl: the same requests against real etcd 3.4
 //! and Cairn, the answers compared after the member-level header fields and the IDs each
 //! server draws are replaced (`cairn_tests::gateway::normalized`). Unary routes of every
-//! service, errors, auth with a token, the watch and keep-alive streams, the snapshot stream.
+//! service, errors, auth with a token, the watch and keep-alive streams, the snapshot stream;
+//! and the same with Python's `requests` (`tests/gateway/requests_client.py`).
 
 use std::time::Duration;
 
@@ -597,4 +598,36 @@ fn snapshot_streams_a_file_etcdctl_reads() {
             .unwrap_or_else(|e| panic!("{kind:?}: {e}: {status}"));
         assert_eq!(v["revision"], 21, "{kind:?}: {status}");
     }
+}
+
+/// Python's `requests` against both: unary calls, a watch read line by line, auth with a
+/// token (`tests/gateway/requests_client.py` prints each step normalized). `python3` is the
+/// one on PATH: CI's virtualenv, which has `requests` (a dependency of moto).
+#[test]
+fn python_requests_sees_what_it_sees_on_etcd() {
+    if !require_etcd() {
+        return;
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/gateway/requests_client.py");
+    let run = |kind| {
+        let s = TestServer::start(kind);
+        let out = std::process::Command::new("python3")
+            .arg(script)
+            .arg(s.url())
+            .output()
+            .expect("run python3");
+        assert!(
+            out.status.success(),
+            "{kind:?}: {script}: {}",
+            cairn_tests::output_text(&out)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let etcd = run(Kind::Etcd);
+    assert!(etcd.contains(r#""step": "watch chunk 2""#), "{etcd}");
+    let cairn = run(Kind::Cairn);
+    for (c, e) in cairn.lines().zip(etcd.lines()) {
+        assert_eq!(c, e, "cairn (left) differs from etcd (right)");
+    }
+    assert_eq!(cairn.lines().count(), etcd.lines().count(), "{cairn}");
 }

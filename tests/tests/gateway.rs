@@ -356,7 +356,11 @@ fn bad_requests_get_etcds_statuses() {
             let code = r.json()["code"].clone();
             out.push((body.to_string(), r.status, code));
         }
-        for (path, method) in [("/v3/kv/nope", "POST"), ("/v3/kv/range", "GET")] {
+        for (path, method) in [
+            ("/v3/kv/nope", "POST"),
+            ("/v3/kv/range", "GET"),
+            ("/v3/kv/range", "OPTIONS"),
+        ] {
             let o = std::process::Command::new("curl")
                 .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", method])
                 .arg(format!("{base}{path}"))

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::Request;
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, post};
 use cairn_proto::etcdserverpb::auth_server::Auth;
@@ -54,7 +54,7 @@ pub fn router(ctx: &Context) -> Router {
     Router::new()
         .nest("/v3", v3.clone())
         .nest("/v3beta", v3)
-        .layer(axum::middleware::map_response(cors))
+        .layer(axum::middleware::from_fn(cors))
 }
 
 fn routes(ctx: &Context) -> Router {
@@ -201,8 +201,14 @@ fn plain(code: StatusCode, body: &'static str) -> Response {
         .into_response()
 }
 
-/// etcd's gateway lets browsers call it from any origin.
-async fn cors(mut resp: Response) -> Response {
+/// etcd's gateway lets browsers call it from any origin: its CORS headers on every answer,
+/// and a preflight (`OPTIONS`, on any path) answered at once.
+async fn cors(req: Request, next: axum::middleware::Next) -> Response {
+    let mut resp = if req.method() == Method::OPTIONS {
+        StatusCode::OK.into_response()
+    } else {
+        next.run(req).await
+    };
     let h = resp.headers_mut();
     h.insert(
         header::ACCESS_CONTROL_ALLOW_ORIGIN,

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use cairn_client::flags::parse_duration;
 use cairn_consensus::bootstrap::{parse_initial_cluster, split_urls};
 use clap::Parser;
 
@@ -256,26 +257,6 @@ pub fn hosts(urls: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// `10m`, `90s`, `1h`, `500ms`, or plain seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map(|i| s.split_at(i))
-        .unwrap_or((s, "s"));
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (e.g. 10m, 90s, 500ms)"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("{s:?} has an unknown unit (use ms, s, m or h)")),
-    };
-    Ok(Duration::from_secs_f64(secs))
-}
-
 fn auto_compaction(mode: &str, retention: &str) -> anyhow::Result<AutoCompaction> {
     let off = retention.trim() == "0" || retention.trim().is_empty();
     match mode {
@@ -410,6 +391,28 @@ mod tests {
         assert_eq!(c.auto_compaction, AutoCompaction::Off);
         let c = flags(&["--name", "n1"]).validate().unwrap();
         assert_eq!(c.data_dir, PathBuf::from("n1.cairn"));
+        assert!(c.enable_grpc_gateway);
+        let c = flags(&["--enable-grpc-gateway=false"]).validate().unwrap();
+        assert!(!c.enable_grpc_gateway);
+    }
+
+    /// Duration flags take Go's forms, as etcd's do (one parser: `cairn_client::flags`).
+    #[test]
+    fn durations_in_gos_forms() {
+        let c = flags(&[
+            "--experimental-watch-progress-notify-interval",
+            "1m30s",
+            "--experimental-corrupt-check-time",
+            "2h",
+        ])
+        .validate()
+        .unwrap();
+        assert_eq!(c.progress_notify_interval, Duration::from_secs(90));
+        assert_eq!(c.corrupt_check_every, Some(Duration::from_secs(7200)));
+        assert!(
+            Flags::try_parse_from(["cairn", "--experimental-corrupt-check-time", "5 days"])
+                .is_err()
+        );
     }
 
     #[test]

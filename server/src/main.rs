@@ -35,10 +35,9 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(cairn_server::server::run(
-        config,
-        cairn_server::server::signal(),
-    )) {
+    match runtime.block_on(cairn_server::server::run(config, async {
+        cairn_client::signals::terminated().await;
+    })) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");

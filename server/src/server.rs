@@ -263,19 +263,3 @@ fn prepare_tls(config: &Config) -> anyhow::Result<crate::tls::Prepared> {
     };
     crate::tls::prepare(&config.tls, &config.data_dir, &needs)
 }
-
-/// Completes on SIGTERM or SIGINT.
-pub async fn signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => futures::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-    }
-}

@@ -51,7 +51,7 @@ impl TokenConfig {
                         "pub-key" => c.pub_key = Some(PathBuf::from(v)),
                         "priv-key" => c.priv_key = Some(PathBuf::from(v)),
                         "ttl" => {
-                            c.ttl = crate::config::parse_duration(v)
+                            c.ttl = cairn_client::flags::parse_duration(v)
                                 .map_err(|e| anyhow::anyhow!("--auth-token ttl: {e}"))?
                         }
                         other => bail!(

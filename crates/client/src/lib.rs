@@ -14,6 +14,7 @@
 //! - [`pool`]: one shared connection with failover across endpoints.
 //! - [`snapshot`]: saving a snapshot to a file (checked, atomic) or a writer.
 //! - [`metrics`]: the `/metrics` page of the long-running tools.
+//! - [`signals`]: SIGTERM or Ctrl-C, the end of a server or a long-running command.
 //! - [`error`], [`ClientError`]: the one error type.
 
 pub mod auth;
@@ -26,6 +27,7 @@ pub mod pool;
 pub mod prompt;
 pub mod security;
 pub mod session;
+pub mod signals;
 pub mod snapshot;
 pub mod sniff;
 

@@ -110,7 +110,10 @@ pub fn run(a: Args, g: &super::Global) -> anyhow::Result<()> {
     let report = renderer(g.format);
     rt.block_on(async {
         let metrics = cairn_mirror::metrics::serve(&a.listen_metrics_urls, stats.clone()).await?;
-        let r = cairn_mirror::run(cfg, report, stats, shutdown()).await;
+        let r = cairn_mirror::run(cfg, report, stats, async {
+            cairn_client::signals::terminated().await;
+        })
+        .await;
         metrics.iter().for_each(|t| t.abort());
         r.map_err(anyhow::Error::from)
     })
@@ -159,22 +162,6 @@ fn config(a: &Args, g: &super::Global) -> anyhow::Result<Config> {
     cfg.merge_revisions = !a.txn_per_revision;
     cfg.validate()?;
     Ok(cfg)
-}
-
-/// Completes on Ctrl-C or SIGTERM.
-pub(crate) async fn shutdown() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-    }
 }
 
 /// How often a status line is printed without a terminal (etcdctl prints its count every 30 s).

@@ -36,7 +36,7 @@ pub fn run(args: SaveArgs, g: &Global) -> anyhow::Result<()> {
     rt.block_on(async {
         tokio::select! {
             r = save(&args, dialer) => r,
-            sig = interrupted() => Err(anyhow!("{sig}; nothing was written to {}", args.file)),
+            sig = cairn_client::signals::terminated() => Err(anyhow!("{sig}; nothing was written to {}", args.file)),
         }
     })
 }
@@ -74,25 +74,4 @@ async fn save(args: &SaveArgs, dialer: &Dialer) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Resolves on Ctrl-C or SIGTERM, so the partial file is removed on the way out.
-async fn interrupted() -> &'static str {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => "interrupted",
-            _ = term.recv() => "terminated",
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        "interrupted"
-    }
 }

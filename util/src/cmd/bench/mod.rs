@@ -5,7 +5,7 @@
 //! # Layout
 //! - `mod.rs`: the flags every workload shares, key naming, connecting, dispatch;
 //! - `driver.rs`: the client loop (total or duration, optional rate) that times each request;
-//! - `histogram.rs`: the latency histogram; `report.rs`: the summary and its formats;
+//! - `histogram.rs`: the latency histogram (`hdrhistogram`); `report.rs`: the summary and its formats;
 //! - one file per workload.
 //!
 //! The load generator runs on a multi-threaded tokio runtime; `--clients` clients share

@@ -204,6 +204,22 @@ pub fn run(s: &Scenario) -> Report {
         .events
         .clone();
 
+    // a member that did not catch up: where each stands, to tell a stuck member from a
+    // stuck watch (the soak's open case)
+    let behind: Vec<usize> = (0..streams.len())
+        .filter(|&i| streams[i].last().is_none_or(|l| l < last))
+        .collect();
+    if !behind.is_empty() {
+        report.violations.push(format!(
+            "the watches on {} did not reach revision {last} within 30 s; {}",
+            behind
+                .iter()
+                .map(|i| format!("m{}", i + 1))
+                .collect::<Vec<_>>()
+                .join(", "),
+            where_members_stand(&endpoints)
+        ));
+    }
     let recorded = history.all();
     report.operations = recorded.len();
     report.mix = mix(&recorded, &history, &streams, &report.schedule);
@@ -494,6 +510,28 @@ fn acknowledged_in(ops: &[history::Recorded], reference: &[watches::Seen]) -> Ve
         .collect()
 }
 
+/// Each member's raft and store position (Maintenance.Status), for a run in which one did
+/// not catch up: which member, how far behind, who it thinks leads.
+fn where_members_stand(endpoints: &[String]) -> String {
+    endpoints
+        .iter()
+        .enumerate()
+        .map(|(i, ep)| match crate::grpc::status_blocking(ep, Duration::from_secs(2)) {
+            Ok(s) => format!(
+                "m{}: revision {}, raft index {}, applied {}, term {}, leader {:x}",
+                i + 1,
+                s.header.as_ref().map_or(0, |h| h.revision),
+                s.raft_index,
+                s.raft_applied_index,
+                s.raft_term,
+                s.leader
+            ),
+            Err(e) => format!("m{}: no status ({e})", i + 1),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// Every member's HashKV at `revision`, once they all reached it: equal.
 fn hashes_agree(endpoints: &[String], revision: i64) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -514,7 +552,8 @@ fn hashes_agree(endpoints: &[String], revision: i64) -> Vec<String> {
         }
         if Instant::now() >= deadline {
             return vec![format!(
-                "not every member reached revision {revision}: {hashes:?}"
+                "not every member reached revision {revision}: {hashes:?}; {}",
+                where_members_stand(endpoints)
             )];
         }
         std::thread::sleep(Duration::from_millis(100));

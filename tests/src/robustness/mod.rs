@@ -516,18 +516,20 @@ fn where_members_stand(endpoints: &[String]) -> String {
     endpoints
         .iter()
         .enumerate()
-        .map(|(i, ep)| match crate::grpc::status_blocking(ep, Duration::from_secs(2)) {
-            Ok(s) => format!(
-                "m{}: revision {}, raft index {}, applied {}, term {}, leader {:x}",
-                i + 1,
-                s.header.as_ref().map_or(0, |h| h.revision),
-                s.raft_index,
-                s.raft_applied_index,
-                s.raft_term,
-                s.leader
-            ),
-            Err(e) => format!("m{}: no status ({e})", i + 1),
-        })
+        .map(
+            |(i, ep)| match crate::grpc::status_blocking(ep, Duration::from_secs(2)) {
+                Ok(s) => format!(
+                    "m{}: revision {}, raft index {}, applied {}, term {}, leader {:x}",
+                    i + 1,
+                    s.header.as_ref().map_or(0, |h| h.revision),
+                    s.raft_index,
+                    s.raft_applied_index,
+                    s.raft_term,
+                    s.leader
+                ),
+                Err(e) => format!("m{}: no status ({e})", i + 1),
+            },
+        )
         .collect::<Vec<_>>()
         .join("; ")
 }

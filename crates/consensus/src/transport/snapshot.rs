@@ -7,10 +7,18 @@
 //! than the raft snapshot's log id; the follower's state machine skips the entries the data
 //! already contains (etcd's consistent-index rule), so nothing is applied twice.
 //! Memory stays flat on both sides: the follower writes the stream to a file first.
+//!
+//! A stream that stops moving is given up, so that raft tries again: openraft sends a
+//! follower nothing else while its snapshot is in flight, and a stream stuck for good (a
+//! follower that took the stream and never answers, a connection that went silent) would
+//! leave it behind for as long as the leader leads. No chunk taken for [`STALL`], or no
+//! answer [`INSTALL_WAIT`] after the last one, ends the send with an error.
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use cairn_proto::cairnpeer::SnapshotChunk;
 use cairn_storage::Store;
@@ -32,6 +40,52 @@ const LEVEL: i32 = 1;
 
 type SendResult = Result<Result<SnapshotResponse<u64>, Fatal<u64>>, PeerError>;
 
+/// A snapshot stream that takes no chunk for this long is given up (raft retries).
+const STALL: Duration = Duration::from_secs(10);
+/// How long the follower may take to answer once the last chunk has gone.
+const INSTALL_WAIT: Duration = Duration::from_secs(120);
+
+/// When the stream last moved, and whether its last chunk has gone.
+struct Progress {
+    last: Mutex<tokio::time::Instant>,
+    done: AtomicBool,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        Progress {
+            last: Mutex::new(tokio::time::Instant::now()),
+            done: AtomicBool::new(false),
+        }
+    }
+
+    fn moved(&self, done: bool) {
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = tokio::time::Instant::now();
+        if done {
+            self.done.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Completes, saying why, once the stream has stalled or its answer is overdue.
+    async fn stalled(&self) -> String {
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let idle = self
+                .last
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .elapsed();
+            if self.done.load(Ordering::SeqCst) {
+                if idle >= INSTALL_WAIT {
+                    return format!("no answer {INSTALL_WAIT:?} after the snapshot's last chunk");
+                }
+            } else if idle >= STALL {
+                return format!("the snapshot stream took nothing for {STALL:?}");
+            }
+        }
+    }
+}
+
 /// Streams this member's store to the peer at `url` for installation under `meta`.
 pub async fn send(
     peers: &Arc<PeerClients>,
@@ -51,11 +105,14 @@ pub async fn send(
         .await
         .map_err(|_| PeerError::Refused("snapshot stream closed".into()))?;
     let store = store.clone();
+    let progress = Arc::new(Progress::new());
+    let moved = progress.clone();
     let writer = tokio::task::spawn_blocking(move || -> Result<(), String> {
         let mut out = ChunkWriter {
             tx: tx.clone(),
             template: template.clone(),
             buf: Vec::with_capacity(CHUNK_BYTES),
+            progress: moved.clone(),
         };
         let entries = write_copy(&store, &mut out)?;
         out.send_buffered().map_err(|e| e.to_string())?;
@@ -65,11 +122,17 @@ pub async fn send(
             ..template
         };
         tx.blocking_send(last)
-            .map_err(|_| "snapshot stream closed by the receiver".to_string())
+            .map_err(|_| "snapshot stream closed by the receiver".to_string())?;
+        moved.moved(true);
+        Ok(())
     });
     let mut client = peers.client(url)?;
     let call = client.install_snapshot(tokio_stream::wrappers::ReceiverStream::new(rx));
-    let resp = call.await;
+    // given up: the call and its stream are dropped, which ends the writer too
+    let resp = tokio::select! {
+        r = call => r,
+        why = progress.stalled() => return Err(PeerError::Lost(format!("peer {url}: {why}"))),
+    };
     let written = writer
         .await
         .map_err(|e| PeerError::Lost(format!("snapshot writer: {e}")))?;
@@ -102,6 +165,7 @@ struct ChunkWriter {
     tx: mpsc::Sender<SnapshotChunk>,
     template: SnapshotChunk,
     buf: Vec<u8>,
+    progress: Arc<Progress>,
 }
 
 impl ChunkWriter {
@@ -115,7 +179,9 @@ impl ChunkWriter {
                 data,
                 ..self.template.clone()
             })
-            .map_err(|_| std::io::Error::other("snapshot stream closed by the receiver"))
+            .map_err(|_| std::io::Error::other("snapshot stream closed by the receiver"))?;
+        self.progress.moved(false);
+        Ok(())
     }
 }
 
@@ -207,6 +273,28 @@ pub async fn receive(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stream that stops taking chunks is given up after [`STALL`]; once its last chunk
+    /// has gone, the follower gets [`INSTALL_WAIT`] to answer. (Tokio's clock, paused.)
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_snapshot_stream_is_given_up() {
+        let p = Progress::new();
+        let started = tokio::time::Instant::now();
+        let why = p.stalled().await;
+        assert!(why.contains("took nothing"), "{why}");
+        let waited = started.elapsed();
+        assert!(
+            waited >= STALL && waited < STALL + Duration::from_secs(1),
+            "{waited:?}"
+        );
+
+        let p = Progress::new();
+        p.moved(true);
+        let started = tokio::time::Instant::now();
+        let why = p.stalled().await;
+        assert!(why.contains("no answer"), "{why}");
+        assert!(started.elapsed() >= INSTALL_WAIT, "{:?}", started.elapsed());
+    }
 
     #[test]
     fn unfinished_incoming_snapshots_are_removed_and_nothing_else() {

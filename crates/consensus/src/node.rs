@@ -666,8 +666,15 @@ impl Node {
         let mut tick = tokio::time::interval(FAILURE_POLL);
         loop {
             tick.tick().await;
-            if let Err(e) = &self.raft.metrics().borrow().running_state {
+            let metrics = self.raft.metrics();
+            if let Err(e) = &metrics.borrow().running_state {
                 return e.to_string();
+            }
+            // raft's core task is gone without a word (a panic in openraft drops its metrics
+            // sender): the member would go on serving stale reads with raft dead, as one in
+            // the robustness soak did
+            if metrics.has_changed().is_err() {
+                return "raft's core task ended unexpectedly (a panic: see the log above)".into();
             }
         }
     }

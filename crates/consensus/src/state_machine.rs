@@ -9,6 +9,13 @@
 //! Entries at or below the stored applied index are skipped. That is what makes a snapshot
 //! from the leader safe to install even though its data is newer than the raft snapshot's log
 //! id (see `transport::snapshot`): raft replays the entries in between and they are no-ops.
+//!
+//! Until it has, the store's applied log id is ahead of the one raft knows applied (and of
+//! what it knows committed), and a raft snapshot must not claim it: openraft requires a
+//! snapshot's log id to be committed, and panicked when one was not (found by the robustness
+//! soak: a member restarted after a full disk installed the leader's copy, then built a
+//! snapshot of its own, and its raft stopped for good while the process went on serving).
+//! So the builder waits until raft has applied (or skipped) up to the store's log id.
 
 // openraft's `StorageError` is the error type its storage traits require, large or not.
 #![allow(clippy::result_large_err)]
@@ -21,6 +28,7 @@ use cairn_proto::stages::{self, Stage};
 use cairn_storage::Store;
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
+use tokio::sync::watch;
 
 use crate::proposer::{Writers, answer, commands_of};
 use crate::removal::Removal;
@@ -36,6 +44,9 @@ pub(crate) const META_MEMBERSHIP: &str = "raft_membership";
 pub(crate) const META_REMOVED: &str = "raft_removed";
 /// Most commands applied on the calling thread (see `apply`).
 const INLINE_COMMANDS: usize = 64;
+/// How long a snapshot build waits for raft to apply up to the store's log id (see above)
+/// before it claims only what raft has applied.
+const CATCH_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// The raft meta entries a snapshot carries along with the data.
 pub(crate) const REPLICATED_META: &[&str] = &[META_APPLIED, META_MEMBERSHIP, META_REMOVED];
 
@@ -49,6 +60,9 @@ pub struct StateMachine {
     applied: Option<LogId>,
     membership: StoredMembership,
     removed: BTreeSet<u64>,
+    /// The last log id raft has handed to `apply` (skipped entries too) or installed: what
+    /// it knows applied. Behind `applied` after a snapshot whose data was newer.
+    raft_applied: watch::Sender<Option<LogId>>,
 }
 
 fn read_meta<T: serde::de::DeserializeOwned>(
@@ -79,8 +93,10 @@ impl StateMachine {
             applied: None,
             membership: StoredMembership::default(),
             removed: BTreeSet::new(),
+            raft_applied: watch::channel(None).0,
         };
         sm.reload()?;
+        sm.raft_applied.send_replace(sm.applied);
         Ok(sm)
     }
 
@@ -128,6 +144,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
         self.reload()?;
+        // raft takes this as what it has applied
+        self.raft_applied.send_replace(self.applied);
         Ok((self.applied, self.membership.clone()))
     }
 
@@ -144,8 +162,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut per_entry = Vec::new();
         let mut skipped = 0usize;
         let mut last: Option<LogId> = None;
+        let mut last_handed: Option<LogId> = None;
         let mut membership_changed = false;
         for e in entries {
+            last_handed = Some(e.log_id);
             if done.is_some_and(|d| e.log_id.index <= d) {
                 // already in the store (installed from a newer snapshot)
                 skipped += 1;
@@ -183,6 +203,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         let mut out: Vec<Applied> = (0..skipped).map(|_| Applied::default()).collect();
         let Some(last) = last else {
+            if last_handed.is_some() {
+                self.raft_applied.send_replace(last_handed);
+            }
             return Ok(out);
         };
         let mut meta = vec![(META_APPLIED, json(&last)?)];
@@ -206,6 +229,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         .map_err(|e| StorageIOError::apply(last, &e))?;
         self.applied = Some(last);
+        self.raft_applied.send_replace(last_handed);
         self.applied_commands.add(results.len());
         if membership_changed {
             self.removal.set(self.removed.clone());
@@ -230,6 +254,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         SnapshotBuilder {
             store: self.store.clone(),
             path: self.snapshot_path(),
+            raft_applied: self.raft_applied.subscribe(),
         }
     }
 
@@ -272,6 +297,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         .map_err(|e| StorageIOError::write_snapshot(Some(signature), &e))?;
         tracing::info!(?summary, last_log_id = ?meta.last_log_id, "installed the leader's snapshot");
         self.reload()?;
+        // raft takes the snapshot's log id as applied; the data may be newer
+        self.raft_applied.send_replace(meta.last_log_id);
         write_marker(&self.snapshot_path(), meta).await
     }
 
@@ -292,6 +319,29 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 pub struct SnapshotBuilder {
     store: Arc<Store>,
     path: PathBuf,
+    raft_applied: watch::Receiver<Option<LogId>>,
+}
+
+impl SnapshotBuilder {
+    /// `data`, the store's applied log id, once raft has applied up to it; if it has not
+    /// within [`CATCH_UP_WAIT`], what raft has applied (the data holds more: installed
+    /// elsewhere, the entries in between are skipped).
+    async fn committed_part(&mut self, data: Option<LogId>) -> Option<LogId> {
+        let index = |l: &Option<LogId>| l.map(|l| l.index);
+        let caught_up = tokio::time::timeout(
+            CATCH_UP_WAIT,
+            self.raft_applied.wait_for(|r| index(r) >= index(&data)),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok());
+        if caught_up {
+            return data;
+        }
+        // raft did not get there in time (or the state machine is gone: shutting down)
+        let raft = *self.raft_applied.borrow();
+        tracing::warn!(store = ?data, raft = ?raft, "raft has not applied up to the store's log id; the snapshot claims what raft applied");
+        raft.min(data)
+    }
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
@@ -312,6 +362,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         };
         let last_log_id: Option<LogId> =
             parse(applied).and_then(|v| serde_json::from_value(v).ok());
+        let last_log_id = self.committed_part(last_log_id).await;
         let last_membership: StoredMembership = parse(membership)
             .and_then(|v| serde_json::from_value(v).ok())
             .unwrap_or_default();
@@ -397,6 +448,78 @@ mod tests {
             !path.exists(),
             "the received file is removed once installed"
         );
+    }
+
+    fn log(i: u64) -> LogId {
+        LogId::new(openraft::CommittedLeaderId::new(1, 1), i)
+    }
+
+    /// A member's state machine in `dir` after installing a leader's copy whose data is at
+    /// log index 30 under a raft snapshot at 10 (the data is newer, as the leader streams
+    /// its current store).
+    async fn installed_newer_than_its_snapshot(dir: &std::path::Path) -> StateMachine {
+        let leader_dir = tempfile::tempdir().unwrap();
+        let leader = open(leader_dir.path());
+        let put = Some(Command::from(Op::Put(PutRequest {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        })));
+        leader
+            .apply(
+                &[put],
+                &[(META_APPLIED, serde_json::to_vec(&log(30)).unwrap())],
+            )
+            .unwrap();
+        let snap_dir = dir.join("snap");
+        std::fs::create_dir_all(&snap_dir).unwrap();
+        let path = snap_dir.join("incoming-test-0.snap");
+        let mut out = std::fs::File::create(&path).unwrap();
+        let entries = crate::transport::snapshot::write_copy(&leader, &mut out).unwrap();
+        drop(out);
+        let snapshot = Box::new(SnapshotData::Received {
+            file: ReceivedFile::new(path),
+            meta: entries,
+        });
+        let mut sm =
+            StateMachine::new(open(dir), snap_dir, Removal::new(1), Default::default()).unwrap();
+        let meta = SnapshotMeta {
+            last_log_id: Some(log(10)),
+            ..Default::default()
+        };
+        sm.install_snapshot(&meta, snapshot).await.unwrap();
+        sm
+    }
+
+    /// Regression (found by the robustness soak): after installing the leader's copy, whose
+    /// data is newer than the raft snapshot's log id, a snapshot built on this member claimed
+    /// the data's log id, beyond what raft knew committed, and openraft panicked. The builder
+    /// now waits until raft has applied (here: skipped) up to it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_snapshot_after_a_newer_install_waits_for_raft_to_apply_up_to_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = installed_newer_than_its_snapshot(dir.path()).await;
+        let mut builder = sm.get_snapshot_builder().await;
+        let build = tokio::spawn(async move { builder.build_snapshot().await });
+        // raft replays 11..=30, all already in the data: skipped
+        let blanks = (11..=30).map(|i| Entry {
+            log_id: log(i),
+            payload: EntryPayload::Blank,
+        });
+        sm.apply(blanks).await.unwrap();
+        let built = build.await.unwrap().unwrap();
+        assert_eq!(built.meta.last_log_id, Some(log(30)));
+    }
+
+    /// The same, when raft never gets there: the snapshot claims only what raft applied.
+    /// (Tokio's clock, paused: the wait runs out at once.)
+    #[tokio::test(start_paused = true)]
+    async fn a_snapshot_after_a_newer_install_claims_only_what_raft_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = installed_newer_than_its_snapshot(dir.path()).await;
+        let mut builder = sm.get_snapshot_builder().await;
+        let built = builder.build_snapshot().await.unwrap();
+        assert_eq!(built.meta.last_log_id, Some(log(10)));
     }
 
     fn put(key: &str) -> Vec<u8> {

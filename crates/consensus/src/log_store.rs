@@ -188,6 +188,50 @@ fn bounds(range: &impl RangeBounds<u64>) -> (u64, Option<u64>) {
     (start, end)
 }
 
+/// The entries at `places` (located under the lock, read outside it), and whether all of
+/// them were. An entry whose bytes no longer check out may have been rewritten since it was
+/// located: raft truncated a conflicting tail (a restarted ex-leader's, when the new leader's
+/// entries arrive) and appended over it, or purged it. It is looked at again under the lock,
+/// which every change holds: gone, the answer stops short before it (raft allows a range to
+/// end early, and what follows is not the entries asked about); still there and still bad, it
+/// is damage. Found by the robustness soak: a restarted ex-leader's replication task read its
+/// old tail while the new leader's entries replaced it, took that for a damaged log, and the
+/// member stopped.
+fn read_located(
+    wal: &Mutex<Wal>,
+    places: Vec<(
+        u64,
+        std::sync::Arc<std::fs::File>,
+        std::path::PathBuf,
+        wal::Loc,
+    )>,
+) -> Result<(Vec<Entry>, bool), std::io::Error> {
+    let mut out = Vec::with_capacity(places.len());
+    for (index, file, path, loc) in places {
+        match wal::read_entry(&file, &path, index, loc) {
+            Ok(e) => out.push(e),
+            Err(first) => {
+                let wal = lock(wal);
+                match wal.locate(index, index + 1).pop() {
+                    None => return Ok((out, false)),
+                    Some((_, file, path, now)) => match wal::read_entry(&file, &path, index, now) {
+                        Ok(e) => {
+                            let rewritten = now != loc;
+                            out.push(e);
+                            if rewritten {
+                                // what follows was rewritten too: stop here
+                                return Ok((out, false));
+                            }
+                        }
+                        Err(_) => return Err(first),
+                    },
+                }
+            }
+        }
+    }
+    Ok((out, true))
+}
+
 impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
         &mut self,
@@ -208,17 +252,15 @@ impl RaftLogReader<TypeConfig> for LogStore {
             return Ok(tail);
         }
         let places = lock(&self.wal).locate(start, file_end);
-        let mut out = tokio::task::spawn_blocking(move || {
-            places
-                .into_iter()
-                .map(|(index, file, path, loc)| wal::read_entry(&file, &path, index, loc))
-                .collect::<Result<Vec<Entry>, std::io::Error>>()
-        })
-        .await
-        .map_err(io_err)
-        .and_then(|r| r)
-        .map_err(|e| StorageError::from(StorageIOError::read_logs(&e)))?;
-        out.extend(tail);
+        let wal = self.wal.clone();
+        let (mut out, whole) = tokio::task::spawn_blocking(move || read_located(&wal, places))
+            .await
+            .map_err(io_err)
+            .and_then(|r| r)
+            .map_err(|e| StorageError::from(StorageIOError::read_logs(&e)))?;
+        if whole {
+            out.extend(tail);
+        }
         Ok(out)
     }
 }

@@ -33,7 +33,7 @@ const HEADER: usize = 16;
 const MAX_RECORD: u32 = 1 << 30;
 const SUFFIX: &str = ".wal";
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Loc {
     segment: u64,
     offset: u64,

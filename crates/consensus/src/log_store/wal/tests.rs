@@ -217,3 +217,26 @@ fn segments_a_purge_left_behind_are_dropped_at_open() {
         "the stale segment is gone"
     );
 }
+
+/// Regression (found by the robustness soak): entries located, then rewritten before they
+/// were read (raft truncated a restarted ex-leader's tail and appended the new leader's
+/// entries over it) read as damage, and the member stopped. The read now stops short at
+/// the rewrite, with the entry that is there now.
+#[test]
+fn a_read_of_a_tail_rewritten_under_it_stops_short_instead_of_failing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = filled(dir.path(), 8);
+    let places = wal.locate(1, 9);
+    wal.truncate(5).unwrap();
+    append(&mut wal, &[entry(2, 5, 500), entry(2, 6, 500)]);
+    let wal = std::sync::Mutex::new(wal);
+    let (got, whole) = crate::log_store::read_located(&wal, places).unwrap();
+    assert!(!whole, "the rewritten tail was read as if it were whole");
+    assert_eq!(indexes(&got), [1, 2, 3, 4, 5]);
+    assert_eq!(got[4], entry(2, 5, 500));
+    // nothing rewritten: every entry
+    let places = wal.lock().unwrap().locate(1, 7);
+    let (got, whole) = crate::log_store::read_located(&wal, places).unwrap();
+    assert!(whole);
+    assert_eq!(indexes(&got), [1, 2, 3, 4, 5, 6]);
+}

@@ -35,9 +35,10 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(cairn_server::server::run(config, async {
-        cairn_client::signals::terminated().await;
-    })) {
+    match runtime.block_on(cairn_server::server::run(
+        config,
+        cairn_client::signals::stopped(),
+    )) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");

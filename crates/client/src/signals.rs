@@ -26,3 +26,8 @@ pub async fn terminated() -> &'static str {
         "interrupted"
     }
 }
+
+/// [`terminated`] for a shutdown future that needs no word of which signal it was.
+pub async fn stopped() {
+    terminated().await;
+}

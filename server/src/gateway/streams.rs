@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 use tonic::{Status, Streaming};
 
 use super::status::{stream_error, unary_error};
-use super::unary::{grpc_request, read_message};
+use super::unary::{answer, grpc_request};
 
 /// A server-streaming call: one request message in the body, the responses as chunks.
 pub async fn server_stream<Req, Resp, S, F, Fut>(req: Request, limit: usize, call: F) -> Response
@@ -33,14 +33,9 @@ where
     F: FnOnce(tonic::Request<Req>) -> Fut,
     Fut: Future<Output = Result<tonic::Response<S>, Status>>,
 {
-    let (parts, body) = req.into_parts();
-    let msg = match read_message(body, limit).await {
-        Ok(m) => m,
-        Err(resp) => return resp,
-    };
-    match call(grpc_request(parts, msg)).await {
-        Ok(r) => chunks(r.into_inner()),
-        Err(s) => unary_error(&s),
+    match answer(req, limit, call).await {
+        Ok(stream) => chunks(stream),
+        Err(resp) => resp,
     }
 }
 

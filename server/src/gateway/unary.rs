@@ -17,6 +17,7 @@ use tonic::Status;
 use tonic::metadata::MetadataMap;
 
 use super::status::{bad_body, json_response, unary_error};
+use crate::grpc::limits::too_large;
 
 /// Decodes `req`'s body (its message at most `limit` bytes, as over gRPC), calls `call` with
 /// it and answers.
@@ -27,30 +28,47 @@ where
     F: FnOnce(tonic::Request<Req>) -> Fut,
     Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
 {
-    let (parts, body) = req.into_parts();
-    let msg = match read_message(body, limit).await {
-        Ok(m) => m,
-        Err(resp) => return resp,
-    };
-    match call(grpc_request(parts, msg)).await {
-        Ok(r) => match serde_json::to_string(r.get_ref()) {
+    match answer(req, limit, call).await {
+        Ok(r) => match serde_json::to_string(&r) {
             Ok(body) => json_response(StatusCode::OK, body),
             Err(e) => unary_error(&Status::internal(e.to_string())),
         },
-        Err(s) => unary_error(&s),
+        Err(resp) => resp,
     }
+}
+
+/// What the service answers to the one request message in `req`'s body (at most `limit`
+/// bytes), or the error response (a bad body, or the service's status).
+pub async fn answer<Req, Resp, F, Fut>(
+    req: Request,
+    limit: usize,
+    call: F,
+) -> Result<Resp, Response>
+where
+    Req: DeserializeOwned + Message + Default,
+    F: FnOnce(tonic::Request<Req>) -> Fut,
+    Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
+{
+    let (parts, body) = req.into_parts();
+    let msg = read_message(body, limit).await?;
+    call(grpc_request(parts, msg))
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(|s| unary_error(&s))
 }
 
 /// The request message in `body`: the default one when the body is empty. The message may
 /// be `limit` bytes, as over gRPC (etcd's --max-request-bytes and framing), refused as gRPC
 /// refuses it; its JSON, with bytes in base64, may take twice that.
-pub async fn read_message<Req: DeserializeOwned + Message + Default>(
+async fn read_message<Req: DeserializeOwned + Message + Default>(
     body: axum::body::Body,
     limit: usize,
 ) -> Result<Req, Response> {
-    let bytes = axum::body::to_bytes(body, 2 * limit).await.map_err(|_| {
-        unary_error(&Status::resource_exhausted(format!(
-            "grpc: received message larger than max (more than {limit} bytes of JSON)"
+    let json_limit = 2 * limit;
+    let bytes = axum::body::to_bytes(body, json_limit).await.map_err(|_| {
+        unary_error(&Status::resource_exhausted(too_large(
+            format!("more than {json_limit} bytes of JSON"),
+            limit,
         )))
     })?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -59,8 +77,8 @@ pub async fn read_message<Req: DeserializeOwned + Message + Default>(
     let msg: Req = serde_json::from_slice(&bytes).map_err(|e| bad_body(&e))?;
     let size = msg.encoded_len();
     if size > limit {
-        return Err(unary_error(&Status::resource_exhausted(format!(
-            "grpc: received message larger than max ({size} vs. {limit})"
+        return Err(unary_error(&Status::resource_exhausted(too_large(
+            size, limit,
         ))));
     }
     Ok(msg)

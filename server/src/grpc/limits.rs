@@ -9,6 +9,13 @@ use axum::http::{HeaderMap, HeaderValue, Response};
 use http_body_util::BodyExt;
 
 const TONIC_TOO_LARGE: &str = "Error, decoded message length too large: found ";
+/// grpc-go's words for a message past the limit, which etcd's clients see.
+const GRPC_TOO_LARGE: &str = "grpc: received message larger than max";
+
+/// grpc-go's refusal of a `found`-byte message past `limit` (the text etcd answers with).
+pub(crate) fn too_large(found: impl std::fmt::Display, limit: impl std::fmt::Display) -> String {
+    format!("{GRPC_TOO_LARGE} ({found} vs. {limit})")
+}
 const OUT_OF_RANGE: &str = "11";
 const RESOURCE_EXHAUSTED: &str = "8";
 
@@ -42,10 +49,8 @@ fn rewrite(h: &mut HeaderMap) {
         .filter(|s| !s.is_empty())
         .collect();
     let text = match numbers.as_slice() {
-        [found, limit, ..] => {
-            format!("grpc: received message larger than max ({found} vs. {limit})")
-        }
-        _ => "grpc: received message larger than max".to_string(),
+        [found, limit, ..] => too_large(found, limit),
+        _ => GRPC_TOO_LARGE.to_string(),
     };
     h.insert("grpc-status", HeaderValue::from_static(RESOURCE_EXHAUSTED));
     if let Ok(v) = HeaderValue::from_str(&text.replace(' ', "%20")) {

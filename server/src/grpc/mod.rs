@@ -6,7 +6,7 @@ mod concurrency;
 pub mod election;
 pub mod kv;
 pub mod lease;
-mod limits;
+pub(crate) mod limits;
 pub mod lock;
 pub mod maintenance;
 mod snapshot;

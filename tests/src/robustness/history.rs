@@ -144,11 +144,11 @@ pub fn existed_at(known: &[(i64, i64)], rev: i64) -> Option<i64> {
 
 /// What the watch streams tell of the writes: every revision's puts, when a stream got all
 /// of them (checked for order and holes by `watches`).
-pub struct Persisted {
+pub struct Persisted<'a> {
     /// The revision each value was put at (values are unique to the run).
     pub revision_of: HashMap<u64, i64>,
     /// [`History::existed_by`].
-    pub existed: Vec<(i64, i64)>,
+    pub existed: &'a [(i64, i64)],
 }
 
 /// The operations to check: a failed read is dropped (it observed nothing). A put (or txn)
@@ -164,7 +164,7 @@ pub struct Persisted {
 /// Settling them matters: pending writes multiply the orders the checker must try, and a run
 /// with a member out of disk for a while (a hundred lost answers) could not be decided in a
 /// minute (found by the hour-long soak).
-pub fn prepare(ops: &[Recorded], persisted: Option<&Persisted>) -> Vec<Operation<EtcdKey>> {
+pub fn prepare(ops: &[Recorded], persisted: Option<&Persisted<'_>>) -> Vec<Operation<EtcdKey>> {
     let mut first_seen: HashMap<u64, i64> = HashMap::new();
     // the latest call of a delete that deleted something, per key
     let mut deleted_after: HashMap<u8, i64> = HashMap::new();
@@ -193,7 +193,7 @@ pub fn prepare(ops: &[Recorded], persisted: Option<&Persisted>) -> Vec<Operation
                     Some(p) => match p.revision_of.get(value) {
                         None => continue,
                         Some(&rev) => {
-                            let by = existed_at(&p.existed, rev).unwrap_or(i64::MAX);
+                            let by = existed_at(p.existed, rev).unwrap_or(i64::MAX);
                             by.min(seen.unwrap_or(i64::MAX))
                         }
                     },
@@ -302,7 +302,7 @@ mod tests {
         ];
         let persisted = Persisted {
             revision_of: HashMap::from([(7, 5)]),
-            existed: vec![(5, 15)],
+            existed: &[(5, 15)],
         };
         let prepared = prepare(&ops, Some(&persisted));
         // the put of 8 never happened; the put of 7 ended by 15, when revision 5 existed

@@ -197,12 +197,10 @@ pub fn run(s: &Scenario) -> Report {
         .collect();
     // the reference: the first stream that got everything (each is checked against it, and
     // it against the revisions, the acknowledged writes, the ranges and the leases)
-    let reference = streams
-        .iter()
-        .find(|g| g.last().is_some_and(|l| l >= last))
-        .unwrap_or(&streams[0])
-        .events
-        .clone();
+    let full = streams.iter().find(|g| g.last().is_some_and(|l| l >= last));
+    let reference = full.unwrap_or(&streams[0]).events.clone();
+    let holes = watches::check_contiguous(&reference);
+    let existed = history.existed_by();
 
     // a member that did not catch up: where each stands, to tell a stuck member from a
     // stuck watch (the soak's open case)
@@ -224,15 +222,14 @@ pub fn run(s: &Scenario) -> Report {
     report.operations = recorded.len();
     report.mix = mix(&recorded, &history, &streams, &report.schedule);
     // the writes the watch history settles, when a stream got every revision without a hole
-    let complete = streams.iter().any(|g| g.last().is_some_and(|l| l >= last))
-        && watches::check_contiguous(&reference).is_empty();
+    let complete = full.is_some() && holes.is_empty();
     let persisted = complete.then(|| history::Persisted {
         revision_of: reference
             .iter()
             .filter(|e| e.2)
             .filter_map(|e| Some((std::str::from_utf8(&e.3).ok()?.parse().ok()?, e.0)))
             .collect(),
-        existed: history.existed_by(),
+        existed: &existed,
     });
     report.history = history::prepare(&recorded, persisted.as_ref());
     report
@@ -245,9 +242,7 @@ pub fn run(s: &Scenario) -> Report {
             &reference,
         ));
     }
-    report
-        .violations
-        .extend(watches::check_contiguous(&reference));
+    report.violations.extend(holes);
     report.violations.extend(watches::check_prev_kv(&reference));
     report
         .violations
@@ -255,11 +250,9 @@ pub fn run(s: &Scenario) -> Report {
     report
         .violations
         .extend(ranges::check(&history.ranges(), &reference));
-    report.violations.extend(leases::check(
-        &history.leases(),
-        &reference,
-        &history.existed_by(),
-    ));
+    report
+        .violations
+        .extend(leases::check(&history.leases(), &reference, &existed));
     let compactions = compactions.lock().expect("lock").clone();
     report.violations.extend(rt.block_on(maintenance::check(
         s.seed,

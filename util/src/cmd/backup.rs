@@ -149,15 +149,8 @@ fn run_backup(a: RunArgs, g: &super::Global) -> anyhow::Result<()> {
         let stats = cfg.stats.clone();
         let render: Render = Arc::new(move || (stats.render(), OPENMETRICS_TEXT));
         let metrics = cairn_client::metrics::serve(&a.listen_metrics_urls, render).await?;
-        let done = cairn_backup::run::run(
-            dialer,
-            &cfg,
-            async {
-                cairn_client::signals::terminated().await;
-            },
-            &report,
-        )
-        .await;
+        let done =
+            cairn_backup::run::run(dialer, &cfg, cairn_client::signals::stopped(), &report).await;
         for t in metrics {
             t.abort();
         }

@@ -110,10 +110,7 @@ pub fn run(a: Args, g: &super::Global) -> anyhow::Result<()> {
     let report = renderer(g.format);
     rt.block_on(async {
         let metrics = cairn_mirror::metrics::serve(&a.listen_metrics_urls, stats.clone()).await?;
-        let r = cairn_mirror::run(cfg, report, stats, async {
-            cairn_client::signals::terminated().await;
-        })
-        .await;
+        let r = cairn_mirror::run(cfg, report, stats, cairn_client::signals::stopped()).await;
         metrics.iter().for_each(|t| t.abort());
         r.map_err(anyhow::Error::from)
     })
